@@ -1,0 +1,390 @@
+//! Configuration: where it is found, how it is parsed, and the checks that
+//! run before anything starts.
+//!
+//! [`Config::from_toml`] parses and validates a string (tests need no files);
+//! [`Config::load`] finds the file (`--config`, else
+//! `~/.zeroclaw/gateway.toml`, else built-in defaults). Every error names the
+//! key and the fix, and validation collects every bad key before returning.
+
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use schema::{
+    AuthConfig, BindingPolicy, ClientAuth, Config, DEFAULT_CONFIG_TOML, HstsConfig, KeyAlgorithm,
+    LogConfig, LogFormat, MetricsConfig, ReplayConfig, ServerConfig, StateConfig, TlsConfig,
+    TokensConfig, UpstreamConfig, UserConfig, parse_duration,
+};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong form.
+    #[error("{0}")]
+    Parse(String),
+    /// One or more values are well-formed but unusable; each entry names its key.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Parses and validates a TOML document. `~` in paths is expanded with
+    /// the user's home directory.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let mut config = parse(text)?;
+        config.expand_home(dirs::home_dir().as_deref());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the configuration: `path` if given, else
+    /// `~/.zeroclaw/gateway.toml` if it exists, else the defaults. Returns
+    /// the file that was read, if any.
+    pub fn load(path: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let candidate = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => dirs::home_dir()
+                .map(|h| h.join(".zeroclaw").join("gateway.toml"))
+                .filter(|p| p.is_file()),
+        };
+        let Some(file) = candidate else {
+            return Ok((Self::from_toml("")?, None));
+        };
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        Ok((Self::from_toml(&text)?, Some(file)))
+    }
+
+    /// Checks values that parse but cannot work, collecting every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.validate_tls(&mut problems);
+        self.validate_tokens(&mut problems);
+        self.validate_replay(&mut problems);
+        self.validate_auth(&mut problems);
+        self.validate_upstream(&mut problems);
+        self.validate_server(&mut problems);
+        problems.into_result()
+    }
+
+    fn validate_server(&self, p: &mut Problems) {
+        let s = &self.server;
+        p.check(
+            s.max_connections > 0,
+            "server",
+            "max_connections",
+            "must be at least 1",
+        );
+        p.check(
+            s.max_header_bytes >= 1024,
+            "server",
+            "max_header_bytes",
+            "must be at least 1024",
+        );
+        p.check(
+            !s.header_read_timeout.is_zero(),
+            "server",
+            "header_read_timeout",
+            "must be above 0",
+        );
+        p.check(
+            !s.handshake_timeout.is_zero(),
+            "server",
+            "handshake_timeout",
+            "must be above 0",
+        );
+        p.check(
+            self.metrics.listen != s.listen || !self.metrics.enabled,
+            "metrics",
+            "listen",
+            "must differ from [server] listen",
+        );
+    }
+
+    fn validate_tls(&self, p: &mut Problems) {
+        let t = &self.tls;
+        p.check(
+            t.cert_path.is_some() == t.key_path.is_some(),
+            "tls",
+            "cert_path",
+            "cert_path and key_path go together: set both or neither",
+        );
+        p.check(
+            t.renew_before < t.server_cert_validity,
+            "tls",
+            "renew_before",
+            "must be shorter than server_cert_validity",
+        );
+        p.check(
+            t.server_cert_validity < t.root_validity,
+            "tls",
+            "server_cert_validity",
+            "must be shorter than root_validity",
+        );
+        p.check(
+            !t.check_interval.is_zero(),
+            "tls",
+            "check_interval",
+            "must be above 0",
+        );
+        let wants_client_certs = t.client_auth != ClientAuth::Off;
+        let has_trust = t.client_ca_path.is_some() || !t.client_cert_fingerprints.is_empty();
+        p.check(
+            !wants_client_certs || has_trust,
+            "tls",
+            "client_auth",
+            "needs client_ca_path or client_cert_fingerprints",
+        );
+        for fp in &t.client_cert_fingerprints {
+            p.check(
+                normalize_fingerprint(fp).is_some(),
+                "tls",
+                "client_cert_fingerprints",
+                &format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
+            );
+        }
+        for host in &t.hostnames {
+            p.check(
+                !host.trim().is_empty() && !host.contains(char::is_whitespace),
+                "tls",
+                "hostnames",
+                &format!("{host:?} is not a host name"),
+            );
+        }
+    }
+
+    fn validate_tokens(&self, p: &mut Problems) {
+        let t = &self.tokens;
+        p.check(
+            !t.session_ttl.is_zero(),
+            "tokens",
+            "session_ttl",
+            "must be above 0",
+        );
+        p.check(
+            !t.idle_timeout.is_zero(),
+            "tokens",
+            "idle_timeout",
+            "must be above 0",
+        );
+        p.check(
+            t.absolute_timeout >= t.session_ttl,
+            "tokens",
+            "absolute_timeout",
+            "must be at least session_ttl",
+        );
+        p.check(
+            t.leeway.as_secs() <= 300,
+            "tokens",
+            "leeway",
+            "must be at most 5m: a larger skew weakens expiry",
+        );
+        p.check(
+            t.max_sessions_per_user >= 1,
+            "tokens",
+            "max_sessions_per_user",
+            "must be at least 1",
+        );
+        p.check(
+            !t.issuer.is_empty(),
+            "tokens",
+            "issuer",
+            "must not be empty",
+        );
+        p.check(
+            !t.audience.is_empty(),
+            "tokens",
+            "audience",
+            "must not be empty",
+        );
+        p.check(
+            !t.key_poll_interval.is_zero(),
+            "tokens",
+            "key_poll_interval",
+            "must be above 0",
+        );
+    }
+
+    fn validate_replay(&self, p: &mut Problems) {
+        let r = &self.replay;
+        p.check(!r.window.is_zero(), "replay", "window", "must be above 0");
+        p.check(
+            r.max_nonces >= 1,
+            "replay",
+            "max_nonces",
+            "must be at least 1",
+        );
+        for m in &r.methods {
+            p.check(
+                http::Method::from_bytes(m.as_bytes()).is_ok()
+                    && m.chars().all(|c| c.is_ascii_uppercase()),
+                "replay",
+                "methods",
+                &format!("{m:?} is not an HTTP method in upper case"),
+            );
+        }
+    }
+
+    fn validate_auth(&self, p: &mut Problems) {
+        let a = &self.auth;
+        p.check(
+            a.pairing_max_attempts >= 1,
+            "auth",
+            "pairing_max_attempts",
+            "must be at least 1",
+        );
+        p.check(
+            a.rate_limit_per_minute >= 1,
+            "auth",
+            "rate_limit_per_minute",
+            "must be at least 1",
+        );
+        p.check(
+            a.login_attempts_per_user_per_minute >= 1,
+            "auth",
+            "login_attempts_per_user_per_minute",
+            "must be at least 1",
+        );
+        let mut seen = std::collections::HashSet::new();
+        for user in &a.users {
+            p.check(
+                !user.name.is_empty(),
+                "auth.users",
+                "name",
+                "must not be empty",
+            );
+            p.check(
+                seen.insert(user.name.as_str()),
+                "auth.users",
+                "name",
+                &format!("{:?} appears twice", user.name),
+            );
+            p.check(
+                user.password_hash.starts_with("$argon2id$"),
+                "auth.users",
+                "password_hash",
+                &format!(
+                    "for {:?} is not an argon2id hash (make one with `clawgate hash-password`)",
+                    user.name
+                ),
+            );
+        }
+    }
+
+    fn validate_upstream(&self, p: &mut Problems) {
+        let Some(url) = &self.upstream.url else {
+            return;
+        };
+        let ok = url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some())
+            .filter(|u| u.path() == "/" || u.path().is_empty())
+            .is_some();
+        p.check(
+            ok,
+            "upstream",
+            "url",
+            &format!("{url:?} must be http://host:port (no path; the upstream is expected on a private interface)"),
+        );
+    }
+
+    fn expand_home(&mut self, home: Option<&Path>) {
+        let expand = |p: &mut PathBuf| *p = expand_tilde(p, home);
+        expand(&mut self.tls.cert_dir);
+        expand(&mut self.tokens.keys_dir);
+        expand(&mut self.state.dir);
+        for p in [
+            &mut self.tls.cert_path,
+            &mut self.tls.key_path,
+            &mut self.tls.client_ca_path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            expand(p);
+        }
+    }
+}
+
+/// Normalizes a SHA-256 fingerprint written as hex (any case, optional
+/// colons) to 64 lower-case hex digits.
+pub fn normalize_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, None))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(text, e.inner(), Some(&path))
+    })
+}
+
+/// Renders a parse error as one line: `line N: [section] key: message`.
+fn toml_error(text: &str, err: &toml::de::Error, path: Option<&str>) -> ConfigError {
+    let line = err
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let key = path
+        .filter(|p| *p != ".")
+        .map(|p| match p.rsplit_once('.') {
+            Some((section, key)) => format!("[{section}] {key}: "),
+            None => format!("{p}: "),
+        });
+    let message = err.message().trim();
+    let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    ConfigError::Parse(format!("{at}{}{message}", key.unwrap_or_default()))
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, section: &str, key: &str, why: &str) {
+        if !ok {
+            self.0.push(format!("[{section}] {key}: {why}"));
+        }
+    }
+
+    fn into_result(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(self.0))
+        }
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,26 @@
+//! The crate-level error: one variant per module error, for the composition
+//! root and the CLI. Modules return their own error types.
+
+use crate::config::ConfigError;
+use crate::gateway::certificate_manager::CertError;
+
+/// Anything that stops the gateway from being built or a CLI command from
+/// completing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates could not be loaded or generated.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// A socket could not be bound or another I/O step failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

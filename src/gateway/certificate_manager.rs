@@ -1,0 +1,9 @@
+//! Certificates: being written.
+
+/// Certificate errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// Placeholder.
+    #[error("placeholder")]
+    Placeholder,
+}

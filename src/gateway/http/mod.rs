@@ -1,0 +1,1 @@
+//! HTTP composition: router, middleware order, handlers.

@@ -1,0 +1,1 @@
+//! TODO(keyring): being written.

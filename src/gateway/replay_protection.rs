@@ -1,0 +1,1 @@
+//! TODO(replay_protection): being written.

@@ -1,0 +1,1 @@
+//! TODO(revocation_store): being written.

@@ -1,0 +1,1 @@
+//! TODO(session_token): being written.

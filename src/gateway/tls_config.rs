@@ -1,0 +1,1 @@
+//! TODO(tls_config): being written.

@@ -1,0 +1,3 @@
+//! The `clawgate` command line.
+
+fn main() {}
