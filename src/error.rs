@@ -3,6 +3,7 @@
 
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
+use crate::gateway::tls_config::TlsConfigError;
 
 /// Anything that stops the gateway from being built or a CLI command from
 /// completing.
@@ -14,6 +15,9 @@ pub enum Error {
     /// Certificates could not be loaded or generated.
     #[error(transparent)]
     Cert(#[from] CertError),
+    /// The TLS policy could not be built.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
     /// A socket could not be bound or another I/O step failed.
     #[error("{context}: {source}")]
     Io {

@@ -1,3 +1,238 @@
-//! The `clawgate` command line.
+//! The `clawgate` command line: parse, call the library, print, exit.
+//!
+//! Exit status: 0 on success, 64 for a usage or configuration error, 1 for
+//! a runtime failure, each with a one-line message on stderr.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use clawgate::Config;
+use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML, LogFormat};
+use clawgate::gateway::Gateway;
+use clawgate::gateway::certificate_manager::{self as certs, CertInfo, rfc3339};
+
+/// clawgate: a TLS 1.3 gateway with stateless PASETO v4 sessions.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (defaults work with no config file).
+    Serve {
+        /// Config file (default: ~/.zeroclaw/gateway.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a commented default config, or validate one.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage the gateway's TLS certificate.
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
+        /// Config file naming the certificate directory or files.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the commented default configuration.
+    Init,
+    /// Validate a configuration file (default lookup when omitted).
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertAction {
+    /// Issue a new server certificate (creating the local root if missing).
+    Generate {
+        /// Also replace the local root: every client must trust the new ca.crt.
+        #[arg(long)]
+        new_root: bool,
+    },
+    /// Show the server certificate and the local root.
+    Show,
+    /// Print the SHA-256 fingerprint and SPKI pin of the server certificate.
+    Fingerprint,
+}
+
+/// A failure with its exit status.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        let code = if error.downcast_ref::<ConfigError>().is_some() {
+            EX_USAGE
+        } else {
+            1
+        };
+        Self { code, error }
+    }
+}
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("clawgate: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => serve(load(config)?),
+        Command::Config {
+            action: ConfigAction::Init,
+        } => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
+            let (_, path) = Config::load(file.as_deref())?;
+            let shown = path.map_or_else(
+                || "built-in defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
+            println!("{shown}: ok");
+            Ok(())
+        }
+        Command::Cert { action, config } => cert(action, &load(config)?),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, Failure> {
+    Ok(Config::load(path.as_deref())?.0)
+}
+
+fn serve(config: Config) -> Result<(), Failure> {
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let gateway = Gateway::build(config).context("TLS is not available; refusing to start")?;
+        let running = gateway.start().await?;
+        let served = running.certificates().current();
+        println!("clawgate listening on https://{}", running.addr());
+        println!(
+            "certificate sha256 fingerprint: {}",
+            served.fingerprint_sha256
+        );
+        println!("certificate spki pin: {}", served.spki_pin);
+        if let Some(root) = running.certificates().root_path() {
+            println!("trust this root once: {}", root.display());
+        }
+        if let Some(metrics) = running.metrics_addr() {
+            println!("metrics: http://{metrics}/metrics");
+        }
+        wait_for_signals(&running).await;
+        running.shutdown().await;
+        Ok::<(), Failure>(())
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &clawgate::gateway::RunningGateway) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => running.reload(),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_running: &clawgate::gateway::RunningGateway) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn cert(action: CertAction, config: &Config) -> Result<(), Failure> {
+    match action {
+        CertAction::Generate { new_root } => {
+            let (leaf, root) =
+                certs::generate_into(&config.tls, new_root, std::time::SystemTime::now())?;
+            print_cert("server", &leaf);
+            print_cert("root", &root);
+            if new_root {
+                println!("new local root: every client must trust the new ca.crt");
+            }
+        }
+        CertAction::Show => {
+            for (label, info) in certs::describe(&config.tls)? {
+                print_cert(label, &info);
+            }
+        }
+        CertAction::Fingerprint => {
+            let described = certs::describe(&config.tls)?;
+            let (_, served) = described.first().context("no certificate")?;
+            println!("sha256 fingerprint: {}", served.fingerprint_sha256);
+            println!("spki pin: {}", served.spki_pin);
+        }
+    }
+    Ok(())
+}
+
+fn print_cert(label: &str, info: &CertInfo) {
+    println!("{label}:");
+    println!("  subject: {}", info.subject);
+    println!("  issuer: {}", info.issuer);
+    if !info.sans.is_empty() {
+        println!("  names: {}", info.sans.join(", "));
+    }
+    println!(
+        "  valid: {} to {}",
+        rfc3339(info.not_before),
+        rfc3339(info.not_after)
+    );
+    println!("  sha256 fingerprint: {}", info.fingerprint_sha256);
+    println!("  spki pin: {}", info.spki_pin);
+}
+
+fn init_logging(config: &Config) -> Result<(), Failure> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .map_err(|e| Failure {
+            code: EX_USAGE,
+            error: anyhow::anyhow!("[log] level: {e}"),
+        })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}

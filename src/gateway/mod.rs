@@ -15,3 +15,195 @@ pub mod server;
 pub mod session_manager;
 pub mod session_token;
 pub mod tls_config;
+
+mod lifecycle;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use self::certificate_manager::CertificateManager;
+use self::http::security_headers::SecurityHeaders;
+use self::http::{AppState, HttpLimits};
+use self::metrics::Metrics;
+use self::server::ServeOptions;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::Error;
+
+/// A configured gateway, ready to bind. Building it loads (or generates)
+/// the certificate first: with no usable certificate there is no gateway,
+/// and never a plaintext fallback.
+pub struct Gateway {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    certs: Arc<CertificateManager>,
+    metrics: Arc<Metrics>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl Gateway {
+    /// Builds the gateway on the system clock.
+    pub fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Builds the gateway on a given clock (tests move time by hand).
+    pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
+        let metrics = Arc::new(Metrics::new());
+        lifecycle::publish_cert_expiry(&certs, &metrics);
+        let tls = tls_config::server_config(certs.resolver(), None)?;
+        Ok(Self {
+            config,
+            clock,
+            certs,
+            metrics,
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// The certificate manager (fingerprints, root path, swaps).
+    pub fn certificates(&self) -> &Arc<CertificateManager> {
+        &self.certs
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Binds the listeners and starts serving in the background.
+    pub async fn start(self) -> Result<RunningGateway, Error> {
+        let listener = bind(self.config.server.listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| io("reading the listen address", source))?;
+        let metrics_addr = if self.config.metrics.enabled {
+            Some(
+                lifecycle::serve_metrics(self.config.metrics.listen, Arc::clone(&self.metrics))
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = http::router(
+            self.app_state(),
+            SecurityHeaders::new(&self.config.hsts),
+            &self.limits(),
+        );
+        let background = lifecycle::spawn_certificate_watch(
+            Arc::clone(&self.certs),
+            Arc::clone(&self.metrics),
+            self.config.tls.check_interval,
+            self.config.tls.renew_before,
+            Arc::clone(&self.clock),
+        );
+        let opts = self.serve_options();
+        let serve = server::serve(
+            listener,
+            self.tls,
+            app,
+            opts,
+            Arc::clone(&self.metrics.tls),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
+        let task = tokio::spawn(async move {
+            serve.await;
+            background.abort();
+        });
+        tracing::info!(event = "listening", %addr, "clawgate listening (TLS 1.3 only)");
+        Ok(RunningGateway {
+            addr,
+            metrics_addr,
+            stop: Some(stop_tx),
+            task,
+            certs: self.certs,
+        })
+    }
+
+    fn app_state(&self) -> AppState {
+        AppState {
+            metrics: Arc::clone(&self.metrics),
+            health: Vec::new(),
+        }
+    }
+
+    fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_body_bytes: usize::try_from(self.config.server.max_body_bytes)
+                .unwrap_or(usize::MAX),
+            body_read_timeout: self.config.server.body_read_timeout,
+        }
+    }
+
+    fn serve_options(&self) -> ServeOptions {
+        let s = &self.config.server;
+        ServeOptions {
+            max_connections: s.max_connections,
+            handshake_timeout: s.handshake_timeout,
+            header_read_timeout: s.header_read_timeout,
+            max_header_bytes: s.max_header_bytes,
+            shutdown_grace: s.shutdown_grace,
+        }
+    }
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    certs: Arc<CertificateManager>,
+}
+
+impl RunningGateway {
+    /// The HTTPS address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The metrics address actually bound, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The certificate manager (swaps, fingerprints).
+    pub fn certificates(&self) -> &Arc<CertificateManager> {
+        &self.certs
+    }
+
+    /// Reloads what can be reloaded without a restart (SIGHUP).
+    pub fn reload(&self) {
+        lifecycle::refresh_certificate(&self.certs, None);
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace
+    /// period, and returns when the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| io(&format!("cannot listen on {addr}"), source))
+}
+
+fn io(context: &str, source: std::io::Error) -> Error {
+    Error::Io {
+        context: context.to_owned(),
+        source,
+    }
+}

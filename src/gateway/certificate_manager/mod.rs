@@ -1,0 +1,445 @@
+//! Certificates: load provided PEM files or generate a local root and a
+//! server certificate on first run, serve them through a resolver that can
+//! swap them while running, and renew or reload them.
+//!
+//! Generated layout in `[tls] cert_dir` (default `~/.zeroclaw/certs/`):
+//! `ca.crt` + `ca.key` (long-lived local root; clients trust `ca.crt` once)
+//! and `gateway.crt` (leaf + root chain) + `gateway.key` (short-lived leaf).
+//! Only the leaf rotates, so clients keep trusting the gateway across
+//! renewals, as with Caddy's internal issuer or mkcert. Keys are written
+//! 0600, atomically.
+
+mod issue;
+mod pem;
+mod resolver;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+pub use issue::{DEFAULT_SANS, PemPair, generate_root, issue_server_cert};
+pub use pem::{
+    CertInfo, LoadedCert, MIN_RSA_BITS, fingerprint, fingerprint_hex, inspect, load_files,
+    load_pem, parse_chain, rfc3339, spki_pin,
+};
+pub use resolver::CertResolver;
+
+use crate::clock::Clock;
+use crate::config::TlsConfig;
+use crate::secret_file;
+
+/// Why a certificate could not be loaded, generated or swapped in.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A certificate or key file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PEM or DER data could not be parsed.
+    #[error("certificate is not valid PEM/X.509: {0}")]
+    BadPem(String),
+    /// The certificate file holds no certificate.
+    #[error("no certificate found{}", at(path))]
+    NoCertificate {
+        /// The file, when known.
+        path: Option<PathBuf>,
+    },
+    /// The key file holds no PKCS#8, SEC1 or PKCS#1 private key.
+    #[error(
+        "no private key found (PKCS#8, SEC1 or PKCS#1 PEM expected){}",
+        at(path)
+    )]
+    NoPrivateKey {
+        /// The file, when known.
+        path: Option<PathBuf>,
+    },
+    /// The key type is not supported by the TLS provider.
+    #[error("unsupported private key: {0}")]
+    UnsupportedKey(String),
+    /// An RSA key below the minimum size.
+    #[error("RSA key of {bits} bits is too small (minimum {MIN_RSA_BITS})")]
+    RsaKeyTooSmall {
+        /// Its modulus size.
+        bits: usize,
+    },
+    /// The private key does not belong to the certificate.
+    #[error("private key does not match the certificate's public key")]
+    KeyMismatch,
+    /// The certificate's validity ended.
+    #[error("certificate expired at {not_after}")]
+    Expired {
+        /// End of validity (RFC 3339).
+        not_after: String,
+    },
+    /// The certificate's validity has not started.
+    #[error("certificate is not valid before {not_before}")]
+    NotYetValid {
+        /// Start of validity (RFC 3339).
+        not_before: String,
+    },
+    /// Only one of `ca.crt` / `ca.key` exists; the root is never regenerated silently.
+    #[error("local root in {} is incomplete (ca.crt and ca.key must both exist); restore it, or remove both to create a new root that clients must trust again", dir.display())]
+    RootIncomplete {
+        /// The certificate directory.
+        dir: PathBuf,
+    },
+    /// The local root expired; the root is never regenerated silently.
+    #[error("local root {} expired at {not_after}; run `clawgate cert generate --new-root` and make clients trust the new ca.crt", path.display())]
+    RootExpired {
+        /// The root certificate file.
+        path: PathBuf,
+        /// End of validity (RFC 3339).
+        not_after: String,
+    },
+    /// rcgen failed to build a certificate.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// The configured validity does not fit in a timestamp.
+    #[error("certificate validity is out of range")]
+    BadValidity,
+    /// The operating system's random number generator failed.
+    #[error("system random number generator failed")]
+    Random,
+}
+
+impl CertError {
+    fn at_paths(self, cert: &Path, key: &Path) -> Self {
+        match self {
+            Self::NoCertificate { path: None } => Self::NoCertificate {
+                path: Some(cert.to_path_buf()),
+            },
+            Self::NoPrivateKey { path: None } => Self::NoPrivateKey {
+                path: Some(key.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+}
+
+fn at(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
+}
+
+/// Where the served certificate comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Local root + leaf in a directory, generated when needed.
+    Generated { dir: PathBuf },
+    /// Files named in the config, reloaded when they change.
+    Provided { cert: PathBuf, key: PathBuf },
+}
+
+/// What a renewal or reload check did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// Nothing was due.
+    Unchanged,
+    /// A new certificate was swapped in.
+    Swapped(CertInfo),
+}
+
+/// Owns the served certificate: loading, generation, renewal, reload and
+/// the live resolver.
+pub struct CertificateManager {
+    source: Source,
+    config: TlsConfig,
+    clock: Arc<dyn Clock>,
+    resolver: Arc<CertResolver>,
+    root: Mutex<Option<CertInfo>>,
+}
+
+impl CertificateManager {
+    /// Loads the configured certificate, generating a local root and server
+    /// certificate on first run. Fails closed: with no usable certificate
+    /// there is no manager (and so no listener).
+    pub fn init(config: &TlsConfig, clock: Arc<dyn Clock>) -> Result<Self, CertError> {
+        let now = clock.now();
+        let (source, loaded, root) = match (&config.cert_path, &config.key_path) {
+            (Some(cert), Some(key)) => {
+                let loaded = load_files(cert, key, now)?;
+                (
+                    Source::Provided {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    },
+                    loaded,
+                    None,
+                )
+            }
+            _ => {
+                let dir = config.cert_dir.clone();
+                let root = ensure_root(&dir, config, now)?;
+                let loaded = ensure_leaf(&dir, &root, config, now)?;
+                let root_info = inspect_pem(&root.cert_pem)?;
+                (Source::Generated { dir }, loaded, Some(root_info))
+            }
+        };
+        let resolver = Arc::new(CertResolver::new(
+            &loaded,
+            renew_threshold(config, &loaded.info),
+        ));
+        Ok(Self {
+            source,
+            config: config.clone(),
+            clock,
+            resolver,
+            root: Mutex::new(root),
+        })
+    }
+
+    /// The resolver to hand to rustls; it follows every swap.
+    pub fn resolver(&self) -> Arc<CertResolver> {
+        Arc::clone(&self.resolver)
+    }
+
+    /// Facts about the certificate being served now.
+    pub fn current(&self) -> CertInfo {
+        self.resolver.info()
+    }
+
+    /// Facts about the local root (generated mode only).
+    pub fn root(&self) -> Option<CertInfo> {
+        self.root.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Path of the root clients should trust (generated mode only).
+    pub fn root_path(&self) -> Option<PathBuf> {
+        match &self.source {
+            Source::Generated { dir } => Some(dir.join(CA_CERT)),
+            Source::Provided { .. } => None,
+        }
+    }
+
+    /// Whether the certificate comes from provided files.
+    pub fn is_provided(&self) -> bool {
+        matches!(self.source, Source::Provided { .. })
+    }
+
+    /// Swaps in a checked certificate. New handshakes use it at once;
+    /// established connections keep theirs.
+    pub fn swap(&self, loaded: &LoadedCert) {
+        self.resolver
+            .swap(loaded, renew_threshold(&self.config, &loaded.info));
+    }
+
+    /// Renews a generated server certificate when it is due at `now`, or
+    /// re-reads provided files and swaps them in when they changed. A bad
+    /// replacement is an error and the current certificate keeps serving.
+    pub fn refresh_at(&self, now: SystemTime) -> Result<RenewOutcome, CertError> {
+        match &self.source {
+            Source::Generated { dir } => {
+                if now < self.resolver.renew_at() {
+                    return Ok(RenewOutcome::Unchanged);
+                }
+                let root = read_root(dir)?;
+                let loaded = issue_and_write_leaf(dir, &root, &self.config, now)?;
+                self.swap(&loaded);
+                Ok(RenewOutcome::Swapped(loaded.info))
+            }
+            Source::Provided { cert, key } => {
+                let loaded = load_files(cert, key, now)?;
+                if loaded.info.fingerprint_sha256 == self.current().fingerprint_sha256 {
+                    return Ok(RenewOutcome::Unchanged);
+                }
+                self.swap(&loaded);
+                Ok(RenewOutcome::Swapped(loaded.info))
+            }
+        }
+    }
+
+    /// [`Self::refresh_at`] on the manager's clock.
+    pub fn refresh(&self) -> Result<RenewOutcome, CertError> {
+        self.refresh_at(self.clock.now())
+    }
+}
+
+/// Issues a fresh server certificate in `cert_dir` (creating the root when
+/// there is none, or replacing it when `new_root`), for `clawgate cert
+/// generate`. Returns the leaf and root.
+pub fn generate_into(
+    config: &TlsConfig,
+    new_root: bool,
+    now: SystemTime,
+) -> Result<(CertInfo, CertInfo), CertError> {
+    let dir = &config.cert_dir;
+    let root = if new_root {
+        write_root(dir, config, now)?
+    } else {
+        ensure_root(dir, config, now)?
+    };
+    let leaf = issue_and_write_leaf(dir, &root, config, now)?;
+    Ok((leaf.info, inspect_pem(&root.cert_pem)?))
+}
+
+/// The certificates a configuration names, for `clawgate cert show` and
+/// `fingerprint`: the server certificate, then the root if generated.
+pub fn describe(config: &TlsConfig) -> Result<Vec<(&'static str, CertInfo)>, CertError> {
+    let (cert_path, root_path) = match &config.cert_path {
+        Some(p) => (p.clone(), None),
+        None => (
+            config.cert_dir.join(LEAF_CERT),
+            Some(config.cert_dir.join(CA_CERT)),
+        ),
+    };
+    let mut out = vec![("server", inspect_pem(&read_string(&cert_path)?)?)];
+    if let Some(root) = root_path {
+        out.push(("root", inspect_pem(&read_string(&root)?)?));
+    }
+    Ok(out)
+}
+
+/// Root file names inside `cert_dir`.
+pub const CA_CERT: &str = "ca.crt";
+/// Root key file name inside `cert_dir`.
+pub const CA_KEY: &str = "ca.key";
+/// Server certificate chain file name inside `cert_dir`.
+pub const LEAF_CERT: &str = "gateway.crt";
+/// Server key file name inside `cert_dir`.
+pub const LEAF_KEY: &str = "gateway.key";
+
+/// When to renew: at most `renew_before`, and at most a third of the
+/// lifetime before expiry, so short-lived certificates renew in time too
+/// (PITFALLS C3: a fixed 30 days is wrong for short leaves).
+pub fn renew_threshold(config: &TlsConfig, info: &CertInfo) -> Duration {
+    let lifetime = info
+        .not_after
+        .duration_since(info.not_before)
+        .unwrap_or(Duration::ZERO);
+    config.renew_before.min(lifetime / 3)
+}
+
+fn ensure_root(dir: &Path, config: &TlsConfig, now: SystemTime) -> Result<PemPair, CertError> {
+    let (crt, key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    match (crt.exists(), key.exists()) {
+        (true, true) => {
+            let root = read_root(dir)?;
+            let info = inspect_pem(&root.cert_pem)?;
+            if info.not_after < now {
+                return Err(CertError::RootExpired {
+                    path: crt,
+                    not_after: rfc3339(info.not_after),
+                });
+            }
+            Ok(root)
+        }
+        (false, false) => {
+            let root = write_root(dir, config, now)?;
+            tracing::warn!(
+                event = "local_root_generated",
+                path = %crt.display(),
+                "generated a new local root; clients must trust this ca.crt"
+            );
+            Ok(root)
+        }
+        _ => Err(CertError::RootIncomplete {
+            dir: dir.to_path_buf(),
+        }),
+    }
+}
+
+fn write_root(dir: &Path, config: &TlsConfig, now: SystemTime) -> Result<PemPair, CertError> {
+    let root = generate_root(config.key_algorithm, config.root_validity, now)?;
+    write(&dir.join(CA_KEY), root.key_pem.as_bytes(), true)?;
+    write(&dir.join(CA_CERT), root.cert_pem.as_bytes(), false)?;
+    Ok(root)
+}
+
+fn ensure_leaf(
+    dir: &Path,
+    root: &PemPair,
+    config: &TlsConfig,
+    now: SystemTime,
+) -> Result<LoadedCert, CertError> {
+    match load_files(&dir.join(LEAF_CERT), &dir.join(LEAF_KEY), now) {
+        Ok(loaded) if leaf_is_usable(&loaded, root, config, now) => Ok(loaded),
+        Ok(_) | Err(_) => issue_and_write_leaf(dir, root, config, now),
+    }
+}
+
+/// A stored leaf is reused only if it chains to the current root, covers
+/// every configured name and is not yet due for renewal.
+fn leaf_is_usable(
+    loaded: &LoadedCert,
+    root: &PemPair,
+    config: &TlsConfig,
+    now: SystemTime,
+) -> bool {
+    let chained = loaded
+        .certified
+        .cert
+        .get(1)
+        .zip(
+            parse_chain(root.cert_pem.as_bytes())
+                .ok()
+                .and_then(|c| c.into_iter().next()),
+        )
+        .is_some_and(|(served, current)| served.as_ref() == current.as_ref());
+    let names_ok = config
+        .hostnames
+        .iter()
+        .all(|h| loaded.info.sans.contains(h));
+    let due = loaded.info.remaining_at(now) <= renew_threshold(config, &loaded.info);
+    chained && names_ok && !due
+}
+
+fn issue_and_write_leaf(
+    dir: &Path,
+    root: &PemPair,
+    config: &TlsConfig,
+    now: SystemTime,
+) -> Result<LoadedCert, CertError> {
+    let leaf = issue_server_cert(
+        root,
+        &config.hostnames,
+        config.key_algorithm,
+        config.server_cert_validity,
+        now,
+    )?;
+    let chain = format!("{}{}", leaf.cert_pem, root.cert_pem);
+    let loaded = load_pem(chain.as_bytes(), leaf.key_pem.as_bytes(), now)?;
+    // Key first: a reader that sees the new chain must find its key.
+    write(&dir.join(LEAF_KEY), leaf.key_pem.as_bytes(), true)?;
+    write(&dir.join(LEAF_CERT), chain.as_bytes(), false)?;
+    Ok(loaded)
+}
+
+fn read_root(dir: &Path) -> Result<PemPair, CertError> {
+    Ok(PemPair {
+        cert_pem: read_string(&dir.join(CA_CERT))?,
+        key_pem: read_string(&dir.join(CA_KEY))?,
+    })
+}
+
+fn inspect_pem(pem: &str) -> Result<CertInfo, CertError> {
+    let chain = parse_chain(pem.as_bytes())?;
+    let first = chain
+        .first()
+        .ok_or(CertError::NoCertificate { path: None })?;
+    inspect(first)
+}
+
+fn read_string(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, contents: &[u8], secret: bool) -> Result<(), CertError> {
+    let result = if secret {
+        secret_file::write_secret(path, contents)
+    } else {
+        secret_file::write_public(path, contents)
+    };
+    result.map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

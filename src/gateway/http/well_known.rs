@@ -1,0 +1,24 @@
+//! Unauthenticated endpoints: `/health`.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+
+/// `GET /health`: `{"status":"ok"}`, or `{"status":"degraded","checks":{…}}`
+/// while a component (such as the revocation store) is failing. Degraded
+/// still answers 200: the gateway keeps enforcing and serving.
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    let problems: Map<String, Value> = state
+        .health
+        .iter()
+        .filter_map(|probe| probe())
+        .map(|(component, reason)| (component.to_owned(), Value::String(reason)))
+        .collect();
+    if problems.is_empty() {
+        Json(json!({ "status": "ok" }))
+    } else {
+        Json(json!({ "status": "degraded", "checks": problems }))
+    }
+}
