@@ -3,7 +3,7 @@
 //! Exit status: 0 on success, 64 for a usage or configuration error, 1 for
 //! a runtime failure, each with a one-line message on stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => serve(load(config)?),
+        Command::Serve { config } => serve(load(config.as_deref())?),
         Command::Config {
             action: ConfigAction::Init,
         } => {
@@ -120,12 +120,12 @@ fn run(command: Command) -> Result<(), Failure> {
             println!("{shown}: ok");
             Ok(())
         }
-        Command::Cert { action, config } => cert(action, &load(config)?),
+        Command::Cert { action, config } => cert(&action, &load(config.as_deref())?),
     }
 }
 
-fn load(path: Option<PathBuf>) -> Result<Config, Failure> {
-    Ok(Config::load(path.as_deref())?.0)
+fn load(path: Option<&Path>) -> Result<Config, Failure> {
+    Ok(Config::load(path)?.0)
 }
 
 fn serve(config: Config) -> Result<(), Failure> {
@@ -177,9 +177,10 @@ async fn wait_for_signals(_running: &clawgate::gateway::RunningGateway) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn cert(action: CertAction, config: &Config) -> Result<(), Failure> {
+fn cert(action: &CertAction, config: &Config) -> Result<(), Failure> {
     match action {
         CertAction::Generate { new_root } => {
+            let new_root = *new_root;
             let (leaf, root) =
                 certs::generate_into(&config.tls, new_root, std::time::SystemTime::now())?;
             print_cert("server", &leaf);

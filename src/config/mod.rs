@@ -106,7 +106,7 @@ impl Config {
             "must be above 0",
         );
         p.check(
-            self.metrics.listen != s.listen || !self.metrics.enabled,
+            self.metrics.listen != s.listen || !self.metrics.enabled || s.listen.port() == 0,
             "metrics",
             "listen",
             "must differ from [server] listen",

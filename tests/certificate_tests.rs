@@ -1,0 +1,356 @@
+//! Certificates: first-run generation, reuse, provided PEM files and their
+//! errors, fingerprints, renewal and hot swap under handshake load.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use clawgate::clock::SystemClock;
+use clawgate::config::{KeyAlgorithm, TlsConfig};
+use clawgate::gateway::Gateway;
+use clawgate::gateway::certificate_manager::{
+    self as certs, CertError, CertificateManager, RenewOutcome, fingerprint, generate_root,
+    issue_server_cert, load_files, load_pem,
+};
+use clawgate::secret_file::mode_of;
+use common::{TestGateway, test_config};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn tls_in(dir: &Path) -> TlsConfig {
+    TlsConfig {
+        cert_dir: dir.join("certs"),
+        ..TlsConfig::default()
+    }
+}
+
+#[test]
+fn first_run_writes_root_and_leaf_with_private_keys_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    for (file, mode) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("gateway.crt", 0o644),
+        ("gateway.key", 0o600),
+    ] {
+        assert_eq!(
+            mode_of(&config.cert_dir.join(file)).unwrap(),
+            mode,
+            "{file}"
+        );
+    }
+    let served = manager.current();
+    assert!(!served.is_ca, "leaf must be CA:FALSE");
+    for name in ["localhost", "127.0.0.1", "::1"] {
+        assert!(
+            served.sans.iter().any(|s| s == name),
+            "{name} missing from {:?}",
+            served.sans
+        );
+    }
+    let lifetime = served.not_after.duration_since(served.not_before).unwrap();
+    assert!(
+        lifetime <= 91 * DAY,
+        "explicit short validity, got {lifetime:?}"
+    );
+    let root = manager.root().unwrap();
+    assert!(root.is_ca);
+    assert!(root.not_after > served.not_after);
+}
+
+#[test]
+fn second_run_reuses_root_and_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let first = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    let second = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    assert_eq!(
+        first.current().fingerprint_sha256,
+        second.current().fingerprint_sha256
+    );
+    assert_eq!(
+        first.root().unwrap().fingerprint_sha256,
+        second.root().unwrap().fingerprint_sha256
+    );
+}
+
+#[test]
+fn configured_hostname_forces_a_new_leaf_under_the_same_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tls_in(dir.path());
+    let first = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    config.hostnames = vec!["gateway.internal".to_owned()];
+    let second = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    assert_ne!(
+        first.current().fingerprint_sha256,
+        second.current().fingerprint_sha256
+    );
+    assert!(
+        second
+            .current()
+            .sans
+            .contains(&"gateway.internal".to_owned())
+    );
+    assert_eq!(
+        first.root().unwrap().fingerprint_sha256,
+        second.root().unwrap().fingerprint_sha256
+    );
+}
+
+#[test]
+fn p384_is_selectable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TlsConfig {
+        key_algorithm: KeyAlgorithm::EcdsaP384,
+        ..tls_in(dir.path())
+    };
+    let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    let pem = std::fs::read_to_string(config.cert_dir.join("gateway.key")).unwrap();
+    assert!(pem.contains("PRIVATE KEY"));
+    assert!(manager.current().spki_pin.starts_with("sha256//"));
+}
+
+#[test]
+fn half_a_root_is_never_regenerated_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    std::fs::remove_file(config.cert_dir.join("ca.key")).unwrap();
+    let err = CertificateManager::init(&config, Arc::new(SystemClock))
+        .err()
+        .unwrap();
+    assert!(matches!(err, CertError::RootIncomplete { .. }), "{err}");
+}
+
+#[test]
+fn provided_keys_in_pkcs8_sec1_and_pkcs1_load() {
+    let now = SystemTime::now();
+    load_files(&data("ec.crt"), &data("ec.sec1.key"), now).expect("SEC1");
+    load_files(&data("rsa2048.crt"), &data("rsa2048.pkcs1.key"), now).expect("PKCS#1 RSA-2048");
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), now).expect("PKCS#8");
+}
+
+#[test]
+fn mismatched_key_is_refused() {
+    let now = SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let a = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    let b = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    let err = load_pem(a.cert_pem.as_bytes(), b.key_pem.as_bytes(), now).unwrap_err();
+    assert!(matches!(err, CertError::KeyMismatch), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "private key does not match the certificate's public key"
+    );
+}
+
+#[test]
+fn short_rsa_key_is_refused() {
+    let err = load_files(
+        &data("rsa1024.crt"),
+        &data("rsa1024.key"),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CertError::RsaKeyTooSmall { bits: 1024 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("minimum 2048"), "{err}");
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let long_ago = SystemTime::now() - 400 * DAY;
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 3650 * DAY, long_ago).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, 30 * DAY, long_ago).unwrap();
+    let err = load_pem(
+        leaf.cert_pem.as_bytes(),
+        leaf.key_pem.as_bytes(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CertError::Expired { .. }), "{err}");
+}
+
+#[test]
+fn garbage_pem_is_refused() {
+    let now = SystemTime::now();
+    let err = load_pem(b"not a certificate", b"nor a key", now).unwrap_err();
+    assert!(matches!(err, CertError::NoCertificate { .. }), "{err}");
+    let root = generate_root(KeyAlgorithm::EcdsaP256, DAY * 2, now).unwrap();
+    let err = load_pem(
+        root.cert_pem.as_bytes(),
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        now,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CertError::UnsupportedKey(_) | CertError::NoPrivateKey { .. }
+        ),
+        "{err}"
+    );
+    let err = load_pem(
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        root.key_pem.as_bytes(),
+        now,
+    )
+    .unwrap_err();
+    assert!(matches!(err, CertError::BadPem(_)), "{err}");
+}
+
+#[test]
+fn gateway_refuses_to_start_without_a_usable_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), |c, _| {
+        c.tls.cert_path = Some(data("rsa1024.crt"));
+        c.tls.key_path = Some(data("rsa1024.key"));
+    });
+    let err = Gateway::build(config).err().expect("must refuse to start");
+    assert!(err.to_string().contains("too small"), "{err}");
+}
+
+#[test]
+fn error_messages_never_contain_key_material() {
+    let key = std::fs::read_to_string(data("ec.sec1.key")).unwrap();
+    let body_line = key.lines().nth(1).unwrap();
+    let err = load_files(
+        &data("rsa2048.crt"),
+        &data("ec.sec1.key"),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains(body_line), "{err}");
+    assert!(!format!("{err:?}").contains(body_line));
+}
+
+#[tokio::test]
+async fn fingerprint_and_pin_match_the_served_certificate() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let tls = gw.client().connect(gw.addr()).await.unwrap();
+    let served_der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let info = gw.running.certificates().current();
+    assert_eq!(fingerprint(&served_der), info.fingerprint_sha256);
+    let inspected = certs::inspect(&served_der).unwrap();
+    assert_eq!(inspected.spki_pin, info.spki_pin);
+
+    // The CLI prints the same values.
+    let config_path = gw.dir.path().join("gateway.toml");
+    std::fs::write(
+        &config_path,
+        format!("[tls]\ncert_dir = {:?}\n", gw.config.tls.cert_dir),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(["cert", "fingerprint", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&info.fingerprint_sha256), "{stdout}");
+    assert!(stdout.contains(&info.spki_pin), "{stdout}");
+}
+
+#[tokio::test]
+async fn due_leaf_is_renewed_under_the_same_root_and_served() {
+    // A one-hour leaf renews 20 minutes before expiry; a renewal 45 minutes
+    // from now issues a leaf backdated into the present, so the client can check it.
+    let gw = TestGateway::start(|c, _| {
+        c.tls.server_cert_validity = Duration::from_secs(3600);
+        c.tls.renew_before = Duration::from_secs(1200);
+    })
+    .await;
+    let manager = gw.running.certificates();
+    let before = manager.current();
+    assert_eq!(
+        manager.refresh_at(SystemTime::now()).unwrap(),
+        RenewOutcome::Unchanged
+    );
+    let later = SystemTime::now() + Duration::from_secs(45 * 60);
+    let RenewOutcome::Swapped(after) = manager.refresh_at(later).unwrap() else {
+        panic!("renewal was due")
+    };
+    assert_ne!(after.fingerprint_sha256, before.fingerprint_sha256);
+    // A client that trusts only the root keeps working and sees the new leaf.
+    let tls = gw.client().connect(gw.addr()).await.unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_eq!(fingerprint(&served), after.fingerprint_sha256);
+}
+
+#[tokio::test]
+async fn fifty_swaps_under_handshake_load_fail_no_handshake() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let client = gw.client();
+    let addr = gw.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+        loops.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.connect(addr).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let manager = Arc::clone(gw.running.certificates());
+    let cert_dir = gw.config.tls.cert_dir.clone();
+    let mut fingerprints = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let (leaf, _) = certs::generate_into(
+            &TlsConfig {
+                cert_dir: cert_dir.clone(),
+                ..TlsConfig::default()
+            },
+            false,
+            SystemTime::now(),
+        )
+        .unwrap();
+        let loaded = load_files(
+            &cert_dir.join("gateway.crt"),
+            &cert_dir.join("gateway.key"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(loaded.info.fingerprint_sha256, leaf.fingerprint_sha256);
+        manager.swap(&loaded);
+        fingerprints.insert(leaf.fingerprint_sha256);
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    assert_eq!(fingerprints.len(), 50);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "handshakes failed during swaps"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
+}

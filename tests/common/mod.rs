@@ -1,0 +1,229 @@
+//! Shared test helpers: a gateway on 127.0.0.1:0 with temporary
+//! directories, a real rustls TLS 1.3 client, and polling helpers.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clawgate::Config;
+use clawgate::gateway::{Gateway, RunningGateway};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, SupportedCipherSuite};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A running gateway and the temporary directories it owns.
+pub struct TestGateway {
+    pub running: RunningGateway,
+    pub dir: TempDir,
+    pub config: Config,
+}
+
+impl TestGateway {
+    /// Starts a gateway with defaults adjusted for tests, after `tweak`.
+    pub async fn start(tweak: impl FnOnce(&mut Config, &Path)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path(), tweak);
+        let running = Gateway::build(config.clone())
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        Self {
+            running,
+            dir,
+            config,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.addr()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.config.tls.cert_dir.join("ca.crt")
+    }
+
+    /// A TLS 1.3 client trusting this gateway's local root.
+    pub fn client(&self) -> TestClient {
+        TestClient::trusting(&self.ca_path())
+    }
+}
+
+/// A config on loopback ports chosen by the OS, with every directory in `dir`.
+pub fn test_config(dir: &Path, tweak: impl FnOnce(&mut Config, &Path)) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.tls.cert_dir = dir.join("certs");
+    config.tokens.keys_dir = dir.join("keys");
+    config.state.dir = dir.join("state");
+    config.server.shutdown_grace = Duration::from_secs(2);
+    tweak(&mut config, dir);
+    config.validate().unwrap();
+    config
+}
+
+/// The ring provider rustls clients in tests use.
+pub fn client_provider(
+    suites: Option<Vec<SupportedCipherSuite>>,
+) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = suites {
+        provider.cipher_suites = suites;
+    }
+    Arc::new(provider)
+}
+
+/// Builds a client config trusting `ca_pem_path`, with the given suites and versions.
+pub fn client_config(
+    ca_pem_path: &Path,
+    suites: Option<Vec<SupportedCipherSuite>>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(ca_pem_path).unwrap();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: CertificateDer<'static> = cert.unwrap();
+        roots.add(cert).unwrap();
+    }
+    let mut config = ClientConfig::builder_with_provider(client_provider(suites))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A real rustls client speaking HTTP/1.1 or HTTP/2 (by ALPN) to the gateway.
+#[derive(Clone)]
+pub struct TestClient {
+    pub config: Arc<ClientConfig>,
+}
+
+/// A buffered response.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestClient {
+    pub fn trusting(ca: &Path) -> Self {
+        Self::with_alpn(ca, &[b"h2", b"http/1.1"])
+    }
+
+    pub fn with_alpn(ca: &Path, alpn: &[&[u8]]) -> Self {
+        Self {
+            config: Arc::new(client_config(ca, None, &[&rustls::version::TLS13], alpn)),
+        }
+    }
+
+    /// TCP connect + TLS handshake to `localhost`.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = TlsConnector::from(Arc::clone(&self.config));
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    pub async fn get(&self, addr: SocketAddr, path: &str) -> TestResponse {
+        self.send(
+            addr,
+            Request::get(path).body(Full::new(Bytes::new())).unwrap(),
+        )
+        .await
+    }
+
+    /// Sends one request on a fresh connection.
+    pub async fn send(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> TestResponse {
+        let tls = self.connect(addr).await.expect("TLS handshake");
+        send_on(tls, req).await
+    }
+}
+
+/// Sends one request on an established TLS stream, by its negotiated ALPN.
+pub async fn send_on(tls: TlsStream<TcpStream>, mut req: Request<Full<Bytes>>) -> TestResponse {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let response = if h2 {
+        *req.uri_mut() = format!("https://localhost{}", req.uri()).parse().unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    };
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    TestResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut check: F) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The first available executable named `name` on PATH.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
