@@ -1,6 +1,8 @@
 //! Library-level tests of `ReplayGuard`: each rejection, session scoping,
 //! window expiry, fail-closed capacity and concurrent duplicates.
 
+#![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
+
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 

@@ -381,4 +381,5 @@ const MAX_TIMESTAMP_DIGITS: usize = 12;
 pub const NONCE_ENTRY_BYTES: u64 = 400;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 mod tests;
