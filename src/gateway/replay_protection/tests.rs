@@ -176,3 +176,9 @@ fn every_error_has_a_distinct_stable_code() {
         "replay_capacity_exhausted"
     );
 }
+
+#[test]
+fn guard_is_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&guard(300, 30, 10));
+}

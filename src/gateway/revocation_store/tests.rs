@@ -379,3 +379,13 @@ mod capture {
         }
     }
 }
+
+#[test]
+fn store_and_its_wait_future_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    send_sync(&store);
+    send(&store.wait_revoked("j", "s", "u", NOW));
+}
