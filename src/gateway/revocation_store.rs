@@ -1,1 +1,360 @@
-//! TODO(revocation_store): being written.
+//! Durable revocations and the in-memory revocation set.
+//!
+//! ## What can be revoked
+//!
+//! Revocations name ids, never token bytes or hashes (PITFALLS R3: the same
+//! token can be re-encoded, which slips past a hash denylist):
+//!
+//! - one token, by its `jti`;
+//! - a session and its whole refresh family, by `sid`;
+//! - every token of a subject issued at or before a time (`sub` +
+//!   `issued_before`), for "log out everywhere" and admin revocation.
+//!
+//! Each revocation carries `until`: the last Unix second at which anything it
+//! names could still be accepted (the latest `exp` it covers plus the
+//! verification leeway). After that the entry is dropped from memory and, at
+//! the next start, from the journal.
+//!
+//! ## Hot path
+//!
+//! [`RevocationStore::is_revoked_at`] reads three moka caches and does no
+//! I/O. Entries expire at `until` through moka's per-entry expiry; the caches
+//! have no `max_capacity`, because a size-evicted revocation would re-admit a
+//! revoked token (PITFALLS R4). At ≈ 460 bytes per entry (measured),
+//! 100,000 revocations take ≈ 46 MB (arithmetic in `memory.rs`).
+//!
+//! ## Durability: an append-only journal
+//!
+//! Revocations are appended to `revocations.jsonl` in the state directory,
+//! one JSON object per line, each line fsync'd before `revoke` returns. A
+//! journal was chosen over an embedded database because the data is small
+//! (ids and timestamps), writes are rare, and the operator can read, grep and
+//! audit the file with ordinary tools; one `write` + `fsync` per revocation is
+//! the whole write path, and there is no second on-disk format, background
+//! compactor or lock file to get wrong. The journal is compacted once, when
+//! the store opens: expired revocations are dropped (and never loaded back),
+//! duplicates merged, a torn last line from a crash discarded, and the result
+//! written atomically (temp file, fsync, rename) in place of the old journal.
+//! The file has mode 0600 and the directory, when created, 0700.
+//!
+//! ## Failure: degraded, never open
+//!
+//! The gateway keeps working when the state directory is unwritable, the
+//! journal is corrupt or the disk is full. [`RevocationStore::open`] always
+//! returns a store (with whatever it could load); `revoke` puts the
+//! revocation in force in memory first and then reports the journal error;
+//! [`RevocationStore::health`] turns [`StoreHealth::Degraded`] and an error
+//! event with `alert = "revocation_store_degraded"` is logged. Write
+//! problems clear on the next successful append; load problems (unreadable
+//! or corrupt journal) stay until a restart, because revocations that could
+//! not be read are not in force and only an operator can tell what they were.
+//!
+//! ## Scope
+//!
+//! Each gateway process has its own state directory. A revocation made on
+//! one replica is not seen by another (PITFALLS R1): clawgate is meant to
+//! run as one instance per protected service.
+
+mod journal;
+mod memory;
+mod revocation;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::clock::Clock;
+use journal::{Journal, Record};
+use memory::MemorySet;
+pub use revocation::{MAX_ID_BYTES, Revocation};
+
+/// A revocation as broadcast to subscribers (long-lived streams).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationEvent {
+    /// What was revoked.
+    pub revocation: Revocation,
+    /// When, in Unix seconds.
+    pub revoked_at: u64,
+}
+
+/// Whether revocations are being made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The journal was loaded and the last write succeeded.
+    Healthy,
+    /// Revocations are enforced from memory, but the journal could not be
+    /// read or written: some may be lost at the next restart.
+    Degraded {
+        /// What went wrong (paths and OS errors; never token material).
+        reason: String,
+    },
+}
+
+/// What [`RevocationStore::open`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Revocations in force after loading (duplicates merged).
+    pub loaded: usize,
+    /// Expired revocations dropped from the journal.
+    pub expired_dropped: usize,
+    /// Complete lines that could not be parsed (a copy of the journal is kept).
+    pub corrupt_lines: usize,
+    /// Whether the last line was cut short by a crash (discarded; harmless).
+    pub torn_tail: bool,
+    /// Whether the journal was rewritten without the dropped lines.
+    pub compacted: bool,
+    /// Health right after opening.
+    pub health: StoreHealth,
+}
+
+/// Why a revocation call did not fully succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The id is empty or longer than 256 bytes; nothing was revoked.
+    #[error("revocation id is empty or too long")]
+    InvalidId,
+    /// The revocation is in force in memory but was not written to the
+    /// journal, so it will not survive a restart.
+    #[error("revocation in force but not persisted: {source}")]
+    NotPersisted {
+        /// The journal error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The revocation set of one gateway: in-memory lookups backed by the journal.
+pub struct RevocationStore {
+    memory: MemorySet,
+    journal: Mutex<Journal>,
+    /// Sticky until restart: the journal could not be fully read.
+    load_issue: Option<String>,
+    /// Cleared by the next successful append.
+    write_issue: Mutex<Option<String>>,
+    events: broadcast::Sender<RevocationEvent>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RevocationStore {
+    /// Opens the store in `dir`, loading and compacting the journal.
+    ///
+    /// Never fails: problems make the store degraded (see the module docs)
+    /// and are described in the report. Call this before accepting traffic,
+    /// so no revoked token is admitted while loading (PITFALLS R2).
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> (Self, OpenReport) {
+        let now = clock.unix_now();
+        let memory = MemorySet::new();
+        let mut journal = Journal::new(dir);
+        let outcome = journal.load_and_compact(now);
+        for record in &outcome.live {
+            memory.insert(&record.revocation, now);
+        }
+        let write_issue = outcome
+            .write_issue
+            .or_else(|| journal.open_for_append().err());
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let store = Self {
+            memory,
+            journal: Mutex::new(journal),
+            load_issue: outcome.load_issue,
+            write_issue: Mutex::new(write_issue),
+            events,
+            clock,
+        };
+        let report = OpenReport {
+            loaded: outcome.live.len(),
+            expired_dropped: outcome.expired_dropped,
+            corrupt_lines: outcome.corrupt_lines,
+            torn_tail: outcome.torn_tail,
+            compacted: outcome.compacted,
+            health: store.health(),
+        };
+        store.log_open(&report);
+        (store, report)
+    }
+
+    /// Revokes now (by the store's clock). See [`revoke_at`](Self::revoke_at).
+    pub fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
+        self.revoke_at(revocation, self.clock.unix_now())
+    }
+
+    /// Puts `revocation` in force, tells subscribers, then makes it durable.
+    ///
+    /// A revocation whose `until` is already past names nothing that could
+    /// still be accepted and is ignored. On a journal error the revocation
+    /// is still in force (in memory, until `until` or a restart) and the
+    /// error is returned. Blocks for one fsync: call it from a blocking
+    /// context (`spawn_blocking`) in async code.
+    pub fn revoke_at(&self, revocation: Revocation, now_unix: u64) -> Result<(), StoreError> {
+        revocation.validate()?;
+        if revocation.until() < now_unix {
+            return Ok(());
+        }
+        // Order matters (PITFALLS R1): memory first, so the revocation is in
+        // force before the caller answers, even if the disk then fails;
+        // then the broadcast, so open streams close; then the journal.
+        self.memory.insert(&revocation, now_unix);
+        let event = RevocationEvent {
+            revocation,
+            revoked_at: now_unix,
+        };
+        // No receivers is not an error: nothing to close.
+        let _ = self.events.send(event.clone());
+        self.persist(&Record {
+            at: event.revoked_at,
+            revocation: event.revocation,
+        })
+    }
+
+    /// Whether a token with these claims is revoked at `now_unix`. In
+    /// memory only; no I/O, no locks beyond moka's.
+    pub fn is_revoked_at(
+        &self,
+        jti: &str,
+        sid: &str,
+        sub: &str,
+        iat_unix: u64,
+        now_unix: u64,
+    ) -> bool {
+        self.memory.is_revoked_at(jti, sid, sub, iat_unix, now_unix)
+    }
+
+    /// [`is_revoked_at`](Self::is_revoked_at) at the store clock's now.
+    pub fn is_revoked(&self, jti: &str, sid: &str, sub: &str, iat_unix: u64) -> bool {
+        self.is_revoked_at(jti, sid, sub, iat_unix, self.clock.unix_now())
+    }
+
+    /// Whether the journal is being read and written successfully.
+    pub fn health(&self) -> StoreHealth {
+        let write = lock(&self.write_issue).clone();
+        let reasons: Vec<&str> = [self.load_issue.as_deref(), write.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if reasons.is_empty() {
+            StoreHealth::Healthy
+        } else {
+            StoreHealth::Degraded {
+                reason: reasons.join("; "),
+            }
+        }
+    }
+
+    /// Revocations held in memory (for metrics; moka's count, which lags
+    /// until its housekeeping runs).
+    pub fn len(&self) -> u64 {
+        self.memory.len()
+    }
+
+    /// Whether no revocation is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs moka's pending housekeeping (expiry, counts) now; for tests and
+    /// metrics.
+    pub fn run_pending_tasks(&self) {
+        self.memory.run_pending_tasks();
+    }
+
+    /// A receiver of every revocation made from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.events.subscribe()
+    }
+
+    /// Completes once a token with these claims is revoked (immediately if
+    /// it already is). For closing long-lived streams (SSE, WebSocket).
+    pub async fn wait_revoked(&self, jti: &str, sid: &str, sub: &str, iat_unix: u64) {
+        // Subscribe before checking, so a revocation between the check and
+        // the subscription cannot be missed.
+        let mut events = self.subscribe();
+        if self.is_revoked(jti, sid, sub, iat_unix) {
+            return;
+        }
+        loop {
+            match events.recv().await {
+                Ok(event) if event.revocation.covers(jti, sid, sub, iat_unix) => return,
+                Ok(_) => {}
+                // Missed events: the memory set has them all.
+                Err(RecvError::Lagged(_)) => {
+                    if self.is_revoked(jti, sid, sub, iat_unix) {
+                        return;
+                    }
+                }
+                // Unreachable while `self` is borrowed; ending the wait
+                // (closing the stream) is the safe answer anyway.
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn persist(&self, record: &Record) -> Result<(), StoreError> {
+        let result = lock(&self.journal).append(record);
+        match result {
+            Ok(()) => {
+                if lock(&self.write_issue).take().is_some() {
+                    tracing::info!(
+                        alert = ALERT,
+                        "revocation store recovered: journal writes succeed again"
+                    );
+                }
+                Ok(())
+            }
+            Err(failure) => {
+                alert_degraded(&failure.reason);
+                *lock(&self.write_issue) = Some(failure.reason);
+                Err(StoreError::NotPersisted {
+                    source: failure.source,
+                })
+            }
+        }
+    }
+
+    fn log_open(&self, report: &OpenReport) {
+        if report.torn_tail {
+            tracing::warn!("revocation journal: discarded a torn last line (interrupted write)");
+        }
+        match &report.health {
+            StoreHealth::Healthy => tracing::info!(
+                loaded = report.loaded,
+                expired_dropped = report.expired_dropped,
+                "revocation store loaded"
+            ),
+            StoreHealth::Degraded { reason } => alert_degraded(reason),
+        }
+    }
+}
+
+impl std::fmt::Debug for RevocationStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationStore")
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+fn alert_degraded(reason: &str) {
+    tracing::error!(
+        alert = ALERT,
+        reason,
+        "revocation store degraded: revocations are enforced from memory but may not survive a restart"
+    );
+}
+
+/// Locks, recovering from poisoning: every critical section leaves the data
+/// consistent (a panic cannot interrupt a half-made change).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Stable `alert` field value for monitoring.
+pub const ALERT: &str = "revocation_store_degraded";
+/// Buffered events per subscriber; a slower subscriber gets `Lagged` and
+/// re-checks the memory set, so nothing is lost.
+const EVENT_CAPACITY: usize = 1_024;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
+mod tests;

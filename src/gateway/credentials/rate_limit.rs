@@ -1,0 +1,116 @@
+//! A fixed-window rate limiter with bounded memory.
+
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+/// Allows `limit` requests per key per one-minute window.
+///
+/// Used per client address for `/auth/*` and per user name for logins.
+/// Windows are fixed: the first request of a key starts one, and the count
+/// starts over when a request arrives a minute or more later.
+///
+/// Memory is bounded: at most 100,000 keys are tracked (≈ 400 bytes
+/// each with moka's bookkeeping, so ≈ 40 MB at most), and a key leaves a
+/// minute after its last request. When the table is full (a flood from very
+/// many addresses), every new key shares one overflow window with the same
+/// limit, while keys already tracked keep their own counts. Newcomers are
+/// throttled together during a flood rather than tracked counts being
+/// evicted, which would hand an attacker a fresh budget.
+pub struct RateLimiter {
+    limit: u32,
+    max_keys: u64,
+    windows: Cache<String, Window>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `limit_per_minute` requests per key and minute.
+    pub fn new(limit_per_minute: u32) -> Self {
+        Self::with_max_keys(limit_per_minute, MAX_KEYS)
+    }
+
+    /// Counts one request of `key` at `now_unix`; refuses it when the key's
+    /// window is used up, saying when the window ends.
+    pub fn check_at(&self, key: &str, now_unix: u64) -> Result<(), RetryAfter> {
+        let key = if self.windows.contains_key(key) || self.windows.entry_count() < self.max_keys {
+            key
+        } else {
+            OVERFLOW_KEY
+        };
+        // Atomic per key: concurrent requests of one key are all counted.
+        let window = self
+            .windows
+            .entry_by_ref(key)
+            .and_upsert_with(|old| advance(old.map(|e| e.into_value()), now_unix))
+            .into_value();
+        if window.count <= self.limit {
+            Ok(())
+        } else {
+            let left = (window.start + WINDOW_SECS).saturating_sub(now_unix).max(1);
+            Err(RetryAfter(Duration::from_secs(left)))
+        }
+    }
+
+    /// Runs moka's pending housekeeping (idle expiry, counts) now.
+    pub fn run_pending_tasks(&self) {
+        self.windows.run_pending_tasks();
+    }
+
+    pub(super) fn with_max_keys(limit_per_minute: u32, max_keys: u64) -> Self {
+        Self {
+            limit: limit_per_minute,
+            max_keys,
+            // A key idle for a whole window has nothing left to count.
+            windows: Cache::builder()
+                .time_to_idle(Duration::from_secs(WINDOW_SECS))
+                .build(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("limit_per_minute", &self.limit)
+            .field("keys", &self.windows.entry_count())
+            .finish()
+    }
+}
+
+/// A request was refused by a [`RateLimiter`]; retry after the duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit exceeded; retry in {} s", .0.as_secs())]
+pub struct RetryAfter(
+    /// Time until the key's window ends (at least one second).
+    pub Duration,
+);
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: u64,
+    count: u32,
+}
+
+fn advance(old: Option<Window>, now: u64) -> Window {
+    match old {
+        // A clock stepped back counts as the same window (saturating).
+        Some(w) if now.saturating_sub(w.start) < WINDOW_SECS => Window {
+            start: w.start,
+            count: w.count.saturating_add(1),
+        },
+        _ => Window {
+            start: now,
+            count: 1,
+        },
+    }
+}
+
+/// Most keys tracked at once: 100,000 distinct clients within a minute is
+/// well beyond a single gateway's legitimate `/auth/*` traffic.
+const MAX_KEYS: u64 = 100_000;
+/// Window length: limits are configured per minute.
+const WINDOW_SECS: u64 = 60;
+/// Key of the shared window for newcomers while the table is full. No
+/// address contains a NUL byte; a user name that did would only share the
+/// overflow window, which is stricter, never looser.
+const OVERFLOW_KEY: &str = "\0overflow";

@@ -1,0 +1,184 @@
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+
+fn guard(window_secs: u64, leeway_secs: u64, max_nonces: u64) -> ReplayGuard {
+    let config = ReplayConfig {
+        window: Duration::from_secs(window_secs),
+        max_nonces,
+        ..ReplayConfig::default()
+    };
+    ReplayGuard::new(&config, Duration::from_secs(leeway_secs))
+}
+
+fn nonce(n: u8) -> String {
+    URL_SAFE_NO_PAD.encode([n; 16])
+}
+
+fn stored(g: &ReplayGuard, session: &str, n: u8) -> Option<NonceEntry> {
+    g.seen.get(&nonce_key(session, &[n; 16]))
+}
+
+#[test]
+fn entry_lives_exactly_until_its_timestamp_turns_stale() {
+    let g = guard(300, 30, 10);
+    let ts = NOW.to_string();
+    g.check_at("s", Some(&nonce(1)), Some(&ts), NOW).unwrap();
+    let entry = stored(&g, "s", 1).expect("nonce remembered");
+    // Accepted through NOW + 330 inclusive, stale from NOW + 331.
+    assert_eq!(entry.expires_at, NOW + 331);
+    assert_eq!(entry.ttl, Duration::from_secs(331));
+    assert!(g.check_window(NOW, NOW + 330).is_ok());
+    assert_eq!(g.check_window(NOW, NOW + 331), Err(ReplayError::Stale));
+}
+
+#[test]
+fn ttl_counts_from_the_timestamp_not_from_arrival() {
+    let g = guard(300, 0, 10);
+    // A request stamped 200 s ago can only be accepted for 100 s more.
+    let ts = (NOW - 200).to_string();
+    g.check_at("s", Some(&nonce(2)), Some(&ts), NOW).unwrap();
+    assert_eq!(stored(&g, "s", 2).unwrap().ttl, Duration::from_secs(101));
+    // One stamped 100 s ahead stays acceptable for 400 s.
+    let ts = (NOW + 100).to_string();
+    g.check_at("s", Some(&nonce(3)), Some(&ts), NOW).unwrap();
+    assert_eq!(stored(&g, "s", 3).unwrap().ttl, Duration::from_secs(401));
+}
+
+#[test]
+fn wall_clock_expired_entry_is_replaced_and_its_slot_released() {
+    let g = guard(10, 0, 10);
+    g.check_at("s", Some(&nonce(4)), Some(&NOW.to_string()), NOW)
+        .unwrap();
+    assert_eq!(g.live_nonces(), 1);
+    // Much later (by the injected clock; moka's own clock has not moved),
+    // the same nonce with a fresh timestamp is a new request.
+    let later = NOW + 1_000;
+    g.check_at("s", Some(&nonce(4)), Some(&later.to_string()), later)
+        .unwrap();
+    g.run_pending_tasks();
+    assert_eq!(g.live_nonces(), 1, "replacement must not leak a slot");
+    assert_eq!(stored(&g, "s", 4).unwrap().expires_at, later + 11);
+}
+
+#[test]
+fn rejected_requests_take_no_slot() {
+    let g = guard(10, 0, 10);
+    let ts = NOW.to_string();
+    g.check_at("s", Some(&nonce(5)), Some(&ts), NOW).unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(5)), Some(&ts), NOW),
+        Err(ReplayError::Replayed)
+    );
+    let stale = (NOW - 11).to_string();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(6)), Some(&stale), NOW),
+        Err(ReplayError::Stale)
+    );
+    assert_eq!(g.live_nonces(), 1);
+}
+
+#[test]
+fn nonce_key_separates_session_and_nonce_boundaries() {
+    assert_ne!(nonce_key("ab", b"c"), nonce_key("a", b"bc"));
+    assert_ne!(nonce_key("s1", b"n"), nonce_key("s2", b"n"));
+    assert_eq!(nonce_key("s", b"n"), nonce_key("s", b"n"));
+}
+
+#[test]
+fn nonce_length_bounds_are_exact() {
+    let ok = |s: &str| parse_nonce(Some(s.as_bytes())).map(|(_, len)| len);
+    assert_eq!(ok(&URL_SAFE_NO_PAD.encode([7u8; 16])), Ok(16));
+    assert_eq!(ok(&URL_SAFE_NO_PAD.encode([7u8; 64])), Ok(64));
+    assert_eq!(
+        ok(&URL_SAFE_NO_PAD.encode([7u8; 15])),
+        Err(ReplayError::MalformedNonce)
+    );
+    assert_eq!(
+        ok(&URL_SAFE_NO_PAD.encode([7u8; 65])),
+        Err(ReplayError::MalformedNonce)
+    );
+}
+
+#[test]
+fn nonce_must_be_canonical_unpadded_base64url() {
+    let good = URL_SAFE_NO_PAD.encode([0u8; 16]); // 22 chars, last one 'A'
+    let padded = format!("{good}==");
+    // Same 16 bytes with non-zero trailing bits: a second spelling.
+    let trailing_bits = format!("{}B", &good[..21]);
+    let std_alphabet = format!("{}+/", &URL_SAFE_NO_PAD.encode([0u8; 18])[..22]);
+    for bad in [padded.as_str(), &trailing_bits, &std_alphabet, "é"] {
+        assert_eq!(
+            parse_nonce(Some(bad.as_bytes())).map(|(_, l)| l),
+            Err(ReplayError::MalformedNonce),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn timestamp_accepts_only_bounded_plain_digits() {
+    assert_eq!(parse_timestamp(Some(b"0")), Ok(0));
+    assert_eq!(parse_timestamp(Some(b"999999999999")), Ok(999_999_999_999));
+    for bad in [
+        &b"+1700000000"[..],
+        b"-1",
+        b" 1700000000",
+        b"1700000000 ",
+        b"1700000000.5",
+        b"1e9",
+        b"9999999999999",
+        b"\xff",
+    ] {
+        assert_eq!(
+            parse_timestamp(Some(bad)),
+            Err(ReplayError::MalformedTimestamp),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        parse_timestamp(Some(b"")),
+        Err(ReplayError::MissingTimestamp)
+    );
+}
+
+#[test]
+fn fuzz_entry_point_runs_the_parse_path() {
+    let n = nonce(9);
+    assert_eq!(fuzz_parse_headers(Some(n.as_bytes()), Some(b"42")), Ok(42));
+    assert_eq!(
+        fuzz_parse_headers(Some(b"\x00\x01"), Some(b"42")),
+        Err(ReplayError::MalformedNonce)
+    );
+    assert_eq!(
+        fuzz_parse_headers(None, None),
+        Err(ReplayError::MissingNonce)
+    );
+}
+
+#[test]
+fn every_error_has_a_distinct_stable_code() {
+    let all = [
+        ReplayError::MissingNonce,
+        ReplayError::MalformedNonce,
+        ReplayError::MissingTimestamp,
+        ReplayError::MalformedTimestamp,
+        ReplayError::Stale,
+        ReplayError::Future,
+        ReplayError::Replayed,
+        ReplayError::CapacityExhausted,
+    ];
+    let codes: std::collections::HashSet<_> = all.iter().map(ReplayError::code).collect();
+    assert_eq!(codes.len(), all.len());
+    assert_eq!(ReplayError::Replayed.code(), "replay_detected");
+    assert_eq!(
+        ReplayError::CapacityExhausted.code(),
+        "replay_capacity_exhausted"
+    );
+}
+
+#[test]
+fn guard_is_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&guard(300, 30, 10));
+}

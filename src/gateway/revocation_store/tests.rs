@@ -1,0 +1,391 @@
+use std::fs;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::poll;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::secret_file::mode_of;
+
+const NOW: u64 = 1_700_000_000;
+const HOUR: u64 = 3_600;
+
+fn clock_at(unix: u64) -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(unix),
+    ))
+}
+
+fn open_at(dir: &Path, unix: u64) -> (RevocationStore, OpenReport) {
+    RevocationStore::open(dir, clock_at(unix))
+}
+
+fn journal_text(dir: &Path) -> String {
+    fs::read_to_string(dir.join(journal::JOURNAL_FILE)).unwrap()
+}
+
+fn degraded_reason(store: &RevocationStore) -> String {
+    match store.health() {
+        StoreHealth::Degraded { reason } => reason,
+        StoreHealth::Healthy => panic!("expected a degraded store"),
+    }
+}
+
+#[test]
+fn revoked_jti_sid_and_subject_are_each_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!(report.health, StoreHealth::Healthy);
+    store
+        .revoke(Revocation::token("jti-1", NOW + HOUR))
+        .unwrap();
+    store
+        .revoke(Revocation::session("sid-1", NOW + HOUR))
+        .unwrap();
+    store
+        .revoke(Revocation::subject("alice", NOW - 10, NOW + HOUR))
+        .unwrap();
+
+    assert!(store.is_revoked_at("jti-1", "sid-x", "bob", NOW, NOW));
+    assert!(store.is_revoked_at("jti-x", "sid-1", "bob", NOW, NOW));
+    assert!(store.is_revoked_at("jti-x", "sid-x", "alice", NOW - 10, NOW));
+    assert!(store.is_revoked_at("jti-x", "sid-x", "alice", NOW - 500, NOW));
+    // A token of alice issued after the cut is not revoked.
+    assert!(!store.is_revoked_at("jti-x", "sid-x", "alice", NOW - 9, NOW));
+    assert!(!store.is_revoked_at("jti-x", "sid-x", "bob", NOW, NOW));
+}
+
+#[test]
+fn revocation_is_in_force_through_until_and_not_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store.revoke(Revocation::token("j", NOW + 60)).unwrap();
+    assert!(store.is_revoked_at("j", "s", "u", NOW, NOW + 60));
+    assert!(!store.is_revoked_at("j", "s", "u", NOW, NOW + 61));
+}
+
+#[test]
+fn subject_revocations_merge_to_the_wider_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store
+        .revoke(Revocation::subject("alice", NOW, NOW + 2 * HOUR))
+        .unwrap();
+    // An older, shorter revocation must not narrow the existing one.
+    store
+        .revoke(Revocation::subject("alice", NOW - 100, NOW + HOUR))
+        .unwrap();
+    assert!(store.is_revoked_at("j", "s", "alice", NOW, NOW + HOUR + 1));
+    drop(store);
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!(report.loaded, 1, "duplicates merged on load");
+    assert!(store.is_revoked_at("j", "s", "alice", NOW, NOW + HOUR + 1));
+}
+
+#[test]
+fn revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open_at(dir.path(), NOW);
+        store
+            .revoke(Revocation::token("jti-1", NOW + HOUR))
+            .unwrap();
+        store
+            .revoke(Revocation::session("sid-1", NOW + HOUR))
+            .unwrap();
+        store
+            .revoke(Revocation::subject("alice", NOW, NOW + HOUR))
+            .unwrap();
+    }
+    let (store, report) = open_at(dir.path(), NOW + 5);
+    assert_eq!(report.loaded, 3);
+    assert_eq!(report.health, StoreHealth::Healthy);
+    assert!(store.is_revoked_at("jti-1", "-", "-", 0, NOW + 5));
+    assert!(store.is_revoked_at("-", "sid-1", "-", 0, NOW + 5));
+    assert!(store.is_revoked_at("-", "-", "alice", NOW, NOW + 5));
+}
+
+#[test]
+fn expired_revocations_are_not_loaded_back_and_compaction_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open_at(dir.path(), NOW);
+        store
+            .revoke(Revocation::token("short-lived", NOW + 60))
+            .unwrap();
+        store
+            .revoke(Revocation::token("long-lived", NOW + HOUR))
+            .unwrap();
+    }
+    assert!(journal_text(dir.path()).contains("short-lived"));
+    let later = NOW + 61;
+    let (store, report) = open_at(dir.path(), later);
+    assert_eq!(report.loaded, 1);
+    assert_eq!(report.expired_dropped, 1);
+    assert!(report.compacted);
+    assert!(!store.is_revoked_at("short-lived", "-", "-", 0, later));
+    assert!(store.is_revoked_at("long-lived", "-", "-", 0, later));
+    let text = journal_text(dir.path());
+    assert!(!text.contains("short-lived"), "{text}");
+    assert!(text.contains("long-lived"), "{text}");
+}
+
+#[test]
+fn revocation_already_past_its_until_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store.revoke(Revocation::token("old", NOW - 1)).unwrap();
+    assert!(!store.is_revoked_at("old", "-", "-", 0, NOW));
+    assert!(!journal_text(dir.path()).contains("old"));
+}
+
+#[test]
+fn empty_or_oversized_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    assert!(matches!(
+        store.revoke(Revocation::token("", NOW + HOUR)),
+        Err(StoreError::InvalidId)
+    ));
+    let long = "x".repeat(MAX_ID_BYTES + 1);
+    assert!(matches!(
+        store.revoke(Revocation::session(long, NOW + HOUR)),
+        Err(StoreError::InvalidId)
+    ));
+    assert!(!store.is_revoked_at("", "", "", 0, NOW));
+}
+
+#[test]
+fn torn_last_line_is_tolerated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open_at(dir.path(), NOW);
+        store.revoke(Revocation::token("kept", NOW + HOUR)).unwrap();
+    }
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(br#"{"at":1700000000,"kind":"token","jti":"to"#)
+        .unwrap();
+    drop(file);
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert!(report.torn_tail);
+    assert_eq!(report.corrupt_lines, 0);
+    assert_eq!(
+        report.health,
+        StoreHealth::Healthy,
+        "a torn tail is not damage"
+    );
+    assert!(store.is_revoked_at("kept", "-", "-", 0, NOW));
+    assert!(
+        journal_text(dir.path()).ends_with("}\n"),
+        "torn tail removed"
+    );
+    // Appends after the repair land on their own line.
+    store.revoke(Revocation::token("next", NOW + HOUR)).unwrap();
+    drop(store);
+    let (_, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+}
+
+#[test]
+fn corrupt_line_degrades_loads_the_rest_and_keeps_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let good = format!(
+        r#"{{"at":{NOW},"kind":"session","sid":"sid-1","until":{}}}"#,
+        NOW + HOUR
+    );
+    fs::write(&path, format!("garbage line\n{good}\n")).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (1, 1));
+    assert!(store.is_revoked_at("-", "sid-1", "-", 0, NOW));
+    let reason = degraded_reason(&store);
+    assert!(reason.contains("unreadable"), "{reason}");
+    let copy = dir
+        .path()
+        .join(format!("{}.corrupt-{NOW}", journal::JOURNAL_FILE));
+    assert!(fs::read_to_string(copy).unwrap().contains("garbage line"));
+    // A later successful write does not hide that revocations were lost.
+    store.revoke(Revocation::token("j", NOW + HOUR)).unwrap();
+    assert!(matches!(store.health(), StoreHealth::Degraded { .. }));
+}
+
+#[test]
+fn unwritable_state_dir_degrades_but_revocations_stay_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where a directory should be: fails even for root.
+    let blocker = dir.path().join("not-a-dir");
+    fs::write(&blocker, b"").unwrap();
+    let state = blocker.join("state");
+
+    let (store, report) = open_at(&state, NOW);
+    assert!(matches!(report.health, StoreHealth::Degraded { .. }));
+    let reason = degraded_reason(&store);
+    assert!(reason.contains("revocations.jsonl"), "{reason}");
+
+    let err = store
+        .revoke(Revocation::token("jti-1", NOW + HOUR))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotPersisted { .. }), "{err}");
+    assert!(store.is_revoked_at("jti-1", "-", "-", 0, NOW));
+}
+
+#[test]
+fn journal_is_0600_and_a_created_state_dir_is_0700() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (store, _) = open_at(&state, NOW);
+    store.revoke(Revocation::token("j", NOW + HOUR)).unwrap();
+    assert_eq!(mode_of(&state).unwrap(), 0o700);
+    assert_eq!(mode_of(&state.join(journal::JOURNAL_FILE)).unwrap(), 0o600);
+}
+
+#[test]
+fn full_disk_reports_the_error_keeps_enforcing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store
+        .revoke(Revocation::token("before", NOW + HOUR))
+        .unwrap();
+    lock(&store.journal).fail_writes = true;
+
+    let err = store
+        .revoke(Revocation::token("during", NOW + HOUR))
+        .unwrap_err();
+    match &err {
+        StoreError::NotPersisted { source } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
+        }
+        StoreError::InvalidId => panic!("wrong error: {err}"),
+    }
+    assert!(store.is_revoked_at("during", "-", "-", 0, NOW));
+    assert!(degraded_reason(&store).contains("append"));
+
+    lock(&store.journal).fail_writes = false;
+    store
+        .revoke(Revocation::token("after", NOW + HOUR))
+        .unwrap();
+    assert_eq!(store.health(), StoreHealth::Healthy);
+    drop(store);
+
+    // The half-written line was cut off: the journal reloads cleanly.
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+    assert!(store.is_revoked_at("after", "-", "-", 0, NOW));
+    assert!(!store.is_revoked_at("during", "-", "-", 0, NOW));
+}
+
+#[test]
+fn degraded_store_logs_a_stable_alert_without_token_material() {
+    let logs = capture::Logs::default();
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    fs::write(&blocker, b"").unwrap();
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        let (store, _) = open_at(&blocker.join("state"), NOW);
+        let _ = store.revoke(Revocation::token("jti-distinctive", NOW + HOUR));
+    });
+    let text = logs.text();
+    assert!(
+        text.contains(r#""alert":"revocation_store_degraded""#),
+        "{text}"
+    );
+    assert!(!text.contains("jti-distinctive"), "{text}");
+}
+
+#[tokio::test]
+async fn wait_revoked_completes_on_a_matching_revocation_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    let mut wait = Box::pin(store.wait_revoked("jti-1", "sid-1", "alice", NOW));
+    assert!(poll!(&mut wait).is_pending());
+    store
+        .revoke(Revocation::token("jti-other", NOW + HOUR))
+        .unwrap();
+    store
+        .revoke(Revocation::subject("alice", NOW - 1, NOW + HOUR))
+        .unwrap();
+    assert!(poll!(&mut wait).is_pending(), "cut before this token's iat");
+    store
+        .revoke(Revocation::session("sid-1", NOW + HOUR))
+        .unwrap();
+    assert!(poll!(&mut wait).is_ready());
+}
+
+#[tokio::test]
+async fn wait_revoked_returns_at_once_for_an_already_revoked_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store
+        .revoke(Revocation::token("jti-1", NOW + HOUR))
+        .unwrap();
+    let mut wait = Box::pin(store.wait_revoked("jti-1", "sid-1", "alice", NOW));
+    assert!(poll!(&mut wait).is_ready());
+}
+
+#[tokio::test]
+async fn lagging_waiter_rechecks_the_memory_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    let mut wait = Box::pin(store.wait_revoked("jti-1", "sid-1", "alice", NOW));
+    assert!(poll!(&mut wait).is_pending());
+    // The matching revocation's event is pushed out of the buffer by a
+    // flood of others before the waiter runs again.
+    let matching = Revocation::session("sid-1", NOW + HOUR);
+    store.memory.insert(&matching, NOW);
+    for i in 0..(EVENT_CAPACITY + 10) {
+        let revocation = Revocation::token(format!("other-{i}"), NOW + HOUR);
+        let _ = store.events.send(RevocationEvent {
+            revocation,
+            revoked_at: NOW,
+        });
+    }
+    assert!(poll!(&mut wait).is_ready());
+}
+
+mod capture {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub(super) struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Logs {
+        pub(super) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+            let logs = self.clone();
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(move || logs.clone())
+                .finish()
+        }
+
+        pub(super) fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn store_and_its_wait_future_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    send_sync(&store);
+    send(&store.wait_revoked("j", "s", "u", NOW));
+}
