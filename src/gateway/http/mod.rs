@@ -1,1 +1,3 @@
 //! HTTP composition: router, middleware order, handlers.
+
+pub mod proxy;
