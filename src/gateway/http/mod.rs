@@ -2,6 +2,7 @@
 //! first, with the reason each layer sits where it does.
 
 pub mod error;
+pub mod proxy;
 pub mod security_headers;
 pub mod well_known;
 

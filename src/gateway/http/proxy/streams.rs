@@ -1,0 +1,127 @@
+//! Long-lived streams: response bodies that stop when the session ends, and
+//! the WebSocket splice.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::uri::Authority;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use super::{ProxyError, SessionEnd};
+
+/// The upstream body for the client; with a session end, it is aborted
+/// (an error frame, so the client sees an incomplete message) when the
+/// session ends, and the upstream connection is dropped.
+pub(super) fn session_bound(body: Incoming, session_end: Option<SessionEnd>) -> Body {
+    match session_end {
+        Some(end) => Body::new(SessionBound {
+            inner: Some(body),
+            end: Some(end),
+        }),
+        None => Body::new(body),
+    }
+}
+
+/// Splices the two upgraded connections until either side closes or the
+/// session ends; then both are shut down (TLS close_notify, FIN).
+pub(super) async fn splice(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    session_end: Option<SessionEnd>,
+    authority: Authority,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::warn!(
+                error.code = "websocket_upgrade_failed",
+                upstream = %authority,
+                error.detail = %err,
+                "websocket upgrade failed"
+            );
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    let session_end = async move {
+        match session_end {
+            Some(end) => end.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            tracing::debug!(upstream = %authority, ok = result.is_ok(), "websocket closed");
+            return;
+        }
+        () = session_end => {
+            tracing::debug!(upstream = %authority, "session ended; closing websocket");
+        }
+    }
+    // Bounded so a peer that stopped reading cannot keep the task alive.
+    let shutdown = async {
+        let _ = client.shutdown().await;
+        let _ = upstream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, shutdown).await;
+}
+
+/// A response body that stops when the session ends.
+struct SessionBound {
+    inner: Option<Incoming>,
+    end: Option<SessionEnd>,
+}
+
+impl http_body::Body for SessionBound {
+    type Data = Bytes;
+    type Error = Box<dyn StdError + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this
+            .end
+            .as_mut()
+            .is_some_and(|end| end.as_mut().poll(cx).is_ready())
+        {
+            // Dropping the upstream body closes that connection too.
+            this.inner = None;
+            this.end = None;
+            return Poll::Ready(Some(Err(Box::new(ProxyError::SessionEnded))));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
+        if frame.is_none() {
+            // Complete: the session's end no longer matters to this response.
+            this.end = None;
+        }
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, http_body::Body::size_hint)
+    }
+}
+
+/// Time allowed to flush a TLS close_notify/FIN when a session ends a WebSocket.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);

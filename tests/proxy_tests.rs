@@ -1,0 +1,864 @@
+//! The forwarding engine against real upstreams on 127.0.0.1.
+//!
+//! A plain-HTTP axum front calls `Proxy::forward` with a fixed identity and a
+//! session end the test controls; upstreams are small axum apps (echo,
+//! download, SSE, WebSocket echo, slow). The HTTPS server repeats the key
+//! cases end to end.
+
+// Tests unwrap freely: a panic is the failure report (HELPER_RULES: no unwrap outside tests).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use clawgate::config::UpstreamConfig;
+use clawgate::gateway::http::proxy::{ForwardIdentity, Proxy, ProxyContext, ProxyError};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ring::digest::{Context as Sha, SHA256};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TEN_MB: usize = 10 * 1024 * 1024;
+/// Bound for "the stream ends promptly"; the work itself takes milliseconds.
+const PROMPTLY: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------- upstream
+
+#[derive(Clone, Default)]
+struct Upstream {
+    ws_protocols: Arc<Mutex<Vec<Option<String>>>>,
+    ws_closed: Arc<Notify>,
+    sse_finish: Arc<Notify>,
+}
+
+async fn spawn_upstream() -> (SocketAddr, Upstream) {
+    let state = Upstream::default();
+    let app = Router::new()
+        .route("/download", get(download))
+        .route("/sse", get(sse))
+        .route("/ws", get(ws))
+        .route("/slow", get(slow))
+        .route("/hop", get(hop_response))
+        .fallback(echo)
+        .with_state(state.clone());
+    (serve(app).await, state)
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Returns what it received: method, URI, headers, body length and SHA-256.
+async fn echo(req: Request) -> axum::Json<Value> {
+    let (parts, body) = req.into_parts();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(value);
+    }
+    let (mut sha, mut len, mut text) = (Sha::new(&SHA256), 0, Vec::new());
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        sha.update(&chunk);
+        len += chunk.len();
+        if text.len() < 1024 {
+            text.extend_from_slice(&chunk);
+        }
+    }
+    axum::Json(json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body_len": len,
+        "body_sha256": hex(sha.finish().as_ref()),
+        "body": String::from_utf8_lossy(&text),
+    }))
+}
+
+async fn download(Query(q): Query<BTreeMap<String, usize>>) -> Body {
+    let total = q.get("bytes").copied().unwrap_or(0);
+    let chunks = (0..total).step_by(CHUNK).map(move |start| {
+        Ok::<_, Infallible>(Bytes::from(pattern(start, CHUNK.min(total - start))))
+    });
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+const CHUNK: usize = 64 * 1024;
+
+fn pattern(start: usize, len: usize) -> Vec<u8> {
+    (start..start + len).map(|i| (i % 251) as u8).collect()
+}
+
+async fn sse(State(state): State<Upstream>) -> Response {
+    let first = futures_util::stream::once(async { Ok::<_, Infallible>("data: one\n\n") });
+    let rest = futures_util::stream::once(async move {
+        state.sse_finish.notified().await;
+        Ok("data: two\n\n")
+    });
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(first.chain(rest)),
+    )
+        .into_response()
+}
+
+async fn ws(
+    State(state): State<Upstream>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let offered = headers
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    state.ws_protocols.lock().unwrap().push(offered);
+    upgrade
+        .protocols(["chat"])
+        .on_upgrade(move |socket| ws_echo(socket, state))
+}
+
+async fn ws_echo(mut socket: WebSocket, state: Upstream) {
+    while let Some(Ok(msg)) = socket.recv().await {
+        if let AxMessage::Text(_) | AxMessage::Binary(_) = msg {
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+        }
+    }
+    state.ws_closed.notify_one();
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    "too late"
+}
+
+async fn hop_response() -> Response {
+    let mut response = "ok".into_response();
+    let h = response.headers_mut();
+    h.insert("connection", HeaderValue::from_static("x-upstream-private"));
+    h.insert("x-upstream-private", HeaderValue::from_static("1"));
+    h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    h.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
+    h.insert(
+        "strict-transport-security",
+        HeaderValue::from_static("max-age=1"),
+    );
+    h.insert("x-upstream-public", HeaderValue::from_static("1"));
+    response
+}
+
+// ---------------------------------------------------------------- front
+
+struct Front {
+    addr: SocketAddr,
+    end_session: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+struct FrontState {
+    proxy: Proxy,
+    identity: Option<ForwardIdentity>,
+    session: watch::Receiver<bool>,
+}
+
+fn identity() -> ForwardIdentity {
+    ForwardIdentity {
+        subject: "alice".to_owned(),
+        session_id: "sess-123".to_owned(),
+        scopes: vec!["read".to_owned(), "admin".to_owned()],
+        client_cert_fingerprint: Some("ab".repeat(32)),
+    }
+}
+
+fn config(upstream: SocketAddr) -> UpstreamConfig {
+    UpstreamConfig {
+        url: Some(format!("http://{upstream}")),
+        response_timeout: Duration::from_millis(300),
+        ..UpstreamConfig::default()
+    }
+}
+
+async fn spawn_front(
+    cfg: &UpstreamConfig,
+    trusted: &[IpAddr],
+    id: Option<ForwardIdentity>,
+) -> Front {
+    spawn_front_with(cfg, trusted, id, |app| app).await
+}
+
+async fn spawn_front_with(
+    cfg: &UpstreamConfig,
+    trusted: &[IpAddr],
+    id: Option<ForwardIdentity>,
+    wrap: impl FnOnce(Router) -> Router,
+) -> Front {
+    logs();
+    let proxy = Proxy::new(cfg, trusted).unwrap().unwrap();
+    let (end_session, session) = watch::channel(false);
+    let state = FrontState {
+        proxy,
+        identity: id,
+        session,
+    };
+    let app = wrap(Router::new().fallback(front).with_state(state));
+    Front {
+        addr: serve(app).await,
+        end_session,
+    }
+}
+
+async fn front(
+    State(state): State<FrontState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let mut session = state.session.clone();
+    let session_end = Box::pin(async move {
+        if session.wait_for(|ended| *ended).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    });
+    let ctx = ProxyContext {
+        peer,
+        identity: state.identity.clone(),
+        session_end: Some(session_end),
+    };
+    match state.proxy.forward(req, ctx).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    }
+}
+
+fn error_response(err: &ProxyError) -> Response {
+    let body = json!({ "error": err.code(), "message": err.to_string() });
+    (err.status(), axum::Json(body)).into_response()
+}
+
+// ---------------------------------------------------------------- client
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+fn get_req(front: &Front, path: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut builder = http::Request::get(format!("http://{}{path}", front.addr));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::default()).unwrap()
+}
+
+async fn send(req: http::Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
+    let response = client().request(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// Sends through the front to the echo upstream and returns what the upstream saw.
+async fn echoed(req: http::Request<Full<Bytes>>) -> Value {
+    let (parts, body) = send(req).await;
+    assert_eq!(
+        parts.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn seen<'a>(echo: &'a Value, name: &str) -> Option<Vec<&'a str>> {
+    echo["headers"][name]
+        .as_array()
+        .map(|v| v.iter().map(|s| s.as_str().unwrap()).collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex(ring::digest::digest(&SHA256, data).as_ref())
+}
+
+async fn setup(trusted: &[IpAddr]) -> (Front, Upstream, SocketAddr) {
+    let (up_addr, up) = spawn_upstream().await;
+    let front = spawn_front(&config(up_addr), trusted, Some(identity())).await;
+    (front, up, up_addr)
+}
+
+// ---------------------------------------------------------------- cases
+
+#[tokio::test]
+async fn method_path_query_and_body_reach_upstream_with_upstream_host() {
+    let (front, _up, up_addr) = setup(&[]).await;
+    let req = http::Request::put(format!("http://{}/a/b?x=1&y=two", front.addr))
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    let echo = echoed(req).await;
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["uri"], "/a/b?x=1&y=two");
+    assert_eq!(echo["body"], "hello");
+    assert_eq!(
+        seen(&echo, "host"),
+        Some(vec![up_addr.to_string().as_str()])
+    );
+}
+
+#[tokio::test]
+async fn identity_headers_are_set_and_forged_ones_are_removed() {
+    let (front, _up, _) = setup(&[]).await;
+    let forged = [
+        ("x-clawgate-subject", "mallory"),
+        ("X-Clawgate-Scopes", "root"),
+        ("x-clawgate-impersonate", "bob"),
+    ];
+    let echo = echoed(get_req(&front, "/id", &forged)).await;
+    assert_eq!(
+        seen(&echo, "x-clawgate-subject"),
+        Some(vec!["alice"]),
+        "{echo}"
+    );
+    assert_eq!(seen(&echo, "x-clawgate-session"), Some(vec!["sess-123"]));
+    assert_eq!(seen(&echo, "x-clawgate-scopes"), Some(vec!["read admin"]));
+    let fp = "ab".repeat(32);
+    assert_eq!(
+        seen(&echo, "x-clawgate-client-cert-sha256"),
+        Some(vec![fp.as_str()])
+    );
+    assert_eq!(seen(&echo, "x-clawgate-impersonate"), None, "{echo}");
+}
+
+#[tokio::test]
+async fn public_path_request_carries_no_identity_even_if_forged() {
+    let (up_addr, _up) = spawn_upstream().await;
+    let front = spawn_front(&config(up_addr), &[], None).await;
+    let echo = echoed(get_req(
+        &front,
+        "/pub",
+        &[("x-clawgate-subject", "mallory")],
+    ))
+    .await;
+    let clawgate: Vec<&String> = echo["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("x-clawgate-"))
+        .collect();
+    assert!(clawgate.is_empty(), "{echo}");
+}
+
+#[tokio::test]
+async fn authorization_is_not_forwarded_by_default() {
+    let (front, _up, _) = setup(&[]).await;
+    let echo = echoed(get_req(
+        &front,
+        "/",
+        &[("authorization", "Bearer v4.public.secret")],
+    ))
+    .await;
+    assert_eq!(seen(&echo, "authorization"), None, "{echo}");
+    assert!(!echo.to_string().contains("v4.public.secret"), "{echo}");
+}
+
+#[tokio::test]
+async fn authorization_is_forwarded_with_danger_flag() {
+    let (up_addr, _up) = spawn_upstream().await;
+    let cfg = UpstreamConfig {
+        danger_forward_authorization: true,
+        ..config(up_addr)
+    };
+    let front = spawn_front(&cfg, &[], Some(identity())).await;
+    let echo = echoed(get_req(
+        &front,
+        "/",
+        &[("authorization", "Bearer v4.public.x")],
+    ))
+    .await;
+    assert_eq!(
+        seen(&echo, "authorization"),
+        Some(vec!["Bearer v4.public.x"])
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_removed() {
+    let (front, _up, _) = setup(&[]).await;
+    let headers = [
+        ("connection", "x-client-private, keep-alive"),
+        ("x-client-private", "1"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("te", "trailers"),
+        ("trailer", "x-checksum"),
+        ("proxy-authorization", "Basic c2VjcmV0"),
+        ("x-client-public", "1"),
+    ];
+    let echo = echoed(get_req(&front, "/", &headers)).await;
+    for name in [
+        "x-client-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+    ] {
+        assert_eq!(
+            seen(&echo, name),
+            None,
+            "{name} reached the upstream: {echo}"
+        );
+    }
+    assert_eq!(seen(&echo, "proxy-authorization"), None, "{echo}");
+    assert_eq!(seen(&echo, "x-client-public"), Some(vec!["1"]));
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_hsts_response_headers_are_removed() {
+    let (front, _up, _) = setup(&[]).await;
+    let (parts, body) = send(get_req(&front, "/hop", &[])).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, "ok");
+    for name in [
+        "x-upstream-private",
+        "keep-alive",
+        "proxy-authenticate",
+        "strict-transport-security",
+    ] {
+        assert!(
+            !parts.headers.contains_key(name),
+            "{name} reached the client: {:?}",
+            parts.headers
+        );
+    }
+    let connection = parts
+        .headers
+        .get("connection")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        !connection
+            .unwrap_or_default()
+            .contains("x-upstream-private")
+    );
+    assert_eq!(parts.headers["x-upstream-public"], "1");
+}
+
+#[tokio::test]
+async fn untrusted_peer_forwarded_headers_are_replaced() {
+    let (front, _up, _) = setup(&[]).await;
+    let headers = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-port", "80"),
+        ("forwarded", "for=203.0.113.7"),
+        ("x-real-ip", "203.0.113.7"),
+    ];
+    let echo = echoed(get_req(&front, "/", &headers)).await;
+    assert_eq!(seen(&echo, "x-forwarded-for"), Some(vec!["127.0.0.1"]));
+    assert_eq!(seen(&echo, "x-forwarded-proto"), Some(vec!["https"]));
+    let front_host = front.addr.to_string();
+    assert_eq!(
+        seen(&echo, "x-forwarded-host"),
+        Some(vec![front_host.as_str()])
+    );
+    for name in ["x-forwarded-port", "forwarded", "x-real-ip"] {
+        assert_eq!(seen(&echo, name), None, "{name}: {echo}");
+    }
+}
+
+#[tokio::test]
+async fn trusted_peer_forwarded_headers_are_extended() {
+    let (front, _up, _) = setup(&[IpAddr::V4(Ipv4Addr::LOCALHOST)]).await;
+    let headers = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-for", "198.51.100.2"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "app.example"),
+    ];
+    let echo = echoed(get_req(&front, "/", &headers)).await;
+    assert_eq!(
+        seen(&echo, "x-forwarded-for"),
+        Some(vec!["203.0.113.7, 198.51.100.2, 127.0.0.1"])
+    );
+    assert_eq!(seen(&echo, "x-forwarded-proto"), Some(vec!["http"]));
+    assert_eq!(seen(&echo, "x-forwarded-host"), Some(vec!["app.example"]));
+}
+
+#[tokio::test]
+async fn ten_megabyte_upload_streams_through() {
+    let (front, _up, _) = setup(&[]).await;
+    let data = pattern(0, TEN_MB);
+    let req = http::Request::post(format!("http://{}/upload", front.addr))
+        .body(Full::new(Bytes::from(data.clone())))
+        .unwrap();
+    let echo = echoed(req).await;
+    assert_eq!(echo["body_len"], TEN_MB);
+    assert_eq!(echo["body_sha256"], sha256_hex(&data));
+}
+
+#[tokio::test]
+async fn ten_megabyte_download_streams_through() {
+    let (front, _up, _) = setup(&[]).await;
+    let req = get_req(&front, &format!("/download?bytes={TEN_MB}"), &[]);
+    let response = client().request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (mut body, mut sha, mut len) = (response.into_body(), Sha::new(&SHA256), 0);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            sha.update(&data);
+            len += data.len();
+        }
+    }
+    assert_eq!(len, TEN_MB);
+    assert_eq!(hex(sha.finish().as_ref()), sha256_hex(&pattern(0, TEN_MB)));
+}
+
+/// Reads data frames until `needle` has arrived; the stream stays open.
+async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let frame = body.frame().await.expect("stream ended early").unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn sse_first_event_arrives_before_the_stream_ends() {
+    let (front, up, _) = setup(&[]).await;
+    let response = client()
+        .request(get_req(&front, "/sse", &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    // The upstream holds the stream open until told to finish.
+    let first = read_until(&mut body, "data: one").await;
+    assert!(!first.contains("two"));
+    up.sse_finish.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "data: two\n\n");
+}
+
+#[tokio::test]
+async fn session_end_ends_an_open_sse_stream() {
+    let (front, _up, _) = setup(&[]).await;
+    let response = client()
+        .request(get_req(&front, "/sse", &[]))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    read_until(&mut body, "data: one").await;
+    front.end_session.send(true).unwrap();
+    let rest = tokio::time::timeout(PROMPTLY, async {
+        let mut rest = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            rest.extend(frame.into_data().unwrap_or_default());
+        }
+        rest
+    })
+    .await
+    .expect("the stream outlived its session");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+async fn ws_connect(
+    front: &Front,
+    protocols: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{}/ws", front.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(protocols).unwrap(),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert!(!response.headers().contains_key("strict-transport-security"));
+    socket
+}
+
+#[tokio::test]
+async fn websocket_echo_works_and_bearer_protocol_never_reaches_upstream() {
+    let (front, up, _) = setup(&[]).await;
+    let token = "v4.public.eyJzdWIiOiJhbGljZSJ9c2lnbmF0dXJl";
+    // tungstenite fails the handshake unless the 101 names an offered protocol.
+    let mut socket = ws_connect(&front, &format!("clawgate.bearer, {token}")).await;
+    socket.send(Message::text("ping")).await.unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    assert_eq!(reply, Message::text("ping"));
+    assert_eq!(*up.ws_protocols.lock().unwrap(), vec![None]);
+
+    let mut socket = ws_connect(&front, &format!("clawgate.bearer, {token}, chat")).await;
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::binary(vec![1, 2, 3])
+    );
+    // Any letter case of the marker still hides the entry after it.
+    let _socket = ws_connect(&front, "Clawgate.Bearer, opaque-token-xyz, chat").await;
+    let offers = up.ws_protocols.lock().unwrap().clone();
+    let chat = Some("chat".to_owned());
+    assert_eq!(
+        offers,
+        vec![None, chat.clone(), chat],
+        "token leaked upstream?"
+    );
+}
+
+#[tokio::test]
+async fn websocket_101_answers_clawgate_bearer_when_upstream_selects_none() {
+    let (front, _up, _) = setup(&[]).await;
+    let mut req = format!("ws://{}/ws", front.addr)
+        .into_client_request()
+        .unwrap();
+    let offer = HeaderValue::from_static("clawgate.bearer, v4.public.abc");
+    req.headers_mut().insert("sec-websocket-protocol", offer);
+    let (_socket, response) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "clawgate.bearer"
+    );
+}
+
+#[tokio::test]
+async fn session_end_closes_an_open_websocket_on_both_sides() {
+    let (front, up, _) = setup(&[]).await;
+    let mut socket = ws_connect(&front, "clawgate.bearer, v4.public.abc").await;
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    front.end_session.send(true).unwrap();
+    let next = tokio::time::timeout(PROMPTLY, socket.next())
+        .await
+        .expect("the websocket outlived its session");
+    assert!(
+        !matches!(next, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{next:?}"
+    );
+    tokio::time::timeout(PROMPTLY, up.ws_closed.notified())
+        .await
+        .expect("the upstream websocket stayed open");
+}
+
+#[tokio::test]
+async fn dead_upstream_port_gives_502() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let front = spawn_front(&config(dead), &[], Some(identity())).await;
+    let (parts, body) = send(get_req(&front, "/", &[])).await;
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "upstream_unavailable");
+    assert!(
+        !body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&dead.port().to_string()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_slower_than_response_timeout_gives_504() {
+    let (front, _up, _) = setup(&[]).await;
+    let (parts, body) = send(get_req(&front, "/slow", &[])).await;
+    assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn http2_request_is_forwarded_as_http11_with_authority_as_forwarded_host() {
+    let (front, _up, _) = setup(&[]).await;
+    let h2: TestClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let response = h2.request(get_req(&front, "/h2?q=1", &[])).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["uri"], "/h2?q=1");
+    let front_host = front.addr.to_string();
+    assert_eq!(
+        seen(&echo, "x-forwarded-host"),
+        Some(vec![front_host.as_str()])
+    );
+    assert_eq!(seen(&echo, "x-clawgate-subject"), Some(vec!["alice"]));
+}
+
+#[tokio::test]
+async fn streamed_body_over_the_limit_gives_413_not_502() {
+    let (up_addr, _up) = spawn_upstream().await;
+    let limit = |app: Router| app.layer(tower_http::limit::RequestBodyLimitLayer::new(1024));
+    let front = spawn_front_with(&config(up_addr), &[], Some(identity()), limit).await;
+    // No Content-Length: the limit can only trip while the proxy streams the body.
+    let chunks = (0..4).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
+    let body = BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)));
+    let req = http::Request::post(format!("http://{}/upload", front.addr))
+        .body(body)
+        .unwrap();
+    let streaming: Client<HttpConnector, BoxBody<Bytes, Infallible>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let response = streaming.request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn failure_log_names_the_code_and_never_the_token() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let cfg = UpstreamConfig {
+        danger_forward_authorization: true,
+        ..config(dead)
+    };
+    let front = spawn_front(&cfg, &[], Some(identity())).await;
+    let secret = [
+        ("authorization", "Bearer v4.public.topsecret"),
+        ("cookie", "sid=topsecret"),
+    ];
+    let (parts, _) = send(get_req(&front, "/", &secret)).await;
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    let text = logs().text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&dead.to_string()))
+        .unwrap_or_default();
+    assert!(line.contains("upstream_unavailable"), "{text}");
+    assert!(!text.contains("topsecret"), "secret in log: {text}");
+}
+
+/// Every test's log lines; installed globally once, before any front exists,
+/// because tracing caches per-callsite interest across threads.
+fn logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false);
+        tracing::subscriber::set_global_default(subscriber.finish()).unwrap();
+        logs
+    })
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
+    let cfg = UpstreamConfig {
+        url: Some("http://127.0.0.1:9".to_owned()),
+        public_paths: vec!["/status".to_owned(), "/pub/*".to_owned()],
+        ..UpstreamConfig::default()
+    };
+    let proxy = Proxy::new(&cfg, &[]).unwrap().unwrap();
+    for path in ["/status", "/pub/", "/pub/a", "/pub/a/b.css"] {
+        assert!(proxy.is_public_path(path), "{path} should be public");
+    }
+    let private = [
+        "/status/",
+        "/statusx",
+        "/pub",
+        "/pubx/a",
+        "/",
+        "/pub/../admin",
+        "/pub/%2e%2e/admin",
+        "/pub/%2E./admin",
+        "/pub/..;/admin",
+        "/pub/a%2fb",
+        "/pub\\..\\admin",
+        "/pub/./x",
+    ];
+    for path in private {
+        assert!(!proxy.is_public_path(path), "{path} must need a token");
+    }
+}
+
+#[test]
+fn no_upstream_url_builds_no_proxy_and_bad_urls_are_refused() {
+    assert!(
+        Proxy::new(&UpstreamConfig::default(), &[])
+            .unwrap()
+            .is_none()
+    );
+    for url in [
+        "https://127.0.0.1:3000",
+        "http://127.0.0.1:3000/api",
+        "127.0.0.1:3000",
+        "::",
+    ] {
+        let cfg = UpstreamConfig {
+            url: Some(url.to_owned()),
+            ..UpstreamConfig::default()
+        };
+        let err = Proxy::new(&cfg, &[]).unwrap_err();
+        assert!(
+            matches!(err, ProxyError::InvalidUpstreamUrl),
+            "{url}: {err:?}"
+        );
+    }
+}
