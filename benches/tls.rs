@@ -2,6 +2,7 @@
 //! memory (no sockets), server + client CPU cost together.
 //!
 //! Run: `cargo bench --bench tls`
+#![allow(clippy::unwrap_used, missing_docs)] // bench setup: a panic is a failed run
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use clawgate::clock::SystemClock;
 use clawgate::config::{KeyAlgorithm, TlsConfig};
-use clawgate::gateway::certificate_manager::{CertificateManager, generate_root, issue_server_cert, load_files};
+use clawgate::gateway::certificate_manager::{
+    CertificateManager, generate_root, issue_server_cert, load_files,
+};
 use clawgate::gateway::tls_config;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustls::pki_types::ServerName;
@@ -19,23 +22,38 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 fn certificates(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let config = TlsConfig { cert_dir: dir.path().join("certs"), ..TlsConfig::default() };
+    let config = TlsConfig {
+        cert_dir: dir.path().join("certs"),
+        ..TlsConfig::default()
+    };
     let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
-    let (crt, key) = (config.cert_dir.join("gateway.crt"), config.cert_dir.join("gateway.key"));
+    let (crt, key) = (
+        config.cert_dir.join("gateway.crt"),
+        config.cert_dir.join("gateway.key"),
+    );
     let now = SystemTime::now();
     let root = generate_root(KeyAlgorithm::EcdsaP256, 3650 * DAY, now).unwrap();
 
     let mut group = c.benchmark_group("certificates");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("load_and_check_pem_files", |b| b.iter(|| black_box(load_files(&crt, &key, now).unwrap())));
+    group.bench_function("load_and_check_pem_files", |b| {
+        b.iter(|| black_box(load_files(&crt, &key, now).unwrap()))
+    });
     group.bench_function("generate_p256_leaf", |b| {
-        b.iter(|| black_box(issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, 90 * DAY, now).unwrap()))
+        b.iter(|| {
+            black_box(
+                issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, 90 * DAY, now).unwrap(),
+            )
+        })
     });
     let loaded = load_files(&crt, &key, now).unwrap();
-    group.bench_function("swap_into_resolver", |b| b.iter(|| manager.swap(black_box(&loaded))));
+    group.bench_function("swap_into_resolver", |b| {
+        b.iter(|| manager.swap(black_box(&loaded)))
+    });
     group.bench_function("rotate_generate_write_load_swap", |b| {
         b.iter(|| {
-            let (leaf, _) = clawgate::gateway::certificate_manager::generate_into(&config, false, now).unwrap();
+            let (leaf, _) =
+                clawgate::gateway::certificate_manager::generate_into(&config, false, now).unwrap();
             let loaded = load_files(&crt, &key, now).unwrap();
             manager.swap(&loaded);
             black_box(leaf)
@@ -46,7 +64,10 @@ fn certificates(c: &mut Criterion) {
 
 fn handshake(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let config = TlsConfig { cert_dir: dir.path().join("certs"), ..TlsConfig::default() };
+    let config = TlsConfig {
+        cert_dir: dir.path().join("certs"),
+        ..TlsConfig::default()
+    };
     let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
     let server_config = Arc::new(tls_config::server_config(manager.resolver(), None).unwrap());
     let mut roots = RootCertStore::empty();
@@ -80,7 +101,10 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
-fn transfer(from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>, to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>) {
+fn transfer(
+    from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+    to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+) {
     let mut buf = Vec::new();
     while from.wants_write() {
         from.write_tls(&mut buf).unwrap();
