@@ -121,7 +121,7 @@ fn generate_on_a_dir_with_a_signer_stages_a_published_key_that_does_not_sign() {
     );
     assert_eq!(mode_of(&staged.file).unwrap(), 0o600);
     let report = ring.reload();
-    assert_eq!(report.added, [staged.kid.clone()]);
+    assert_eq!(report.added, std::slice::from_ref(&staged.kid));
     assert_eq!(report.signer, report.previous_signer);
     assert_eq!(status_of(&ring, &staged.kid), Some(KeyStatus::Staged));
     assert_eq!(status_of(&ring, &signer), Some(KeyStatus::Signing));
@@ -268,7 +268,7 @@ fn hand_deleted_key_stops_verifying_after_reload() {
     let old_file = find(&ring.keys(), &old_kid).file.clone();
     fs::remove_file(old_file).unwrap();
     let report = ring.reload();
-    assert_eq!(report.removed, [old_kid.clone()]);
+    assert_eq!(report.removed, std::slice::from_ref(&old_kid));
     assert_eq!(
         verify(&ring, &old_token, at(10)),
         Err(TokenError::UnknownKey)
@@ -287,7 +287,7 @@ fn hand_added_unconventional_file_verifies_only() {
     fs::copy(partner_file, dir.join("partner.key")).unwrap();
     let report = ring.reload();
     let partner_kid = partner.signer().unwrap().kid().to_owned();
-    assert_eq!(report.added, [partner_kid.clone()]);
+    assert_eq!(report.added, std::slice::from_ref(&partner_kid));
     assert_eq!(verify(&ring, &partner_token, t0()).unwrap(), partner_kid);
     let info = find(&ring.keys(), &partner_kid).clone();
     assert!(info.unmanaged && info.status == KeyStatus::Retired && info.retired_at.is_none());
