@@ -3,6 +3,9 @@
 
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
+use crate::gateway::http::proxy::ProxyError;
+use crate::gateway::keyring::KeyError;
+use crate::gateway::session_manager::SessionError;
 use crate::gateway::tls_config::TlsConfigError;
 
 /// Anything that stops the gateway from being built or a CLI command from
@@ -18,6 +21,15 @@ pub enum Error {
     /// The TLS policy could not be built.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// The keys directory could not be opened or initialised.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The session manager could not be set up (for example a bad password hash).
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
+    /// The upstream configuration is unusable.
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
     /// A socket could not be bound or another I/O step failed.
     #[error("{context}: {source}")]
     Io {

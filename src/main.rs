@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+mod cli;
 use clawgate::Config;
 use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML, LogFormat};
 use clawgate::gateway::Gateway;
@@ -34,6 +36,22 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage the signing keys (PASERK files in the keys directory).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        #[command(flatten)]
+        dirs: KeysDir,
+    },
+    /// Issue or verify a session token offline.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[command(flatten)]
+        dirs: KeysDir,
+    },
+    /// Read a password from stdin and print its argon2id hash.
+    HashPassword,
     /// Manage the gateway's TLS certificate.
     Cert {
         #[command(subcommand)]
@@ -53,6 +71,54 @@ enum ConfigAction {
         /// The file to check.
         file: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct KeysDir {
+    /// Keys directory (default: [tokens] keys_dir of the config).
+    #[arg(long, global = true)]
+    keys_dir: Option<PathBuf>,
+    /// Config file (default lookup when omitted).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum KeysAction {
+    /// Add a key: the signer if there is none, else staged (published, not signing).
+    Generate,
+    /// Make the newest staged key (or a new one) the signer.
+    Rotate,
+    /// List keys with their status.
+    List,
+    /// Remove keys that stopped signing longer ago than the longest token lifetime.
+    Prune,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Mint a session token with the current signing key.
+    Issue {
+        /// Subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. "1h" (default: [tokens] session_ttl).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+        /// A scope to grant; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Check a token's signature and claims.
+    Verify {
+        /// The token.
+        token: String,
+    },
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    clawgate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. \"1h\")"))
 }
 
 #[derive(Subcommand)]
@@ -120,12 +186,41 @@ fn run(command: Command) -> Result<(), Failure> {
             println!("{shown}: ok");
             Ok(())
         }
+        Command::Keys { action, dirs } => {
+            let (config, dir) = keys_dir(&dirs)?;
+            let name = match action {
+                KeysAction::Generate => "generate",
+                KeysAction::Rotate => "rotate",
+                KeysAction::List => "list",
+                KeysAction::Prune => "prune",
+            };
+            Ok(cli::keys(name, &dir, &config)?)
+        }
+        Command::Token { action, dirs } => {
+            let (config, dir) = keys_dir(&dirs)?;
+            match action {
+                TokenAction::Issue { sub, ttl, scopes } => {
+                    Ok(cli::token_issue(&dir, &config, &sub, ttl, &scopes)?)
+                }
+                TokenAction::Verify { token } => Ok(cli::token_verify(&dir, &config, &token)?),
+            }
+        }
+        Command::HashPassword => Ok(cli::hash_password_from_stdin()?),
         Command::Cert { action, config } => cert(&action, &load(config.as_deref())?),
     }
 }
 
 fn load(path: Option<&Path>) -> Result<Config, Failure> {
     Ok(Config::load(path)?.0)
+}
+
+fn keys_dir(dirs: &KeysDir) -> Result<(Config, PathBuf), Failure> {
+    let config = load(dirs.config.as_deref())?;
+    let dir = dirs
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| config.tokens.keys_dir.clone());
+    Ok((config, dir))
 }
 
 fn serve(config: Config) -> Result<(), Failure> {
@@ -143,6 +238,10 @@ fn serve(config: Config) -> Result<(), Failure> {
         println!("certificate spki pin: {}", served.spki_pin);
         if let Some(root) = running.certificates().root_path() {
             println!("trust this root once: {}", root.display());
+        }
+        if let Some(code) = running.sessions().pairing_code() {
+            // Printed on purpose, once: the operator exchanges it at /auth/pair.
+            println!("pairing code: {}", code.reveal());
         }
         if let Some(metrics) = running.metrics_addr() {
             println!("metrics: http://{metrics}/metrics");
@@ -167,7 +266,7 @@ async fn wait_for_signals(running: &clawgate::gateway::RunningGateway) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => running.reload(),
+            _ = hup.recv() => running.reload().await,
         }
     }
 }

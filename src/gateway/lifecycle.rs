@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::certificate_manager::{CertificateManager, RenewOutcome, rfc3339};
 use super::metrics::Metrics;
+use super::revocation_store::{OpenReport, RevocationStore, StoreHealth};
 use crate::clock::Clock;
 use crate::error::Error;
 
@@ -119,3 +120,33 @@ pub(super) async fn serve_metrics(
     });
     Ok(bound)
 }
+
+/// Logs what opening the revocation store found.
+pub(super) fn log_store_report(report: &OpenReport) {
+    tracing::info!(
+        event = "revocation_store_loaded",
+        loaded = report.loaded,
+        expired_dropped = report.expired_dropped,
+        corrupt_lines = report.corrupt_lines,
+        torn_tail = report.torn_tail,
+        "revocations loaded before accepting connections"
+    );
+}
+
+/// Keeps the store-health gauge current.
+pub(super) fn spawn_store_health(
+    store: Arc<RevocationStore>,
+    metrics: Arc<Metrics>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            metrics
+                .http
+                .set_store_healthy(matches!(store.health(), StoreHealth::Healthy));
+            tokio::time::sleep(STORE_HEALTH_INTERVAL).await;
+        }
+    })
+}
+
+/// How often the store-health gauge is refreshed.
+const STORE_HEALTH_INTERVAL: Duration = Duration::from_secs(5);

@@ -26,10 +26,16 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::certificate_manager::CertificateManager;
+use self::credentials::RateLimiter;
+use self::http::proxy::Proxy;
 use self::http::security_headers::SecurityHeaders;
-use self::http::{AppState, HttpLimits};
+use self::http::{AppState, HealthProbe, HttpLimits};
+use self::keyring::KeyRing;
 use self::metrics::Metrics;
+use self::replay_protection::ReplayGuard;
+use self::revocation_store::{RevocationStore, StoreHealth};
 use self::server::ServeOptions;
+use self::session_manager::SessionManager;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::Error;
@@ -43,6 +49,9 @@ pub struct Gateway {
     certs: Arc<CertificateManager>,
     metrics: Arc<Metrics>,
     tls: Arc<rustls::ServerConfig>,
+    sessions: Arc<SessionManager>,
+    replay: Arc<ReplayGuard>,
+    proxy: Option<Proxy>,
 }
 
 impl Gateway {
@@ -57,13 +66,36 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         lifecycle::publish_cert_expiry(&certs, &metrics);
         let tls = tls_config::server_config(certs.resolver(), None)?;
+        let keyring = Arc::new(KeyRing::open_or_init(&config.tokens.keys_dir)?);
+        // The revocation store is loaded before the first connection is
+        // accepted: a store loaded after traffic starts re-admits revoked
+        // tokens (PITFALLS R2).
+        let (store, report) = RevocationStore::open(&config.state.dir, Arc::clone(&clock));
+        lifecycle::log_store_report(&report);
+        let sessions = Arc::new(SessionManager::new(
+            &config.tokens,
+            &config.auth,
+            keyring,
+            Arc::new(store),
+            Arc::clone(&clock),
+        )?);
+        let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
+        let proxy = Proxy::new(&config.upstream, &config.server.trusted_proxies)?;
         Ok(Self {
             config,
             clock,
             certs,
             metrics,
             tls: Arc::new(tls),
+            sessions,
+            replay,
+            proxy,
         })
+    }
+
+    /// The session manager (pairing code, CLI issuance).
+    pub fn sessions(&self) -> &Arc<SessionManager> {
+        &self.sessions
     }
 
     /// The certificate manager (fingerprints, root path, swaps).
@@ -96,13 +128,20 @@ impl Gateway {
             SecurityHeaders::new(&self.config.hsts),
             &self.limits(),
         );
-        let background = lifecycle::spawn_certificate_watch(
-            Arc::clone(&self.certs),
-            Arc::clone(&self.metrics),
-            self.config.tls.check_interval,
-            self.config.tls.renew_before,
-            Arc::clone(&self.clock),
-        );
+        let background = [
+            lifecycle::spawn_certificate_watch(
+                Arc::clone(&self.certs),
+                Arc::clone(&self.metrics),
+                self.config.tls.check_interval,
+                self.config.tls.renew_before,
+                Arc::clone(&self.clock),
+            ),
+            Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
+            lifecycle::spawn_store_health(
+                Arc::clone(self.sessions.store()),
+                Arc::clone(&self.metrics),
+            ),
+        ];
         let opts = self.serve_options();
         let serve = server::serve(
             listener,
@@ -116,7 +155,9 @@ impl Gateway {
         );
         let task = tokio::spawn(async move {
             serve.await;
-            background.abort();
+            for task in background {
+                task.abort();
+            }
         });
         tracing::info!(event = "listening", %addr, "clawgate listening (TLS 1.3 only)");
         Ok(RunningGateway {
@@ -125,13 +166,24 @@ impl Gateway {
             stop: Some(stop_tx),
             task,
             certs: self.certs,
+            sessions: self.sessions,
         })
     }
 
     fn app_state(&self) -> AppState {
+        let store = Arc::clone(self.sessions.store());
+        let store_probe: HealthProbe = Arc::new(move || match store.health() {
+            StoreHealth::Healthy => None,
+            StoreHealth::Degraded { reason } => Some(("revocation_store", reason)),
+        });
         AppState {
             metrics: Arc::clone(&self.metrics),
-            health: Vec::new(),
+            health: vec![store_probe],
+            sessions: Arc::clone(&self.sessions),
+            replay: Arc::clone(&self.replay),
+            proxy: self.proxy.clone(),
+            auth_limiter: Arc::new(RateLimiter::new(self.config.auth.rate_limit_per_minute)),
+            clock: Arc::clone(&self.clock),
         }
     }
 
@@ -162,6 +214,7 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     certs: Arc<CertificateManager>,
+    sessions: Arc<SessionManager>,
 }
 
 impl RunningGateway {
@@ -180,9 +233,21 @@ impl RunningGateway {
         &self.certs
     }
 
-    /// Reloads what can be reloaded without a restart (SIGHUP).
-    pub fn reload(&self) {
-        lifecycle::refresh_certificate(&self.certs, None);
+    /// The session manager (pairing code, revocations).
+    pub fn sessions(&self) -> &Arc<SessionManager> {
+        &self.sessions
+    }
+
+    /// Reloads what can be reloaded without a restart (SIGHUP): provided
+    /// certificate files and the keys directory.
+    pub async fn reload(&self) {
+        let certs = Arc::clone(&self.certs);
+        let keyring = Arc::clone(self.sessions.keyring());
+        let _ = tokio::task::spawn_blocking(move || {
+            lifecycle::refresh_certificate(&certs, None);
+            keyring.reload().log();
+        })
+        .await;
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace

@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::gateway::http::proxy::ProxyError;
+use crate::gateway::replay_protection::ReplayError;
+use crate::gateway::session_manager::SessionError;
+
 /// An error answer of the gateway's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiError {
@@ -90,5 +94,124 @@ pub fn json_error(status: StatusCode, code: &'static str, message: &'static str)
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Why the bearer layer refused a request (RFC 6750 §3).
+#[derive(Debug)]
+pub enum AuthRejection {
+    /// No credentials at all: a bare `WWW-Authenticate: Bearer` challenge.
+    MissingToken,
+    /// An `Authorization` header that is not one `Bearer <token>`.
+    MalformedCredentials,
+    /// Bad, expired or revoked token. Which check failed is logged, never told.
+    InvalidToken,
+    /// The token lacks a scope the route needs.
+    InsufficientScope,
+    /// Replay protection refused the request.
+    Replay(ReplayError),
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        let (status, code, message, challenge) = match &self {
+            Self::MissingToken => (
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "a bearer token is required",
+                "Bearer",
+            ),
+            Self::MalformedCredentials => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the Authorization header must be one \"Bearer <token>\"",
+                "Bearer error=\"invalid_request\"",
+            ),
+            Self::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the access token is invalid, expired or revoked",
+                "Bearer error=\"invalid_token\"",
+            ),
+            Self::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "the access token lacks the required scope",
+                "Bearer error=\"insufficient_scope\"",
+            ),
+            Self::Replay(e) => {
+                let (status, message) = replay_parts(e);
+                return json_error(status, e.code(), message);
+            }
+        };
+        let mut response = json_error(status, code, message);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        response
+    }
+}
+
+/// Replay errors: a request the client can fix (400), a replay (409), or a
+/// full nonce cache that fails closed (503).
+fn replay_parts(e: &ReplayError) -> (StatusCode, &'static str) {
+    match e {
+        ReplayError::MissingNonce => (
+            StatusCode::BAD_REQUEST,
+            "X-Request-Nonce is required on this method",
+        ),
+        ReplayError::MalformedNonce => (
+            StatusCode::BAD_REQUEST,
+            "X-Request-Nonce must be 128 to 512 random bits, base64url",
+        ),
+        ReplayError::MissingTimestamp => (
+            StatusCode::BAD_REQUEST,
+            "X-Request-Timestamp is required on this method",
+        ),
+        ReplayError::MalformedTimestamp => (
+            StatusCode::BAD_REQUEST,
+            "X-Request-Timestamp must be Unix seconds",
+        ),
+        ReplayError::Stale => (StatusCode::BAD_REQUEST, "X-Request-Timestamp is too old"),
+        ReplayError::Future => (
+            StatusCode::BAD_REQUEST,
+            "X-Request-Timestamp is in the future",
+        ),
+        ReplayError::Replayed => (StatusCode::CONFLICT, "this request was already received"),
+        ReplayError::CapacityExhausted => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replay protection is at capacity; retry later",
+        ),
+    }
+}
+
+/// A session-manager error as a response. TEMPORARY mapping until the
+/// session manager lands.
+pub fn session_error(e: &SessionError) -> Response {
+    json_error(StatusCode::UNAUTHORIZED, e.code(), "request refused")
+}
+
+/// An upstream failure as a JSON error; the cause goes to the log only
+/// (the proxy logged it already).
+pub fn proxy_error(e: &ProxyError) -> Response {
+    let message = match e {
+        ProxyError::UpstreamUnavailable(_) => "the upstream service is unavailable",
+        ProxyError::UpstreamTimeout => "the upstream service did not answer in time",
+        ProxyError::BadUpstreamResponse(_) => "the upstream service sent an invalid response",
+        ProxyError::InvalidRequest | ProxyError::RequestBody(_) => {
+            "the request cannot be forwarded"
+        }
+        ProxyError::PayloadTooLarge(_) => "request body too large",
+        ProxyError::InvalidUpstreamUrl | ProxyError::IdentityNotRepresentable => "internal error",
+        ProxyError::SessionEnded => "the session has ended",
+    };
+    let mut response = json_error(e.status(), e.code(), message);
+    if matches!(e, ProxyError::SessionEnded) {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
     response
 }

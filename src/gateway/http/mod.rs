@@ -1,28 +1,40 @@
 //! HTTP composition: the router and its middleware, written once, outermost
 //! first, with the reason each layer sits where it does.
 
+pub mod auth;
+pub mod auth_routes;
 pub mod error;
+pub mod forward;
 pub mod proxy;
 pub mod security_headers;
 pub mod well_known;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use http::header;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use self::auth::{BearerAuthLayer, PublicPaths};
 use self::error::ApiError;
+use self::proxy::Proxy;
 use self::security_headers::{FromUpstream, SecurityHeaders};
+use crate::clock::Clock;
+use crate::gateway::credentials::RateLimiter;
 use crate::gateway::metrics::Metrics;
+use crate::gateway::replay_protection::ReplayGuard;
+use crate::gateway::session_manager::SessionManager;
 
 /// A readiness probe: `Some((component, reason))` when degraded.
 pub type HealthProbe = Arc<dyn Fn() -> Option<(&'static str, String)> + Send + Sync>;
@@ -34,6 +46,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Probes consulted by `/health`.
     pub health: Vec<HealthProbe>,
+    /// Sessions: issue, verify, revoke.
+    pub sessions: Arc<SessionManager>,
+    /// Replay protection for forwarded unsafe requests.
+    pub replay: Arc<ReplayGuard>,
+    /// The upstream, when configured.
+    pub proxy: Option<Proxy>,
+    /// Per-client-address limit on `/auth/*`.
+    pub auth_limiter: Arc<RateLimiter>,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -55,7 +77,9 @@ pub struct HttpLimits {
 pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) -> Router {
     let routes = Router::new()
         .route("/health", get(well_known::health))
-        .fallback(|| async { ApiError::NotFound })
+        .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
+        .merge(auth_router(&state))
+        .fallback_service(upstream_service(&state))
         .with_state(state.clone());
     routes.layer(
         ServiceBuilder::new()
@@ -77,6 +101,65 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
             .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout)),
     )
 }
+
+/// `/auth/*` and `/admin/revoke`, rate limited per client address. Local
+/// routes do not take replay headers: the tokens they mint rotate, and
+/// their effects (logout, revoke) are idempotent.
+fn auth_router(state: &AppState) -> Router<AppState> {
+    let bearer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
+        .metrics(
+            Arc::clone(&state.metrics.tokens),
+            Arc::clone(&state.metrics.replay),
+        )
+        .build();
+    let with_session = Router::new()
+        .route("/auth/logout", post(auth_routes::logout))
+        .route("/auth/session", get(auth_routes::session))
+        .route("/auth/sessions", get(auth_routes::sessions))
+        .route("/auth/sessions/{id}", delete(auth_routes::revoke_one))
+        .route("/admin/revoke", post(auth_routes::admin_revoke))
+        .route_layer(bearer);
+    Router::new()
+        .route("/auth/pair", post(auth_routes::pair))
+        .route("/auth/login", post(auth_routes::login))
+        .route("/auth/refresh", post(auth_routes::refresh))
+        .merge(with_session)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth_routes::rate_limit,
+        ))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+}
+
+/// Everything else: bearer auth (public paths excepted), replay check on
+/// unsafe methods, then the upstream.
+fn upstream_service(
+    state: &AppState,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let public = state
+        .proxy
+        .clone()
+        .map(|p| -> PublicPaths { Arc::new(move |path: &str| p.is_public_path(path)) });
+    let mut layer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
+        .replay(Arc::clone(&state.replay))
+        .metrics(
+            Arc::clone(&state.metrics.tokens),
+            Arc::clone(&state.metrics.replay),
+        );
+    if let Some(public) = public {
+        layer = layer.public_paths(public);
+    }
+    layer
+        .build()
+        .layer(forward::forward.with_state(state.clone()))
+}
+
+/// Login and refresh bodies are small JSON documents.
+const AUTH_BODY_LIMIT: usize = 16 * 1024;
 
 async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;

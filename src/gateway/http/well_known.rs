@@ -22,3 +22,9 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         Json(json!({ "status": "degraded", "checks": problems }))
     }
 }
+
+/// `GET /.well-known/paseto-keys`: the public keys that verify tokens
+/// (PASERK `k4.public`), so other services can check tokens themselves.
+pub async fn paseto_keys(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "keys": state.sessions.keyring().public_keys() }))
+}

@@ -1,0 +1,125 @@
+//! What the `keys`, `token` and `hash-password` subcommands print. Each
+//! function makes one library call and formats its result; the binary is
+//! the only place that writes to stdout.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail};
+use clawgate::Config;
+use clawgate::gateway::certificate_manager::rfc3339;
+use clawgate::gateway::credentials::hash_password;
+use clawgate::gateway::keyring::{self, KeyInfo, KeyRing};
+use clawgate::gateway::session_token::{self, TokenDraft, TokenError, TokenPolicy, TokenType};
+
+/// `clawgate keys generate|rotate|list|prune`.
+pub(crate) fn keys(action: &str, dir: &Path, config: &Config) -> anyhow::Result<()> {
+    let now = SystemTime::now();
+    match action {
+        "generate" => print_key(&keyring::generate(dir, now)?),
+        "rotate" => {
+            let key = keyring::rotate(dir, now)?;
+            print_key(&key);
+            println!(
+                "running gateways pick up the new signer within {:?}",
+                config.tokens.key_poll_interval
+            );
+        }
+        "list" => {
+            for key in keyring::list(dir)? {
+                print_key(&key);
+            }
+        }
+        "prune" => {
+            // A key may have signed a token until it retired; that token
+            // lives at most this long (refresh tokens live idle_timeout).
+            let t = &config.tokens;
+            let retain = t.session_ttl.max(t.idle_timeout) + t.leeway;
+            let removed = keyring::prune(dir, retain, now)?;
+            if removed.is_empty() {
+                println!("nothing to prune (keys are kept {retain:?} after they stop signing)");
+            }
+            for key in removed {
+                println!("removed {} ({})", key.kid, key.file.display());
+            }
+        }
+        other => bail!("unknown keys action {other:?}"),
+    }
+    Ok(())
+}
+
+fn print_key(key: &KeyInfo) {
+    let when = |t: Option<SystemTime>| t.map(rfc3339).unwrap_or_else(|| "-".to_owned());
+    println!(
+        "{} {} activated={} retired={} file={}",
+        key.status.as_str(),
+        key.kid,
+        when(key.activated_at),
+        when(key.retired_at),
+        key.file.display()
+    );
+}
+
+/// `clawgate token issue`: mints a session token offline with the signer.
+pub(crate) fn token_issue(
+    dir: &Path,
+    config: &Config,
+    sub: &str,
+    ttl: Option<Duration>,
+    scopes: &[String],
+) -> anyhow::Result<()> {
+    let ring =
+        KeyRing::open(dir).with_context(|| format!("opening keys directory {}", dir.display()))?;
+    let ttl = ttl.unwrap_or(config.tokens.session_ttl);
+    let draft = TokenDraft::session(sub, ttl).with_scope(scopes.iter().cloned());
+    let minted = session_token::mint_at(
+        &ring,
+        &TokenPolicy::from_config(&config.tokens),
+        draft,
+        SystemTime::now(),
+    )?;
+    // The user asked for this token: stdout is its only destination.
+    println!("{}", minted.expose());
+    Ok(())
+}
+
+/// `clawgate token verify`: signature and claims against the keys
+/// directory. Revocations live in the running gateway and are not checked.
+pub(crate) fn token_verify(dir: &Path, config: &Config, token: &str) -> anyhow::Result<()> {
+    let ring =
+        KeyRing::open(dir).with_context(|| format!("opening keys directory {}", dir.display()))?;
+    let policy = TokenPolicy::from_config(&config.tokens);
+    let now = SystemTime::now();
+    let verified = match session_token::verify_at(&ring, &policy, token, TokenType::Session, now) {
+        Err(TokenError::WrongType) => {
+            session_token::verify_at(&ring, &policy, token, TokenType::Refresh, now)
+        }
+        other => other,
+    }
+    .map_err(|e| anyhow::anyhow!("token rejected: {} ({e})", e.code()))?;
+    let c = verified.claims();
+    let shown = serde_json::json!({
+        "jti": c.jti, "sub": c.sub, "iss": c.iss, "aud": c.aud, "typ": c.typ.as_str(),
+        "iat": rfc3339(c.iat), "nbf": rfc3339(c.nbf), "exp": rfc3339(c.exp),
+        "scope": c.scope, "sid": c.sid, "auth_time": rfc3339(c.auth_time), "cnf": c.cnf,
+    });
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    println!("valid; signed by {}", verified.kid());
+    Ok(())
+}
+
+/// `clawgate hash-password`: one line from stdin → an argon2id PHC string.
+pub(crate) fn hash_password_from_stdin() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password on stdin");
+    }
+    println!("{}", hash_password(password)?);
+    Ok(())
+}

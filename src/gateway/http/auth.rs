@@ -1,0 +1,251 @@
+//! The bearer-token tower layer, usable on its own in another axum app.
+//!
+//! Per request: `Authorization: Bearer v4.public.…` (or, for a browser
+//! WebSocket, `Sec-WebSocket-Protocol: clawgate.bearer, <token>`) →
+//! [`SessionManager::authenticate`] (signature + claims, then the in-memory
+//! revocation check; no I/O) → the replay check on unsafe methods → the
+//! verified [`Session`] in the request extensions. Tokens are never read
+//! from the query string: URLs end up in access logs (PITFALLS P3).
+//!
+//! Rejections follow RFC 6750 and never echo the token.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use http::request::Parts;
+use http::{HeaderMap, header};
+use tower::{Layer, Service};
+
+use super::error::AuthRejection;
+use crate::clock::Clock;
+use crate::gateway::metrics::{ReplayMetrics, TokenMetrics};
+use crate::gateway::replay_protection::ReplayGuard;
+use crate::gateway::session_manager::{Session, SessionManager};
+
+/// Subprotocol marker a browser WebSocket client offers before its token.
+pub const WS_BEARER_PROTOCOL: &str = "clawgate.bearer";
+/// Header carrying the replay nonce.
+pub const NONCE_HEADER: &str = "x-request-nonce";
+/// Header carrying the replay timestamp.
+pub const TIMESTAMP_HEADER: &str = "x-request-timestamp";
+
+/// Decides which paths pass without a token.
+pub type PublicPaths = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Builds [`BearerAuth`] services.
+#[derive(Clone)]
+pub struct BearerAuthLayer {
+    shared: Arc<BearerAuthOptions>,
+}
+
+/// Options of a [`BearerAuthLayer`]; [`Self::build`] makes the layer.
+pub struct BearerAuthOptions {
+    sessions: Arc<SessionManager>,
+    replay: Option<Arc<ReplayGuard>>,
+    public: Option<PublicPaths>,
+    token_metrics: Option<Arc<TokenMetrics>>,
+    replay_metrics: Option<Arc<ReplayMetrics>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl BearerAuthLayer {
+    /// Starts a layer that requires a valid session on every request.
+    pub fn builder(sessions: Arc<SessionManager>, clock: Arc<dyn Clock>) -> BearerAuthOptions {
+        BearerAuthOptions {
+            sessions,
+            replay: None,
+            public: None,
+            token_metrics: None,
+            replay_metrics: None,
+            clock,
+        }
+    }
+}
+
+impl BearerAuthOptions {
+    /// Also requires replay headers on the guard's unsafe methods.
+    pub fn replay(mut self, guard: Arc<ReplayGuard>) -> Self {
+        self.replay = Some(guard);
+        self
+    }
+
+    /// Lets paths for which `public` is true through without a token.
+    pub fn public_paths(mut self, public: PublicPaths) -> Self {
+        self.public = Some(public);
+        self
+    }
+
+    /// Records validations and replay rejections.
+    pub fn metrics(mut self, tokens: Arc<TokenMetrics>, replay: Arc<ReplayMetrics>) -> Self {
+        self.token_metrics = Some(tokens);
+        self.replay_metrics = Some(replay);
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> BearerAuthLayer {
+        BearerAuthLayer {
+            shared: Arc::new(self),
+        }
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service built by [`BearerAuthLayer`].
+#[derive(Clone)]
+pub struct BearerAuth<S> {
+    inner: S,
+    shared: Arc<BearerAuthOptions>,
+}
+
+impl<S> Service<Request> for BearerAuth<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        match self.shared.check(&mut req) {
+            Ok(()) => Either::Right(self.inner.call(req)),
+            Err(rejection) => Either::Left(ready(Ok(rejection.into_response()))),
+        }
+    }
+}
+
+impl BearerAuthOptions {
+    /// Order: public-path bypass → credentials → signature and claims →
+    /// revocation (inside `authenticate`) → replay. Replay runs last so
+    /// unauthenticated traffic can never fill the nonce cache.
+    fn check(&self, req: &mut Request) -> Result<(), AuthRejection> {
+        if self
+            .public
+            .as_ref()
+            .is_some_and(|public| public(req.uri().path()))
+        {
+            return Ok(());
+        }
+        let token = bearer_token(req.headers())?.ok_or(AuthRejection::MissingToken)?;
+        let started = Instant::now();
+        let result = self.sessions.authenticate(token);
+        if let Some(m) = &self.token_metrics {
+            m.validation(
+                result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+                started.elapsed(),
+            );
+        }
+        let session = result.map_err(|e| {
+            tracing::info!(
+                event = "auth_rejected",
+                reason = e.code(),
+                "bearer token rejected"
+            );
+            AuthRejection::InvalidToken
+        })?;
+        if let Some(guard) = self
+            .replay
+            .as_ref()
+            .filter(|g| g.applies_to(req.method().as_str()))
+        {
+            let headers = req.headers();
+            let nonce = headers.get(NONCE_HEADER).map(|v| v.as_bytes());
+            let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
+            if let Err(e) = guard.check_bytes_at(
+                session.session_id(),
+                nonce,
+                timestamp,
+                self.clock.unix_now(),
+            ) {
+                if let Some(m) = &self.replay_metrics {
+                    m.rejected(e.code());
+                }
+                tracing::info!(
+                    event = "replay_rejected",
+                    reason = e.code(),
+                    "replay protection refused a request"
+                );
+                return Err(AuthRejection::Replay(e));
+            }
+        }
+        req.extensions_mut().insert(Arc::new(session));
+        Ok(())
+    }
+}
+
+/// The bearer token of a request: from `Authorization`, or from the
+/// WebSocket subprotocol offer when there is no `Authorization` header.
+/// `Ok(None)` means no credentials at all (a bare 401 challenge).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = values.next() {
+        if values.next().is_some() {
+            return Err(AuthRejection::MalformedCredentials);
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| AuthRejection::MalformedCredentials)?;
+        let (scheme, token) = text
+            .split_once(' ')
+            .ok_or(AuthRejection::MalformedCredentials)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthRejection::MalformedCredentials);
+        }
+        return Ok(Some(token.trim()));
+    }
+    Ok(websocket_token(headers))
+}
+
+fn websocket_token(headers: &HeaderMap) -> Option<&str> {
+    let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let mut offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    offered
+        .by_ref()
+        .find(|p| p.eq_ignore_ascii_case(WS_BEARER_PROTOCOL))?;
+    offered.next().filter(|t| !t.is_empty())
+}
+
+/// The verified session of a request that passed [`BearerAuth`].
+#[derive(Clone)]
+pub struct CurrentSession(pub Arc<Session>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Session>>()
+            .cloned()
+            .map(Self)
+            .ok_or(AuthRejection::MissingToken)
+    }
+}
