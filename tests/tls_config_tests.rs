@@ -138,7 +138,7 @@ async fn hsts_and_security_headers_on_success_and_error_responses() {
     let ok = client.get(gw.addr(), "/health").await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.json()["status"], "ok");
-    let not_found = client.get(gw.addr(), "/no/such/path").await;
+    let unauthenticated = client.get(gw.addr(), "/no/such/path").await;
     let wrong_method = client
         .send(
             gw.addr(),
@@ -155,15 +155,20 @@ async fn hsts_and_security_headers_on_success_and_error_responses() {
                 .unwrap(),
         )
         .await;
+    assert_eq!(
+        unauthenticated.header("www-authenticate"),
+        Some("Bearer"),
+        "no credentials: bare challenge"
+    );
     for (resp, status, code) in [
-        (&not_found, 404, "not_found"),
+        (&unauthenticated, 401, "missing_token"),
         (&wrong_method, 405, "method_not_allowed"),
         (&too_large, 413, "payload_too_large"),
     ] {
         assert_eq!(resp.status, status);
         assert_eq!(resp.json()["error"], code, "{resp:?}");
     }
-    for resp in [&ok, &not_found, &wrong_method, &too_large] {
+    for resp in [&ok, &unauthenticated, &wrong_method, &too_large] {
         assert_eq!(
             resp.header("strict-transport-security"),
             Some(HSTS),
