@@ -8,6 +8,8 @@
     clippy::expect_used
 )]
 
+pub mod upstream;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
