@@ -229,3 +229,74 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Starts a loopback upstream and a gateway forwarding to it.
+pub async fn gateway_with_upstream(
+    tweak: impl FnOnce(&mut Config, &Path),
+) -> (TestGateway, upstream::Upstream, SocketAddr) {
+    let (upstream_addr, upstream) = upstream::spawn_upstream().await;
+    let gw = TestGateway::start(|c, dir| {
+        c.upstream.url = Some(format!("http://{upstream_addr}"));
+        tweak(c, dir);
+    })
+    .await;
+    (gw, upstream, upstream_addr)
+}
+
+impl TestGateway {
+    /// A session token for `sub` with `scopes`, minted by the running gateway.
+    pub fn token(&self, sub: &str, scopes: &[&str]) -> String {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let pair = self
+            .running
+            .sessions()
+            .issue(sub, scopes, None, clawgate::gateway::session_manager::IssueMethod::Cli)
+            .unwrap();
+        pair.session_token().to_owned()
+    }
+
+    /// Scrapes the metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.running.metrics_addr().unwrap();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
+
+/// A request with a bearer token.
+pub fn authed(method: &str, path: &str, token: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// Fresh replay headers: a 128-bit base64url nonce and the current time.
+pub fn replay_headers() -> (String, String) {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut nonce = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut nonce).unwrap();
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (nonce, now.to_string())
+}
+
+/// A JSON POST.
+pub fn post_json(path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}

@@ -41,6 +41,7 @@ pub async fn spawn_upstream() -> (SocketAddr, Upstream) {
         .route("/sse", get(sse))
         .route("/ws", get(ws))
         .route("/slow", get(slow))
+        .route("/delay", get(delay))
         .route("/hop", get(hop_response))
         .fallback(echo)
         .with_state(state.clone());
@@ -135,6 +136,12 @@ pub async fn ws_echo(mut socket: WebSocket, state: Upstream) {
         }
     }
     state.ws_closed.notify_one();
+}
+
+/// Answers after `?ms=N` milliseconds.
+pub async fn delay(Query(q): Query<BTreeMap<String, u64>>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(0))).await;
+    "done"
 }
 
 pub async fn slow() -> &'static str {

@@ -1,0 +1,234 @@
+//! Sessions through the real HTTPS server: pairing, login, refresh,
+//! logout, listing, admin revocation, restart durability, degraded store,
+//! key rotation while serving, and the published keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use clawgate::config::UserConfig;
+use clawgate::gateway::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::keyring;
+use common::{TestGateway, TestResponse, authed, eventually, post_json};
+use http_body_util::Full;
+use hyper::Request;
+use serde_json::json;
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+fn user(name: &str, password: &str, scopes: &[&str]) -> UserConfig {
+    UserConfig {
+        name: name.to_owned(),
+        password_hash: insecure_hash_password_for_tests(password).unwrap(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+async fn login(gw: &TestGateway, name: &str, password: &str) -> TestResponse {
+    gw.client().send(gw.addr(), post_json("/auth/login", &json!({"username": name, "password": password}))).await
+}
+
+fn assert_token_response(resp: &TestResponse) {
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    assert_eq!(resp.header("strict-transport-security"), Some(HSTS));
+    let body = resp.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["session_token"].as_str().unwrap().starts_with("v4.public."));
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    assert!(body["expires_at"].is_string());
+}
+
+#[tokio::test]
+async fn pairing_code_is_exchanged_once_for_tokens() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let code = gw.running.sessions().pairing_code().unwrap().reveal().to_owned();
+    let pair = |code: String| {
+        let req = Request::post("/auth/pair").header("x-pairing-code", code).body(Full::new(Bytes::new())).unwrap();
+        gw.client().send(gw.addr(), req)
+    };
+    let first = pair(code.clone()).await;
+    assert_token_response(&first);
+    let token = first.json()["session_token"].as_str().unwrap().to_owned();
+    let session = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    assert_eq!(session.status, 200);
+    assert!(!session.body.is_empty());
+    let again = pair(code).await;
+    assert!(again.status >= 400, "{again:?}");
+    assert!(!String::from_utf8_lossy(&again.body).contains(&token));
+}
+
+#[tokio::test]
+async fn wrong_pairing_codes_lock_pairing_out() {
+    let gw = TestGateway::start(|c, _| c.auth.pairing_max_attempts = 3).await;
+    let code = gw.running.sessions().pairing_code().unwrap().reveal().to_owned();
+    for _ in 0..3 {
+        let req = Request::post("/auth/pair").header("x-pairing-code", "AAAA-AAAA-AAAA").body(Full::new(Bytes::new())).unwrap();
+        assert!(gw.client().send(gw.addr(), req).await.status >= 400);
+    }
+    let req = Request::post("/auth/pair").header("x-pairing-code", code).body(Full::new(Bytes::new())).unwrap();
+    let locked = gw.client().send(gw.addr(), req).await;
+    assert!(locked.status >= 400, "the right code must be refused during lockout: {locked:?}");
+}
+
+#[tokio::test]
+async fn login_refresh_logout_round_trip() {
+    let gw = TestGateway::start(|c, _| c.auth.users = vec![user("alice", "correct horse", &["read"])]).await;
+    let resp = login(&gw, "alice", "correct horse").await;
+    assert_token_response(&resp);
+    let body = resp.json();
+    let (session, refresh) = (body["session_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned());
+
+    let info = gw.client().send(gw.addr(), authed("GET", "/auth/session", &session, "")).await;
+    assert_eq!(info.status, 200);
+    assert_eq!(info.header("cache-control"), Some("no-store"));
+    let text = String::from_utf8_lossy(&info.body).to_string();
+    assert!(text.contains("idle") && text.contains("absolute"), "{text}");
+
+    let refreshed = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    assert_token_response(&refreshed);
+    let new_session = refreshed.json()["session_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_session, session);
+
+    let listed = gw.client().send(gw.addr(), authed("GET", "/auth/sessions", &new_session, "")).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()["sessions"].as_array().unwrap().len(), 1);
+
+    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &new_session, "")).await;
+    assert_eq!(out.status, 200);
+    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &new_session, "")).await;
+    assert_eq!(after.status, 401);
+    assert_eq!(after.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_get_the_same_answer() {
+    let gw = TestGateway::start(|c, _| c.auth.users = vec![user("alice", "pw", &[])]).await;
+    let unknown = login(&gw, "nobody", "pw").await;
+    let wrong = login(&gw, "alice", "nope").await;
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(unknown.body, wrong.body);
+    assert_eq!(unknown.status, 401);
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_revokes_the_family() {
+    let gw = TestGateway::start(|c, _| {
+        c.auth.users = vec![user("alice", "pw", &[])];
+        c.tokens.refresh_grace = Duration::ZERO;
+    })
+    .await;
+    let body = login(&gw, "alice", "pw").await.json();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let first = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    assert_eq!(first.status, 200);
+    let rotated = first.json()["session_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past a zero grace on a whole-second clock
+    let reused = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    assert_eq!(reused.status, 401, "{reused:?}");
+    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &rotated, "")).await;
+    assert_eq!(after.status, 401, "family must be revoked after reuse");
+}
+
+#[tokio::test]
+async fn sixth_login_evicts_the_first_session() {
+    let gw = TestGateway::start(|c, _| c.auth.users = vec![user("alice", "pw", &[])]).await;
+    let mut tokens = Vec::new();
+    for _ in 0..6 {
+        tokens.push(login(&gw, "alice", "pw").await.json()["session_token"].as_str().unwrap().to_owned());
+    }
+    let first = gw.client().send(gw.addr(), authed("GET", "/auth/session", &tokens[0], "")).await;
+    assert_eq!(first.status, 401);
+    let last = gw.client().send(gw.addr(), authed("GET", "/auth/session", &tokens[5], "")).await;
+    assert_eq!(last.status, 200);
+}
+
+#[tokio::test]
+async fn admin_revoke_needs_the_admin_scope() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let plain = gw.token("bob", &[]);
+    let admin = gw.token("root", &["admin"]);
+    let victim = gw.token("carol", &[]);
+    let denied = gw.client().send(gw.addr(), with_json(authed("POST", "/admin/revoke", &plain, ""), &json!({"sub": "carol"}))).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    assert_eq!(denied.header("www-authenticate"), Some("Bearer error=\"insufficient_scope\""));
+    let ok = gw.client().send(gw.addr(), with_json(authed("POST", "/admin/revoke", &admin, ""), &json!({"sub": "carol"}))).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &victim, "")).await;
+    assert_eq!(after.status, 401);
+}
+
+fn with_json(mut req: Request<Full<Bytes>>, body: &serde_json::Value) -> Request<Full<Bytes>> {
+    *req.body_mut() = Full::new(Bytes::from(body.to_string()));
+    req.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn revoked_token_stays_rejected_after_a_restart() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let token = gw.token("alice", &[]);
+    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &token, "")).await;
+    assert_eq!(out.status, 200);
+    let TestGateway { running, dir, config } = gw;
+    running.shutdown().await;
+    let restarted = clawgate::gateway::Gateway::build(config.clone()).unwrap().start().await.unwrap();
+    let gw = TestGateway { running: restarted, dir, config };
+    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    assert_eq!(resp.status, 401, "revocation lost across restart");
+}
+
+#[tokio::test]
+async fn failing_store_degrades_health_but_still_enforces() {
+    let gw = TestGateway::start(|c, dir| {
+        // A file where the state directory should be: nothing can be written.
+        std::fs::write(dir.join("state-file"), b"x").unwrap();
+        c.state.dir = dir.join("state-file");
+    })
+    .await;
+    let token = gw.token("alice", &[]);
+    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &token, "")).await;
+    assert_eq!(out.status, 200);
+    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    assert_eq!(resp.status, 401, "revocation must hold in memory");
+    let health = gw.client().get(gw.addr(), "/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "degraded");
+}
+
+#[tokio::test]
+async fn key_rotation_while_serving_keeps_old_tokens_and_signs_with_the_new_key() {
+    let gw = TestGateway::start(|c, _| c.tokens.key_poll_interval = Duration::from_millis(100)).await;
+    let old = gw.token("alice", &[]);
+    let keys_dir = gw.config.tokens.keys_dir.clone();
+    let new_key = keyring::rotate(&keys_dir, SystemTime::now() + Duration::from_secs(1)).unwrap();
+    let sessions = gw.running.sessions().clone();
+    let picked_up = eventually(Duration::from_secs(5), || sessions.keyring().signer().map(|s| s.kid() == new_key.kid).unwrap_or(false)).await;
+    assert!(picked_up, "rotation not picked up without a restart");
+    let new = gw.token("alice", &[]);
+    assert_ne!(old, new);
+    for token in [&old, &new] {
+        let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", token, "")).await;
+        assert_eq!(resp.status, 200);
+    }
+    let keys = gw.client().get(gw.addr(), "/.well-known/paseto-keys").await.json();
+    let kids: Vec<_> = keys["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    assert!(kids.contains(&new_key.kid));
+    assert_eq!(kids.len(), 2);
+    assert!(keys["keys"][0]["public"].as_str().unwrap().starts_with("k4.public."));
+}
+
+#[tokio::test]
+async fn malformed_authorization_is_400_invalid_request() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let req = Request::get("/auth/session").header("authorization", "Basic abc").body(Full::new(Bytes::new())).unwrap();
+    let resp = gw.client().send(gw.addr(), req).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.header("www-authenticate"), Some("Bearer error=\"invalid_request\""));
+    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", "v4.public.garbage", "")).await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.json()["error"], "invalid_token");
+    assert!(!String::from_utf8_lossy(&resp.body).contains("garbage"));
+}
