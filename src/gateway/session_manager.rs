@@ -132,7 +132,7 @@ impl SessionManager {
             pairing,
             passwords,
             login_limiter: RateLimiter::new(auth.login_attempts_per_user_per_minute),
-            index: SessionIndex::new(limits.absolute_timeout + limits.leeway),
+            index: SessionIndex::new(limits.absolute_timeout.saturating_add(limits.leeway)),
             families: FamilyLocks::default(),
             spent: SpentCache::new(limits.refresh_grace),
             limits,
@@ -169,7 +169,9 @@ impl SessionManager {
     }
 
     /// Starts a session for `subject` without credentials (CLI, tests).
-    /// `ttl` replaces `session_ttl` for the first session token.
+    /// `ttl` replaces `session_ttl` for the first session token (clamped to
+    /// the absolute limit). Unbound: refused with `BindingRequired` under
+    /// `[auth] binding = "required"` (see [`issue_bound_at`](Self::issue_bound_at)).
     pub fn issue(
         &self,
         subject: &str,
@@ -304,12 +306,18 @@ impl Limits {
         if t.max_sessions_per_user == 0 {
             return bad("max_sessions_per_user must be at least 1");
         }
+        // Keeps time arithmetic and moka's durations far from overflow.
+        if t.absolute_timeout > MAX_ABSOLUTE_TIMEOUT {
+            return bad("absolute_timeout must be at most 100 years");
+        }
+        // No token outlives the absolute limit, so longer idle or grace
+        // windows mean the same as the absolute limit itself.
         Ok(Self {
             session_ttl: t.session_ttl,
             refresh: t.refresh,
-            idle_timeout: t.idle_timeout,
+            idle_timeout: t.idle_timeout.min(t.absolute_timeout),
             absolute_timeout: t.absolute_timeout,
-            refresh_grace: t.refresh_grace,
+            refresh_grace: t.refresh_grace.min(t.absolute_timeout),
             leeway: t.leeway,
             max_sessions: t.max_sessions_per_user,
         })
@@ -324,14 +332,16 @@ impl Limits {
     /// matters: no token of it expires after the absolute limit (or after
     /// `known_exp`, should a token predate a shortened limit), plus leeway.
     fn family_until(&self, auth_time: SystemTime, known_exp: SystemTime) -> u64 {
-        unix(self.absolute_end(auth_time).max(known_exp)) + self.leeway.as_secs()
+        unix(self.absolute_end(auth_time).max(known_exp)).saturating_add(self.leeway.as_secs())
     }
 
     /// Until when a revocation made at `now` of tokens issued up to `now`
     /// matters: every token's `exp` is at most its `auth_time` (≤ now) plus
     /// the absolute limit, the longest lifetime there is.
     fn anything_until(&self, now: SystemTime) -> u64 {
-        unix(now) + self.absolute_timeout.as_secs() + self.leeway.as_secs()
+        unix(now)
+            .saturating_add(self.absolute_timeout.as_secs())
+            .saturating_add(self.leeway.as_secs())
     }
 }
 
@@ -382,6 +392,8 @@ fn floor_secs(t: SystemTime) -> SystemTime {
 pub const PAIRED_SUBJECT: &str = "owner";
 /// The scope of a paired client, and the one `admin_revoke` requires.
 pub const ADMIN_SCOPE: &str = "admin";
+/// Upper bound on `[tokens] absolute_timeout`: 100 years.
+const MAX_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// Longest subject a token carries (`session_token`'s limit).
 const MAX_SUBJECT_BYTES: usize = 256;
 /// Longest scope a token carries (`session_token`'s limit).

@@ -40,7 +40,9 @@ impl SessionIndex {
     /// plus `owner`, and each list is bounded by the session limit.
     pub(super) fn new(forget_after: Duration) -> Self {
         Self {
-            by_subject: Cache::builder().time_to_idle(forget_after).build(),
+            by_subject: Cache::builder()
+                .time_to_idle(forget_after.min(MAX_FORGET_AFTER))
+                .build(),
         }
     }
 
@@ -134,6 +136,10 @@ fn live(list: Option<Arc<Vec<LiveSession>>>, now: SystemTime) -> Vec<LiveSession
     list.map(|l| l.iter().filter(|s| s.expires > now).cloned().collect())
         .unwrap_or_default()
 }
+
+/// Cap on the idle lifetime of a subject's list (moka refuses more than
+/// 1,000 years); 101 years is past the longest absolute limit allowed.
+const MAX_FORGET_AFTER: Duration = Duration::from_secs(101 * 365 * 86_400);
 
 #[cfg(test)]
 mod tests {

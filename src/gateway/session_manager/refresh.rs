@@ -77,7 +77,7 @@ impl SessionManager {
         // Mint before spending: if minting fails the client keeps a usable
         // refresh token.
         let pair = self.mint_pair(&seed, now)?;
-        let until = unix(claims.exp()) + self.limits.leeway.as_secs();
+        let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
         self.revoke_quietly(Revocation::token(claims.jti(), until), now);
         self.spent.remember(claims.jti(), &pair, now);
         let session = pair.session_claims();
@@ -222,7 +222,7 @@ impl SpentCache {
             // pair that is ≈ 20 MB at most.
             pairs: Cache::builder()
                 .max_capacity(SPENT_CAPACITY)
-                .time_to_live(grace + TTL_SLACK)
+                .time_to_live(grace.saturating_add(TTL_SLACK))
                 .build(),
         }
     }
@@ -256,3 +256,25 @@ const SPENT_CAPACITY: u64 = 10_000;
 const TTL_SLACK: Duration = Duration::from_secs(1);
 /// Smallest lock-table size that triggers a sweep of unused locks.
 const MIN_SWEEP_AT: usize = 1_024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_family_lock_is_shared_and_a_dropped_one_is_swept() {
+        let locks = FamilyLocks::default();
+        let held = locks.lock_for("sid-a");
+        assert!(
+            Arc::ptr_eq(&held, &locks.lock_for("sid-a")),
+            "one lock per sid"
+        );
+        assert!(!Arc::ptr_eq(&held, &locks.lock_for("sid-b")));
+        for i in 0..MIN_SWEEP_AT {
+            drop(locks.lock_for(&format!("gone-{i}")));
+        }
+        let table = lock(&locks.table);
+        assert!(table.locks.len() < MIN_SWEEP_AT, "dead locks swept");
+        assert!(table.locks.contains_key("sid-a"), "a held lock is kept");
+    }
+}
