@@ -1,95 +1,112 @@
-//! TEMPORARY STUB (integration scaffolding; replaced by the real module).
-#![allow(missing_docs, clippy::needless_pass_by_value, unused_variables)]
+//! Sessions: issuing (pairing, login, CLI), refresh with rotation and reuse
+//! detection, logout and revocation, the per-user session limit, and the
+//! session listing. Tokens are stateless (`session_token`); the state kept
+//! here is in front of the durable [`RevocationStore`].
+//!
+//! # Life of a session
+//!
+//! A login, a pairing or a CLI issue *starts* a session: a fresh `sid` (the
+//! refresh family id) and `auth_time` = now. Both are carried unchanged by
+//! every token of the session.
+//!
+//! - **Session tokens** (`typ` session) live `[tokens] session_ttl` and are
+//!   what [`SessionManager::authenticate`] accepts.
+//! - **Refresh tokens** (`typ` refresh, when `[tokens] refresh = true`) live
+//!   `idle_timeout`: that is the **idle limit**, a session not refreshed
+//!   within it ends. Each refresh *rotates*: it returns a new session token
+//!   and a new refresh token, and the presented refresh token is spent
+//!   (its `jti` revoked durably).
+//! - The **absolute limit**: no token of a session expires after
+//!   `auth_time + absolute_timeout` (every `exp` is clamped to it), and a
+//!   refresh at or after it is refused. The two limits are reported
+//!   separately by [`SessionManager::info`] (PITFALLS R6).
+//!
+//! # Reuse detection and the grace window
+//!
+//! A spent refresh token presented again means two parties hold it: the
+//! whole family (`sid`) is revoked and the caller gets `refresh_reused`.
+//! Except within `refresh_grace` of its spending: then the *same* new pair
+//! is returned again, so a response lost on the network does not look like
+//! theft. (Within that window whoever holds the spent token gets the same
+//! pair; the window is seconds long for that reason.) Refreshes of one
+//! family are serialized by a per-`sid` lock, so two racing requests cannot
+//! both rotate (PITFALLS R5). The spent `jti` is durable; the grace copy is
+//! not, so after a restart any reuse revokes the family.
+//!
+//! # The per-user limit and the listing
+//!
+//! Each subject has at most `max_sessions_per_user` live sessions; a new one
+//! evicts (revokes the `sid` of) the oldest. The index behind this and
+//! behind [`SessionManager::list`] is in memory: after a restart it starts
+//! empty (tokens stay valid or revoked exactly as before; sessions reappear
+//! in it when they refresh).
+//!
+//! # Revocation
+//!
+//! Every revocation is in force in memory before the call returns
+//! (PITFALLS R1). If the journal write fails, the revocation still holds in
+//! memory, the call succeeds, and the store reports itself degraded: a
+//! logout never fails because the disk is full.
+//!
+//! # Pairing
+//!
+//! The one-time code printed at start-up yields a session for the subject
+//! `owner` with the scope `admin`: reading the code proves access to the
+//! gateway's console, which is owner access. (A configured user named
+//! `owner` shares that subject and its session limit.)
+//!
+//! # Logs
+//!
+//! `tracing` events with stable fields: `event` (`session_issued`,
+//! `session_refreshed`, `session_revoked`, `refresh_reuse_detected`, …),
+//! `sub`, `sid_prefix` (at most the first 8 characters of the `sid`),
+//! `method`. Never a token, a password or a pairing code.
+
+mod error;
+mod index;
+mod issue;
+mod refresh;
+mod revoke;
+mod types;
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clock::Clock;
-use crate::config::{AuthConfig, TokensConfig};
-use crate::gateway::credentials::PairingCode;
+use crate::config::{AuthConfig, BindingPolicy, TokensConfig, UserConfig};
+use crate::gateway::credentials::{PairingCode, PasswordVerifier, RateLimiter};
 use crate::gateway::keyring::KeyRing;
 use crate::gateway::revocation_store::RevocationStore;
-use crate::gateway::session_token::{Claims, Confirmation, VerifiedClaims};
+use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
+pub use error::SessionError;
+use index::SessionIndex;
+use refresh::{FamilyLocks, SpentCache};
+pub use types::{AdminRevoke, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair};
 
+/// Issues, refreshes, authenticates and revokes sessions. `Send + Sync`;
+/// share it behind an `Arc`.
 pub struct SessionManager {
     keyring: Arc<KeyRing>,
     store: Arc<RevocationStore>,
+    clock: Arc<dyn Clock>,
+    policy: TokenPolicy,
+    limits: Limits,
+    binding: BindingPolicy,
+    pairing: Option<PairingCode>,
+    passwords: PasswordVerifier,
+    login_limiter: RateLimiter,
+    index: SessionIndex,
+    families: FamilyLocks,
+    spent: SpentCache,
 }
-pub enum IssueMethod {
-    Pair,
-    Login,
-    Refresh,
-    Cli,
-}
-pub struct Session {
-    claims: VerifiedClaims,
-}
-impl Session {
-    pub fn claims(&self) -> &VerifiedClaims {
-        &self.claims
-    }
-    pub fn subject(&self) -> &str {
-        self.claims.sub()
-    }
-    pub fn session_id(&self) -> &str {
-        self.claims.sid()
-    }
-    pub fn jti(&self) -> &str {
-        self.claims.jti()
-    }
-    pub fn scopes(&self) -> &[String] {
-        self.claims.scopes()
-    }
-    pub fn has_scope(&self, s: &str) -> bool {
-        self.claims.has_scope(s)
-    }
-    pub fn expires_at(&self) -> SystemTime {
-        self.claims.exp()
-    }
-}
-pub struct TokenPair;
-impl TokenPair {
-    pub fn response_json(&self, now: SystemTime) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-    pub fn session_token(&self) -> &str {
-        ""
-    }
-    pub fn refresh_token(&self) -> Option<&str> {
-        None
-    }
-    pub fn session_claims(&self) -> &Claims {
-        unreachable!()
-    }
-}
-#[derive(serde::Serialize)]
-pub struct SessionSummary {
-    pub sid: String,
-    pub current: bool,
-}
-#[derive(serde::Serialize)]
-pub struct SessionInfo;
-pub enum AdminRevoke {
-    Token(String),
-    Session(String),
-    Subject(String),
-}
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("x")]
-    X,
-    #[error("internal")]
-    Internal,
-}
-impl SessionError {
-    pub fn code(&self) -> &'static str {
-        "x"
-    }
-}
+
 impl SessionManager {
+    /// Builds the manager: parses the users' password hashes (an unusable
+    /// one is an error naming the user) and creates the pairing code when
+    /// `[auth] pairing = true`.
     pub fn new(
         tokens: &TokensConfig,
         auth: &AuthConfig,
@@ -97,19 +114,50 @@ impl SessionManager {
         store: Arc<RevocationStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SessionError> {
-        Ok(Self { keyring, store })
+        let limits = Limits::from_config(tokens)?;
+        check_users(&auth.users)?;
+        let passwords = PasswordVerifier::new(&auth.users)
+            .map_err(|e| SessionError::InvalidConfig(e.to_string()))?;
+        let pairing = if auth.pairing {
+            Some(PairingCode::generate(auth).map_err(|_| SessionError::Random)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            keyring,
+            store,
+            clock,
+            policy: TokenPolicy::from_config(tokens),
+            binding: auth.binding,
+            pairing,
+            passwords,
+            login_limiter: RateLimiter::new(auth.login_attempts_per_user_per_minute),
+            index: SessionIndex::new(limits.absolute_timeout.saturating_add(limits.leeway)),
+            families: FamilyLocks::default(),
+            spent: SpentCache::new(limits.refresh_grace),
+            limits,
+        })
     }
+
+    /// The one-time pairing code (printed once at start-up), when enabled.
     pub fn pairing_code(&self) -> Option<&PairingCode> {
-        None
+        self.pairing.as_ref()
     }
+
+    /// Exchanges the pairing code for a session of `owner` with scope
+    /// `admin`. See [`pair_at`](Self::pair_at).
     pub fn pair(
         &self,
         offered_code: &str,
         client: IpAddr,
         binding: Option<Confirmation>,
     ) -> Result<TokenPair, SessionError> {
-        Err(SessionError::X)
+        self.pair_at(offered_code, client, binding, self.clock.now())
     }
+
+    /// Checks a password and starts a session with the user's scopes.
+    /// Blocking (one argon2id run): call it from `spawn_blocking`. See
+    /// [`login_at`](Self::login_at).
     pub fn login(
         &self,
         username: &str,
@@ -117,8 +165,13 @@ impl SessionManager {
         client: IpAddr,
         binding: Option<Confirmation>,
     ) -> Result<TokenPair, SessionError> {
-        Err(SessionError::X)
+        self.login_at(username, password, client, binding, self.clock.now())
     }
+
+    /// Starts a session for `subject` without credentials (CLI, tests).
+    /// `ttl` replaces `session_ttl` for the first session token (clamped to
+    /// the absolute limit). Unbound: refused with `BindingRequired` under
+    /// `[auth] binding = "required"` (see [`issue_bound_at`](Self::issue_bound_at)).
     pub fn issue(
         &self,
         subject: &str,
@@ -126,39 +179,222 @@ impl SessionManager {
         ttl: Option<Duration>,
         method: IssueMethod,
     ) -> Result<TokenPair, SessionError> {
-        Err(SessionError::X)
+        self.issue_at(subject, scopes, ttl, method, self.clock.now())
     }
+
+    /// Rotates a refresh token. May block on one fsync (the spent token's
+    /// revocation): call it from `spawn_blocking`. See
+    /// [`refresh_at`](Self::refresh_at).
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
-        Err(SessionError::X)
+        self.refresh_at(refresh_token, self.clock.now())
     }
+
+    /// The hot path: verifies a session token and checks the in-memory
+    /// revocation set. No I/O.
     pub fn authenticate(&self, token: &str) -> Result<Session, SessionError> {
-        Err(SessionError::X)
+        self.authenticate_at(token, self.clock.now())
     }
+
+    /// [`authenticate`](Self::authenticate) at `now`.
+    pub fn authenticate_at(&self, token: &str, now: SystemTime) -> Result<Session, SessionError> {
+        // Signature and claims first: unauthenticated input never reaches a
+        // cache, so it can neither probe nor fill one.
+        let claims =
+            session_token::verify_at(&self.keyring, &self.policy, token, TokenType::Session, now)
+                .map_err(SessionError::InvalidToken)?;
+        // Then the revocation set (memory only): by jti, sid, and sub + iat.
+        let revoked = self.store.is_revoked_at(
+            claims.jti(),
+            claims.sid(),
+            claims.sub(),
+            unix(claims.iat()),
+            unix(now),
+        );
+        if revoked {
+            return Err(SessionError::TokenRevoked);
+        }
+        Ok(Session::new(claims))
+    }
+
+    /// Ends this session: its `sid` is revoked, so its refresh token dies too.
     pub fn logout(&self, session: &Session) -> Result<(), SessionError> {
-        Ok(())
+        self.logout_at(session, self.clock.now())
     }
+
+    /// This subject's live sessions, oldest first.
     pub fn list(&self, session: &Session) -> Vec<SessionSummary> {
-        Vec::new()
+        self.list_at(session, self.clock.now())
     }
+
+    /// Revokes one of this subject's sessions, named by its `sid` or the
+    /// `jti` of its latest session token. `NotFound` otherwise.
     pub fn revoke_own(&self, session: &Session, target: &str) -> Result<(), SessionError> {
-        Ok(())
+        self.revoke_own_at(session, target, self.clock.now())
     }
+
+    /// Revokes a token, a session or a whole subject. `Forbidden` unless
+    /// `session` has the `admin` scope.
     pub fn admin_revoke(&self, session: &Session, what: AdminRevoke) -> Result<(), SessionError> {
-        Ok(())
+        self.admin_revoke_at(session, what, self.clock.now())
     }
-    pub fn info(&self, session: &Session) -> SessionInfo {
-        SessionInfo
-    }
+
+    /// Resolves when `session` ends: at its `exp` (wall clock) or when it is
+    /// revoked, whichever comes first. For closing long-lived streams.
     pub fn session_end(
         &self,
         session: &Session,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        Box::pin(std::future::pending())
+        revoke::session_end(Arc::clone(&self.store), Arc::clone(&self.clock), session)
     }
+
+    /// The revocation store (health, subscriptions).
     pub fn store(&self) -> &Arc<RevocationStore> {
         &self.store
     }
+
+    /// The key ring (public key export).
     pub fn keyring(&self) -> &Arc<KeyRing> {
         &self.keyring
     }
+
+    /// The password verifier (argon2 run count, for metrics).
+    pub fn password_verifier(&self) -> &PasswordVerifier {
+        &self.passwords
+    }
+
+    /// The token policy (issuer, audience, leeway).
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
 }
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("refresh", &self.limits.refresh)
+            .field("max_sessions_per_user", &self.limits.max_sessions)
+            .field("pairing", &self.pairing.is_some())
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `[tokens]` lifetimes, checked once.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    session_ttl: Duration,
+    refresh: bool,
+    idle_timeout: Duration,
+    absolute_timeout: Duration,
+    refresh_grace: Duration,
+    leeway: Duration,
+    max_sessions: usize,
+}
+
+impl Limits {
+    fn from_config(t: &TokensConfig) -> Result<Self, SessionError> {
+        let bad = |what: &str| Err(SessionError::InvalidConfig(format!("[tokens] {what}")));
+        if t.session_ttl.as_secs() == 0 {
+            return bad("session_ttl must be at least 1s");
+        }
+        if t.refresh && t.idle_timeout.as_secs() == 0 {
+            return bad("idle_timeout must be at least 1s");
+        }
+        if t.absolute_timeout < t.session_ttl {
+            return bad("absolute_timeout must be at least session_ttl");
+        }
+        if t.max_sessions_per_user == 0 {
+            return bad("max_sessions_per_user must be at least 1");
+        }
+        // Keeps time arithmetic and moka's durations far from overflow.
+        if t.absolute_timeout > MAX_ABSOLUTE_TIMEOUT {
+            return bad("absolute_timeout must be at most 100 years");
+        }
+        // No token outlives the absolute limit, so longer idle or grace
+        // windows mean the same as the absolute limit itself.
+        Ok(Self {
+            session_ttl: t.session_ttl,
+            refresh: t.refresh,
+            idle_timeout: t.idle_timeout.min(t.absolute_timeout),
+            absolute_timeout: t.absolute_timeout,
+            refresh_grace: t.refresh_grace.min(t.absolute_timeout),
+            leeway: t.leeway,
+            max_sessions: t.max_sessions_per_user,
+        })
+    }
+
+    /// The absolute limit of a session that started at `auth_time`.
+    fn absolute_end(&self, auth_time: SystemTime) -> SystemTime {
+        floor_secs(auth_time) + Duration::from_secs(self.absolute_timeout.as_secs())
+    }
+
+    /// Until when a revocation of a session that started at `auth_time`
+    /// matters: no token of it expires after the absolute limit (or after
+    /// `known_exp`, should a token predate a shortened limit), plus leeway.
+    fn family_until(&self, auth_time: SystemTime, known_exp: SystemTime) -> u64 {
+        unix(self.absolute_end(auth_time).max(known_exp)).saturating_add(self.leeway.as_secs())
+    }
+
+    /// Until when a revocation made at `now` of tokens issued up to `now`
+    /// matters: every token's `exp` is at most its `auth_time` (≤ now) plus
+    /// the absolute limit, the longest lifetime there is.
+    fn anything_until(&self, now: SystemTime) -> u64 {
+        unix(now)
+            .saturating_add(self.absolute_timeout.as_secs())
+            .saturating_add(self.leeway.as_secs())
+    }
+}
+
+/// Every user name must be usable as a token subject and every scope as a
+/// scope claim: found at start-up, not at the user's first login.
+fn check_users(users: &[UserConfig]) -> Result<(), SessionError> {
+    for user in users {
+        let name_ok = !user.name.is_empty()
+            && user.name.len() <= MAX_SUBJECT_BYTES
+            && !user.name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(SessionError::InvalidConfig(format!(
+                "[auth.users] name {:?} must be 1-256 bytes without control characters",
+                user.name
+            )));
+        }
+        if let Some(scope) = user.scopes.iter().find(|s| !is_scope(s)) {
+            return Err(SessionError::InvalidConfig(format!(
+                "[auth.users] user {:?}: scope {scope:?} must be 1-128 visible ASCII characters, no '\"' or '\\'",
+                user.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 6749 §3.3 scope-token characters, as `session_token` requires.
+fn is_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_BYTES
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+/// Whole Unix seconds (0 before 1970).
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `t` rounded down to a whole second, as tokens carry times: limits
+/// computed from it match the minted claims exactly.
+fn floor_secs(t: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix(t))
+}
+
+/// The subject of a paired client.
+pub const PAIRED_SUBJECT: &str = "owner";
+/// The scope of a paired client, and the one `admin_revoke` requires.
+pub const ADMIN_SCOPE: &str = "admin";
+/// Upper bound on `[tokens] absolute_timeout`: 100 years.
+const MAX_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// Longest subject a token carries (`session_token`'s limit).
+const MAX_SUBJECT_BYTES: usize = 256;
+/// Longest scope a token carries (`session_token`'s limit).
+const MAX_SCOPE_BYTES: usize = 128;

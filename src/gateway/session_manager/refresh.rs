@@ -1,0 +1,280 @@
+//! Refresh: rotation, reuse detection, the grace window, and the per-family
+//! lock that serializes refreshes of one session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
+
+use moka::sync::Cache;
+
+use super::index::LiveSession;
+use super::issue::Seed;
+use super::types::sid_prefix;
+use super::{SessionError, SessionManager, TokenPair, floor_secs, unix};
+use crate::config::BindingPolicy;
+use crate::gateway::revocation_store::Revocation;
+use crate::gateway::session_token::{self, Confirmation, TokenError, TokenType, VerifiedClaims};
+
+impl SessionManager {
+    /// [`refresh`](Self::refresh) at `now`.
+    ///
+    /// Order: verify (no state touched by unauthenticated input) → family
+    /// lock → family revoked? → spent within grace? → spent (reuse)? →
+    /// absolute limit → mint → spend the old token → index.
+    pub fn refresh_at(
+        &self,
+        refresh_token: &str,
+        now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
+        if !self.limits.refresh {
+            return Err(SessionError::RefreshDisabled);
+        }
+        let now = floor_secs(now);
+        let claims = session_token::verify_at(
+            &self.keyring,
+            &self.policy,
+            refresh_token,
+            TokenType::Refresh,
+            now,
+        )
+        .map_err(|e| match e {
+            // An expired refresh token is the idle limit (or the absolute
+            // one it was clamped to): the session is over.
+            TokenError::Expired => SessionError::SessionExpired,
+            other => SessionError::InvalidToken(other),
+        })?;
+        // One refresh per family at a time: two racing requests with the
+        // same token cannot both pass the "not yet spent" check (R5).
+        let family = self.families.lock_for(claims.sid());
+        let _serialized = lock(&family);
+        // A revoked family or subject wins over everything, grace included.
+        if self.family_revoked(&claims, now) {
+            return Err(SessionError::TokenRevoked);
+        }
+        if let Some(spent) = self.spent.get(claims.jti()) {
+            return self.replay_spent(&claims, &spent, now);
+        }
+        if self.token_revoked(&claims, now) {
+            // Spent earlier (before a restart, or past the grace copy's
+            // life), or revoked by jti: either way, someone else holds it.
+            return Err(self.reuse_detected(&claims, now));
+        }
+        self.rotate(&claims, now)
+    }
+
+    fn rotate(&self, claims: &VerifiedClaims, now: SystemTime) -> Result<TokenPair, SessionError> {
+        if now >= self.limits.absolute_end(claims.auth_time()) {
+            return Err(SessionError::SessionExpired);
+        }
+        let seed = Seed {
+            sub: claims.sub().to_owned(),
+            scope: claims.scopes().to_vec(),
+            sid: Some(claims.sid().to_owned()),
+            auth_time: claims.auth_time(),
+            cnf: self.carry_binding(claims.cnf())?,
+            session_ttl: self.limits.session_ttl,
+        };
+        // Mint before spending: if minting fails the client keeps a usable
+        // refresh token.
+        let pair = self.mint_pair(&seed, now)?;
+        let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
+        self.revoke_quietly(Revocation::token(claims.jti(), until), now);
+        self.spent.remember(claims.jti(), &pair, now);
+        let session = pair.session_claims();
+        let live = LiveSession {
+            sid: session.sid.clone(),
+            jti: session.jti.clone(),
+            created: session.auth_time,
+            expires: pair.live_until(),
+        };
+        self.index.refreshed(claims.sub(), live, now);
+        tracing::info!(
+            event = "session_refreshed",
+            sub = %claims.sub(),
+            sid_prefix = sid_prefix(claims.sid()),
+            method = "refresh",
+            "session refreshed"
+        );
+        Ok(pair)
+    }
+
+    /// A spent token presented again: the same pair within the grace
+    /// window (a lost response), reuse after it.
+    fn replay_spent(
+        &self,
+        claims: &VerifiedClaims,
+        spent: &Spent,
+        now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
+        if now <= spent.at + self.limits.refresh_grace {
+            tracing::info!(
+                event = "refresh_grace_replay",
+                sub = %claims.sub(),
+                sid_prefix = sid_prefix(claims.sid()),
+                "spent refresh token presented within the grace window; same pair returned"
+            );
+            return Ok(spent.pair.clone());
+        }
+        Err(self.reuse_detected(claims, now))
+    }
+
+    /// Theft: revokes the whole family and says so.
+    fn reuse_detected(&self, claims: &VerifiedClaims, now: SystemTime) -> SessionError {
+        tracing::warn!(
+            event = "refresh_reuse_detected",
+            sub = %claims.sub(),
+            sid_prefix = sid_prefix(claims.sid()),
+            "spent refresh token presented again; session revoked"
+        );
+        let until = self.limits.family_until(claims.auth_time(), claims.exp());
+        self.revoke_quietly(Revocation::session(claims.sid(), until), now);
+        self.index.remove(claims.sub(), claims.sid());
+        self.log_revoked(claims.sub(), claims.sid(), "refresh_reuse");
+        SessionError::RefreshReused
+    }
+
+    /// The refresh token's binding under the current `[auth] binding`.
+    fn carry_binding(
+        &self,
+        cnf: Option<&Confirmation>,
+    ) -> Result<Option<Confirmation>, SessionError> {
+        match self.binding {
+            BindingPolicy::Off => Ok(None),
+            BindingPolicy::Optional => Ok(cnf.cloned()),
+            BindingPolicy::Required => cnf.cloned().map(Some).ok_or(SessionError::BindingRequired),
+        }
+    }
+
+    /// Whether the token's session or subject is revoked.
+    fn family_revoked(&self, claims: &VerifiedClaims, now: SystemTime) -> bool {
+        // "" names nothing: revocation ids are never empty (the store
+        // refuses them), so this asks about sid and sub only.
+        self.store.is_revoked_at(
+            "",
+            claims.sid(),
+            claims.sub(),
+            unix(claims.iat()),
+            unix(now),
+        )
+    }
+
+    /// Whether the token itself (its jti) is revoked: spent.
+    fn token_revoked(&self, claims: &VerifiedClaims, now: SystemTime) -> bool {
+        // As above: only the jti can match.
+        self.store
+            .is_revoked_at(claims.jti(), "", "", unix(claims.iat()), unix(now))
+    }
+}
+
+/// Per-session (`sid`) locks. A lock lives as long as someone holds it,
+/// so two refreshes of one family always get the same lock; a cache with
+/// time-based eviction could drop a held lock and hand out a second one.
+#[derive(Default)]
+pub(super) struct FamilyLocks {
+    table: Mutex<LockTable>,
+}
+
+#[derive(Default)]
+struct LockTable {
+    locks: HashMap<String, Weak<Mutex<()>>>,
+    /// Size at which dead entries are swept (amortized O(1) per lookup).
+    sweep_at: usize,
+}
+
+impl FamilyLocks {
+    /// The lock of `sid` (only ever a verified token's sid).
+    pub(super) fn lock_for(&self, sid: &str) -> Arc<Mutex<()>> {
+        let mut table = lock(&self.table);
+        if let Some(held) = table.locks.get(sid).and_then(Weak::upgrade) {
+            return held;
+        }
+        if table.locks.len() >= table.sweep_at {
+            table.locks.retain(|_, lock| lock.strong_count() > 0);
+            table.sweep_at = (table.locks.len() * 2).max(MIN_SWEEP_AT);
+        }
+        let fresh = Arc::new(Mutex::new(()));
+        table.locks.insert(sid.to_owned(), Arc::downgrade(&fresh));
+        fresh
+    }
+}
+
+/// The pairs handed out for spent refresh tokens, by spent `jti`, kept
+/// for the grace window.
+pub(super) struct SpentCache {
+    grace: Duration,
+    pairs: Cache<String, Arc<Spent>>,
+}
+
+/// A rotation: when the token was spent and what it was exchanged for.
+pub(super) struct Spent {
+    at: SystemTime,
+    pair: TokenPair,
+}
+
+impl SpentCache {
+    pub(super) fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            // Capacity: a copy evicted early only turns a retry within the
+            // grace window into reuse (a logout, never an acceptance).
+            // 10,000 rotations within the window (1,000/s at the 10 s
+            // default) is far above one gateway's refresh rate; at ~2 KB a
+            // pair that is ≈ 20 MB at most.
+            pairs: Cache::builder()
+                .max_capacity(SPENT_CAPACITY)
+                .time_to_live(grace.saturating_add(TTL_SLACK))
+                .build(),
+        }
+    }
+
+    fn get(&self, jti: &str) -> Option<Arc<Spent>> {
+        self.pairs.get(jti)
+    }
+
+    fn remember(&self, jti: &str, pair: &TokenPair, now: SystemTime) {
+        if self.grace.is_zero() {
+            return;
+        }
+        let spent = Spent {
+            at: now,
+            pair: pair.clone(),
+        };
+        self.pairs.insert(jti.to_owned(), Arc::new(spent));
+    }
+}
+
+/// Locks, recovering from poisoning: the guarded data is `()` or a table
+/// every update leaves consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Most grace copies kept at once (arithmetic in `SpentCache::new`).
+const SPENT_CAPACITY: u64 = 10_000;
+/// Moka keeps a grace copy this much past the window on its own clock; the
+/// window itself is checked on the wall clock.
+const TTL_SLACK: Duration = Duration::from_secs(1);
+/// Smallest lock-table size that triggers a sweep of unused locks.
+const MIN_SWEEP_AT: usize = 1_024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_family_lock_is_shared_and_a_dropped_one_is_swept() {
+        let locks = FamilyLocks::default();
+        let held = locks.lock_for("sid-a");
+        assert!(
+            Arc::ptr_eq(&held, &locks.lock_for("sid-a")),
+            "one lock per sid"
+        );
+        assert!(!Arc::ptr_eq(&held, &locks.lock_for("sid-b")));
+        for i in 0..MIN_SWEEP_AT {
+            drop(locks.lock_for(&format!("gone-{i}")));
+        }
+        let table = lock(&locks.table);
+        assert!(table.locks.len() < MIN_SWEEP_AT, "dead locks swept");
+        assert!(table.locks.contains_key("sid-a"), "a held lock is kept");
+    }
+}

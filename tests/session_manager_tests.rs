@@ -1,0 +1,942 @@
+//! The session manager at library level, with real keys, a real revocation
+//! journal in a temporary directory, and a manual clock: issuing (pairing,
+//! login, CLI), refresh rotation, reuse detection and the grace window, the
+//! idle and absolute limits, the per-user limit, logout and revocation,
+//! restarts, a failing store, binding, and secrets kept out of Debug output
+//! and logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clawgate::clock::{Clock, ManualClock};
+use clawgate::config::{AuthConfig, BindingPolicy, TokensConfig, UserConfig};
+use clawgate::gateway::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::keyring::KeyRing;
+use clawgate::gateway::revocation_store::{RevocationStore, StoreHealth};
+use clawgate::gateway::session_manager::{
+    AdminRevoke, IssueMethod, Session, SessionError, SessionManager, TokenPair,
+};
+use clawgate::gateway::session_token::{Confirmation, TokenError};
+use futures_util::FutureExt;
+use tempfile::TempDir;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3_600);
+const ALICE_PW: &str = "correct horse battery staple";
+const BOB_PW: &str = "hunter2-but-longer";
+
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn client() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+fn user(name: &str, password: &str, scopes: &[&str]) -> UserConfig {
+    UserConfig {
+        name: name.to_owned(),
+        password_hash: insecure_hash_password_for_tests(password).unwrap(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+struct Fx {
+    tmp: TempDir,
+    clock: Arc<ManualClock>,
+    keyring: Arc<KeyRing>,
+    store: Arc<RevocationStore>,
+    sm: SessionManager,
+    tokens: TokensConfig,
+    auth: AuthConfig,
+}
+
+impl Fx {
+    fn new() -> Self {
+        Self::with(|_, _| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut TokensConfig, &mut AuthConfig)) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
+        let mut tokens = TokensConfig::default();
+        let mut auth = AuthConfig {
+            users: vec![
+                user("alice", ALICE_PW, &["read"]),
+                user("bob", BOB_PW, &["read", "write"]),
+            ],
+            ..AuthConfig::default()
+        };
+        tweak(&mut tokens, &mut auth);
+        let state = tmp.path().join("state");
+        let (store, sm) = open(&state, &tokens, &auth, &keyring, &clock);
+        Self {
+            tmp,
+            clock,
+            keyring,
+            store,
+            sm,
+            tokens,
+            auth,
+        }
+    }
+
+    /// A process restart: the manager and the store are dropped, the
+    /// store is re-opened on the same state directory.
+    fn restart(self) -> Self {
+        let Self {
+            tmp,
+            clock,
+            keyring,
+            store,
+            sm,
+            tokens,
+            auth,
+        } = self;
+        drop(sm);
+        drop(store);
+        let (store, sm) = open(&tmp.path().join("state"), &tokens, &auth, &keyring, &clock);
+        Self {
+            tmp,
+            clock,
+            keyring,
+            store,
+            sm,
+            tokens,
+            auth,
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn issue(&self, sub: &str, scopes: &[&str]) -> TokenPair {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.sm.issue(sub, scopes, None, IssueMethod::Cli).unwrap()
+    }
+
+    fn login(&self, name: &str, password: &str) -> Result<TokenPair, SessionError> {
+        self.sm.login(name, password, client(), None)
+    }
+
+    fn auth(&self, pair: &TokenPair) -> Result<Session, SessionError> {
+        self.sm.authenticate(pair.session_token())
+    }
+
+    fn refresh(&self, pair: &TokenPair) -> Result<TokenPair, SessionError> {
+        self.sm.refresh(pair.refresh_token().unwrap())
+    }
+
+    fn admin(&self) -> Session {
+        let pair = self.issue("root", &["admin"]);
+        self.auth(&pair).unwrap()
+    }
+}
+
+fn open(
+    state: &Path,
+    tokens: &TokensConfig,
+    auth: &AuthConfig,
+    keyring: &Arc<KeyRing>,
+    clock: &Arc<ManualClock>,
+) -> (Arc<RevocationStore>, SessionManager) {
+    let clock: Arc<dyn Clock> = clock.clone();
+    let (store, _) = RevocationStore::open(state, Arc::clone(&clock));
+    let store = Arc::new(store);
+    let sm =
+        SessionManager::new(tokens, auth, Arc::clone(keyring), Arc::clone(&store), clock).unwrap();
+    (store, sm)
+}
+
+fn x5t(byte: u8) -> Confirmation {
+    Confirmation {
+        kpid: None,
+        x5t_s256: Some(URL_SAFE_NO_PAD.encode([byte; 32])),
+    }
+}
+
+// ---------------------------------------------------------------- issuing
+
+#[test]
+fn issued_session_token_authenticates_with_its_claims() {
+    let fx = Fx::new();
+    let pair = fx.issue("carol", &["read"]);
+    let session = fx.auth(&pair).unwrap();
+    assert_eq!(session.subject(), "carol");
+    assert_eq!(session.scopes(), ["read"]);
+    assert!(session.has_scope("read") && !session.has_scope("admin"));
+    assert_eq!(session.session_id(), pair.session_claims().sid);
+    assert_eq!(session.jti(), pair.session_claims().jti);
+    assert_eq!(session.expires_at(), t0() + 24 * HOUR);
+    assert_eq!(session.claims().auth_time(), t0());
+    let refresh = pair.refresh_claims().unwrap();
+    assert_eq!(refresh.sid, pair.session_claims().sid, "one family");
+    assert_eq!(refresh.exp, t0() + 72 * HOUR, "refresh lives idle_timeout");
+}
+
+#[test]
+fn refresh_token_is_not_a_session_token_and_vice_versa() {
+    let fx = Fx::new();
+    let pair = fx.issue("carol", &[]);
+    let err = fx
+        .sm
+        .authenticate(pair.refresh_token().unwrap())
+        .unwrap_err();
+    assert_eq!(err, SessionError::InvalidToken(TokenError::WrongType));
+    let err = fx.sm.refresh(pair.session_token()).unwrap_err();
+    assert_eq!(err, SessionError::InvalidToken(TokenError::WrongType));
+    assert_eq!(err.code(), "invalid_token");
+}
+
+#[test]
+fn token_response_has_the_documented_shape() {
+    let fx = Fx::new();
+    let pair = fx.issue("carol", &[]);
+    let body = pair.response_json(t0() + MINUTE);
+    assert_eq!(body["session_token"], pair.session_token());
+    assert_eq!(body["refresh_token"], pair.refresh_token().unwrap());
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 24 * 3_600 - 60);
+    assert_eq!(body["expires_at"], "2023-11-15T22:13:20Z");
+    assert_eq!(body.as_object().unwrap().len(), 5);
+}
+
+#[test]
+fn without_refresh_no_refresh_token_is_issued_or_accepted() {
+    let fx = Fx::with(|t, _| t.refresh = false);
+    let pair = fx.issue("carol", &[]);
+    assert!(pair.refresh_token().is_none());
+    assert!(pair.response_json(t0()).get("refresh_token").is_none());
+    let err = fx.sm.refresh("v4.public.anything").unwrap_err();
+    assert_eq!(err.code(), "refresh_disabled");
+    let info = fx.sm.info(&fx.auth(&pair).unwrap());
+    assert_eq!(info.idle_expires_at, None);
+}
+
+#[test]
+fn login_with_the_right_password_gets_the_configured_scopes() {
+    let fx = Fx::new();
+    let pair = fx.login("bob", BOB_PW).unwrap();
+    let session = fx.auth(&pair).unwrap();
+    assert_eq!(session.subject(), "bob");
+    assert_eq!(session.scopes(), ["read", "write"]);
+}
+
+#[test]
+fn unknown_user_and_wrong_password_fail_alike() {
+    let fx = Fx::new();
+    let verifier = fx.sm.password_verifier();
+    let before = verifier.argon2_runs();
+    let unknown = fx.login("mallory", ALICE_PW).unwrap_err();
+    let after_unknown = verifier.argon2_runs();
+    let wrong = fx.login("alice", "not the password").unwrap_err();
+    let after_wrong = verifier.argon2_runs();
+    assert_eq!(unknown, SessionError::InvalidCredentials);
+    assert_eq!(unknown, wrong);
+    assert_eq!(unknown.to_string(), wrong.to_string());
+    assert_eq!(wrong.code(), "invalid_credentials");
+    assert_eq!(
+        after_unknown - before,
+        1,
+        "one argon2 run for an unknown user"
+    );
+    assert_eq!(
+        after_wrong - after_unknown,
+        1,
+        "one argon2 run for a wrong password"
+    );
+}
+
+#[test]
+fn login_attempts_are_rate_limited_per_user_before_argon2() {
+    let fx = Fx::with(|_, a| a.login_attempts_per_user_per_minute = 3);
+    for _ in 0..3 {
+        assert_eq!(
+            fx.login("alice", "wrong").unwrap_err().code(),
+            "invalid_credentials"
+        );
+    }
+    let runs = fx.sm.password_verifier().argon2_runs();
+    let err = fx.login("alice", ALICE_PW).unwrap_err();
+    assert_eq!(err.code(), "rate_limited");
+    assert_eq!(err.retry_after(), Some(MINUTE));
+    assert_eq!(
+        fx.sm.password_verifier().argon2_runs(),
+        runs,
+        "no argon2 past the limit"
+    );
+    fx.login("bob", BOB_PW)
+        .expect("another user has its own budget");
+    fx.advance(MINUTE);
+    fx.login("alice", ALICE_PW).expect("a new window");
+}
+
+#[test]
+fn pairing_code_gives_owner_admin_once() {
+    let fx = Fx::new();
+    let code = fx.sm.pairing_code().unwrap().reveal().to_owned();
+    let pair = fx.sm.pair(&code, client(), None).unwrap();
+    let session = fx.auth(&pair).unwrap();
+    assert_eq!(session.subject(), "owner");
+    assert_eq!(session.scopes(), ["admin"]);
+    let again = fx.sm.pair(&code, client(), None).unwrap_err();
+    assert_eq!(again, SessionError::PairingUsed);
+    assert_eq!(again.code(), "pairing_used");
+}
+
+#[test]
+fn wrong_pairing_codes_lock_pairing_out() {
+    let fx = Fx::with(|_, a| a.pairing_max_attempts = 3);
+    let code = fx.sm.pairing_code().unwrap().reveal().to_owned();
+    for _ in 0..2 {
+        let err = fx.sm.pair("AAAA-AAAA-AAAA", client(), None).unwrap_err();
+        assert_eq!(err.code(), "pairing_invalid");
+    }
+    let err = fx.sm.pair("AAAA-AAAA-AAAA", client(), None).unwrap_err();
+    assert_eq!(err.code(), "pairing_locked");
+    assert_eq!(err.retry_after(), Some(15 * MINUTE));
+    let err = fx.sm.pair(&code, client(), None).unwrap_err();
+    assert_eq!(
+        err.code(),
+        "pairing_locked",
+        "even the right code while locked"
+    );
+    fx.advance(15 * MINUTE);
+    fx.sm
+        .pair(&code, client(), None)
+        .expect("the lockout ended");
+}
+
+#[test]
+fn pairing_can_be_disabled() {
+    let fx = Fx::with(|_, a| a.pairing = false);
+    assert!(fx.sm.pairing_code().is_none());
+    let err = fx.sm.pair("AAAA-AAAA-AAAA", client(), None).unwrap_err();
+    assert_eq!(err.code(), "pairing_disabled");
+}
+
+#[test]
+fn unusable_user_hash_is_a_startup_error_naming_the_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
+    let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
+    let (store, _) = RevocationStore::open(&tmp.path().join("state"), Arc::clone(&clock));
+    let auth = AuthConfig {
+        users: vec![UserConfig {
+            name: "dave".to_owned(),
+            password_hash: "$argon2id$v=19$garbage-secret-ish".to_owned(),
+            scopes: vec![],
+        }],
+        ..AuthConfig::default()
+    };
+    let err = SessionManager::new(
+        &TokensConfig::default(),
+        &auth,
+        keyring,
+        Arc::new(store),
+        clock,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert_eq!(err.code(), "invalid_config");
+    assert!(message.contains("\"dave\""), "{message}");
+    assert!(!message.contains("garbage-secret-ish"), "{message}");
+}
+
+// ---------------------------------------------------------------- refresh
+
+#[test]
+fn refresh_rotates_tokens_within_the_same_session() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    fx.advance(HOUR);
+    let second = fx.refresh(&first).unwrap();
+    let (a, b) = (first.session_claims(), second.session_claims());
+    assert_ne!(a.jti, b.jti);
+    assert_ne!(
+        first.refresh_claims().unwrap().jti,
+        second.refresh_claims().unwrap().jti
+    );
+    assert_eq!(a.sid, b.sid);
+    assert_eq!(b.auth_time, t0());
+    assert_eq!(b.iat, t0() + HOUR);
+    assert_eq!(b.scope, ["read"]);
+    let session = fx.auth(&second).unwrap();
+    assert_eq!(session.claims().auth_time(), t0());
+    // The old refresh token is spent, durably, by jti.
+    let old = first.refresh_claims().unwrap();
+    let iat = old.iat.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = fx.now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(fx.store.is_revoked_at(&old.jti, "-", "-", iat, now));
+    // The old session token lives on until its own expiry.
+    fx.auth(&first)
+        .expect("rotation does not revoke the old session token");
+}
+
+#[test]
+fn refresh_token_reuse_after_grace_revokes_the_family() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    let second = fx.refresh(&first).unwrap();
+    fx.advance(Duration::from_secs(11));
+    let err = fx.refresh(&first).unwrap_err();
+    assert_eq!(err, SessionError::RefreshReused);
+    assert_eq!(err.code(), "refresh_reused");
+    assert_eq!(fx.auth(&first).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.auth(&second).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.refresh(&second).unwrap_err(), SessionError::TokenRevoked);
+    let fresh = fx.login("alice", ALICE_PW).unwrap();
+    fx.auth(&fresh).expect("a new login starts a new family");
+}
+
+#[test]
+fn refresh_token_reuse_within_grace_returns_the_same_pair() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    let second = fx.refresh(&first).unwrap();
+    fx.advance(Duration::from_secs(10));
+    let again = fx.refresh(&first).unwrap();
+    assert_eq!(again.session_token(), second.session_token());
+    assert_eq!(again.refresh_token(), second.refresh_token());
+    fx.auth(&second).expect("no family revocation");
+    fx.refresh(&second)
+        .expect("the new refresh token still works");
+}
+
+#[test]
+fn logout_beats_the_grace_window() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    let second = fx.refresh(&first).unwrap();
+    fx.sm.logout(&fx.auth(&second).unwrap()).unwrap();
+    assert_eq!(fx.refresh(&first).unwrap_err(), SessionError::TokenRevoked);
+}
+
+#[test]
+fn concurrent_refreshes_of_one_token_get_one_pair() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    let token = first.refresh_token().unwrap();
+    let barrier = Barrier::new(8);
+    let results: Vec<Result<TokenPair, SessionError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    fx.sm.refresh(token)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let pairs: Vec<TokenPair> = results.into_iter().map(Result::unwrap).collect();
+    for pair in &pairs {
+        assert_eq!(
+            pair.session_token(),
+            pairs[0].session_token(),
+            "one rotation only"
+        );
+        assert_eq!(pair.refresh_token(), pairs[0].refresh_token());
+    }
+    fx.auth(&pairs[0]).expect("the family was not revoked");
+    fx.refresh(&pairs[0]).expect("the chain continues");
+}
+
+#[test]
+fn refresh_is_refused_after_the_idle_limit() {
+    let fx = Fx::with(|t, _| {
+        t.session_ttl = 30 * MINUTE;
+        t.idle_timeout = HOUR;
+    });
+    let pair = fx.login("alice", ALICE_PW).unwrap();
+    fx.advance(50 * MINUTE);
+    let pair = fx.refresh(&pair).expect("refreshed within the idle limit");
+    fx.advance(HOUR + fx.tokens.leeway);
+    let err = fx.refresh(&pair).unwrap_err();
+    assert_eq!(err, SessionError::SessionExpired);
+    assert_eq!(err.code(), "session_expired");
+}
+
+#[test]
+fn refresh_chain_cannot_pass_the_absolute_limit() {
+    let fx = Fx::with(|t, _| {
+        t.session_ttl = HOUR;
+        t.idle_timeout = 2 * HOUR;
+        t.absolute_timeout = 3 * HOUR;
+    });
+    let end = t0() + 3 * HOUR;
+    let mut pair = fx.login("alice", ALICE_PW).unwrap();
+    for _ in 0..3 {
+        fx.advance(50 * MINUTE);
+        pair = fx.refresh(&pair).unwrap();
+        assert_eq!(pair.session_claims().auth_time, t0());
+        assert!(pair.session_claims().exp <= end);
+        assert!(pair.refresh_claims().unwrap().exp <= end);
+    }
+    // At 2h30: the session token would run to 3h30, the refresh to 4h30.
+    assert_eq!(pair.session_claims().exp, end, "exp clamped");
+    assert_eq!(pair.refresh_claims().unwrap().exp, end, "exp clamped");
+    let info = fx.sm.info(&fx.auth(&pair).unwrap());
+    assert_eq!(info.absolute_expires_at, end);
+    assert_eq!(info.idle_expires_at, Some(end));
+    fx.advance(30 * MINUTE);
+    // At the limit the refresh token is still inside its leeway, yet refused.
+    assert_eq!(fx.refresh(&pair).unwrap_err(), SessionError::SessionExpired);
+}
+
+// ---------------------------------------------------------------- limits and revocation
+
+#[test]
+fn sixth_login_evicts_the_oldest_session() {
+    let fx = Fx::new();
+    let mut pairs = Vec::new();
+    for _ in 0..6 {
+        pairs.push(fx.login("alice", ALICE_PW).unwrap());
+        fx.advance(Duration::from_secs(1));
+    }
+    assert_eq!(fx.auth(&pairs[0]).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(
+        fx.refresh(&pairs[0]).unwrap_err(),
+        SessionError::TokenRevoked
+    );
+    for pair in &pairs[1..] {
+        fx.auth(pair).expect("the five newest sessions live");
+    }
+    let session = fx.auth(&pairs[5]).unwrap();
+    let listed = fx.sm.list(&session);
+    let sids: Vec<&str> = listed.iter().map(|s| s.sid.as_str()).collect();
+    let expected: Vec<&str> = pairs[1..]
+        .iter()
+        .map(|p| p.session_claims().sid.as_str())
+        .collect();
+    assert_eq!(sids, expected, "oldest first");
+    assert_eq!(listed.iter().filter(|s| s.current).count(), 1);
+    assert!(listed[4].current);
+    fx.auth(&fx.login("bob", BOB_PW).unwrap())
+        .expect("other users are not counted");
+}
+
+#[test]
+fn logout_revokes_the_session_and_its_refresh_token() {
+    let fx = Fx::new();
+    let pair = fx.login("alice", ALICE_PW).unwrap();
+    let other = fx.login("alice", ALICE_PW).unwrap();
+    let session = fx.auth(&pair).unwrap();
+    fx.sm.logout(&session).unwrap();
+    let err = fx.auth(&pair).unwrap_err();
+    assert_eq!(err.code(), "token_revoked");
+    assert_eq!(fx.refresh(&pair).unwrap_err(), SessionError::TokenRevoked);
+    let remaining = fx.sm.list(&fx.auth(&other).unwrap());
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(remaining[0].sid, other.session_claims().sid);
+}
+
+#[test]
+fn revoke_own_ends_one_of_my_sessions_but_not_anothers() {
+    let fx = Fx::new();
+    let mine = fx.login("alice", ALICE_PW).unwrap();
+    let my_other = fx.login("alice", ALICE_PW).unwrap();
+    let bobs = fx.login("bob", BOB_PW).unwrap();
+    let me = fx.auth(&mine).unwrap();
+    let err = fx
+        .sm
+        .revoke_own(&me, &bobs.session_claims().sid)
+        .unwrap_err();
+    assert_eq!(err, SessionError::NotFound);
+    assert_eq!(err.code(), "session_not_found");
+    let err = fx
+        .sm
+        .revoke_own(&me, &bobs.session_claims().jti)
+        .unwrap_err();
+    assert_eq!(err, SessionError::NotFound);
+    fx.auth(&bobs).expect("bob's session untouched");
+    fx.sm
+        .revoke_own(&me, &my_other.session_claims().sid)
+        .unwrap();
+    assert_eq!(fx.auth(&my_other).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(
+        fx.refresh(&my_other).unwrap_err(),
+        SessionError::TokenRevoked
+    );
+    fx.auth(&mine).expect("the asking session lives");
+}
+
+#[test]
+fn revoke_own_by_jti_ends_that_whole_session() {
+    let fx = Fx::new();
+    let mine = fx.login("alice", ALICE_PW).unwrap();
+    let my_other = fx.login("alice", ALICE_PW).unwrap();
+    let me = fx.auth(&mine).unwrap();
+    fx.sm
+        .revoke_own(&me, &my_other.session_claims().jti)
+        .unwrap();
+    assert_eq!(fx.auth(&my_other).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(
+        fx.refresh(&my_other).unwrap_err(),
+        SessionError::TokenRevoked
+    );
+    assert_eq!(fx.sm.list(&me).len(), 1);
+}
+
+#[test]
+fn admin_revoke_needs_the_admin_scope() {
+    let fx = Fx::new();
+    let bobs = fx.login("bob", BOB_PW).unwrap();
+    let alice = fx.auth(&fx.login("alice", ALICE_PW).unwrap()).unwrap();
+    let err = fx
+        .sm
+        .admin_revoke(&alice, AdminRevoke::Subject("bob".to_owned()))
+        .unwrap_err();
+    assert_eq!(err, SessionError::Forbidden);
+    assert_eq!(err.code(), "insufficient_scope");
+    fx.auth(&bobs).expect("nothing was revoked");
+}
+
+#[test]
+fn admin_revoke_by_subject_revokes_every_token_issued_before() {
+    let fx = Fx::new();
+    let admin = fx.admin();
+    let one = fx.login("alice", ALICE_PW).unwrap();
+    fx.advance(MINUTE);
+    let two = fx.login("alice", ALICE_PW).unwrap();
+    let bobs = fx.login("bob", BOB_PW).unwrap();
+    fx.sm
+        .admin_revoke(&admin, AdminRevoke::Subject("alice".to_owned()))
+        .unwrap();
+    for pair in [&one, &two] {
+        assert_eq!(fx.auth(pair).unwrap_err(), SessionError::TokenRevoked);
+        assert_eq!(fx.refresh(pair).unwrap_err(), SessionError::TokenRevoked);
+    }
+    fx.auth(&bobs).expect("another subject");
+    fx.advance(Duration::from_secs(1));
+    let fresh = fx.login("alice", ALICE_PW).unwrap();
+    fx.auth(&fresh).expect("issued after the revocation");
+}
+
+#[test]
+fn admin_revoke_by_token_and_by_session() {
+    let fx = Fx::new();
+    let admin = fx.admin();
+    let one = fx.login("alice", ALICE_PW).unwrap();
+    let two = fx.login("bob", BOB_PW).unwrap();
+    let jti = one.session_claims().jti.clone();
+    fx.sm.admin_revoke(&admin, AdminRevoke::Token(jti)).unwrap();
+    assert_eq!(fx.auth(&one).unwrap_err(), SessionError::TokenRevoked);
+    let renewed = fx.refresh(&one).expect("only that token was revoked");
+    fx.auth(&renewed).unwrap();
+    let sid = two.session_claims().sid.clone();
+    fx.sm
+        .admin_revoke(&admin, AdminRevoke::Session(sid))
+        .unwrap();
+    assert_eq!(fx.auth(&two).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.refresh(&two).unwrap_err(), SessionError::TokenRevoked);
+    let err = fx
+        .sm
+        .admin_revoke(&admin, AdminRevoke::Token(String::new()))
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+}
+
+#[test]
+fn revocations_survive_a_restart() {
+    let fx = Fx::new();
+    let pair = fx.login("alice", ALICE_PW).unwrap();
+    let kept = fx.login("alice", ALICE_PW).unwrap();
+    fx.sm.logout(&fx.auth(&pair).unwrap()).unwrap();
+    let fx = fx.restart();
+    assert_eq!(fx.auth(&pair).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.refresh(&pair).unwrap_err(), SessionError::TokenRevoked);
+    let session = fx.auth(&kept).expect("other sessions stay valid");
+    let listed = fx.sm.list(&session);
+    assert_eq!(
+        listed.len(),
+        1,
+        "the index starts empty, but lists the asker"
+    );
+    assert!(listed[0].current);
+}
+
+#[test]
+fn refresh_token_reuse_after_a_restart_revokes_the_family() {
+    let fx = Fx::new();
+    let first = fx.login("alice", ALICE_PW).unwrap();
+    let second = fx.refresh(&first).unwrap();
+    let fx = fx.restart();
+    // Within the grace window, but the grace copy did not survive.
+    let err = fx.refresh(&first).unwrap_err();
+    assert_eq!(err, SessionError::RefreshReused);
+    assert_eq!(fx.auth(&second).unwrap_err(), SessionError::TokenRevoked);
+}
+
+#[test]
+fn failing_store_still_enforces_revocations() {
+    let fx = Fx::with(|_, _| {});
+    // The state directory is a file: nothing can be written.
+    let blocked = fx.tmp.path().join("blocked");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let clock: Arc<dyn Clock> = fx.clock.clone();
+    let (store, _) = RevocationStore::open(&blocked, Arc::clone(&clock));
+    let store = Arc::new(store);
+    let sm = SessionManager::new(
+        &fx.tokens,
+        &fx.auth,
+        Arc::clone(&fx.keyring),
+        Arc::clone(&store),
+        clock,
+    )
+    .unwrap();
+    let pair = sm.login("alice", ALICE_PW, client(), None).unwrap();
+    let second = sm.refresh(pair.refresh_token().unwrap()).unwrap();
+    let session = sm.authenticate(second.session_token()).unwrap();
+    sm.logout(&session).expect("logout succeeds without a disk");
+    assert_eq!(
+        sm.authenticate(second.session_token()).unwrap_err(),
+        SessionError::TokenRevoked
+    );
+    assert!(matches!(store.health(), StoreHealth::Degraded { .. }));
+}
+
+// ---------------------------------------------------------------- session end
+
+#[tokio::test]
+async fn session_end_resolves_when_the_session_is_revoked() {
+    let fx = Fx::new();
+    let pair = fx.login("alice", ALICE_PW).unwrap();
+    let session = fx.auth(&pair).unwrap();
+    let mut end = fx.sm.session_end(&session);
+    assert!((&mut end).now_or_never().is_none(), "live session: pending");
+    fx.sm.logout(&session).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), end)
+        .await
+        .expect("resolved by the revocation");
+}
+
+#[tokio::test]
+async fn session_end_resolves_at_expiry_on_the_wall_clock() {
+    let fx = Fx::new();
+    let pair = fx.issue("carol", &[]);
+    let session = fx.auth(&pair).unwrap();
+    // Already past exp: resolves on the first poll.
+    fx.advance(24 * HOUR);
+    assert!(fx.sm.session_end(&session).now_or_never().is_some());
+    // One second before exp: pending; the clock then jumps past exp (as
+    // after a suspend) and the next wall-clock check, a second later, sees it.
+    fx.clock.set(session.expires_at() - Duration::from_secs(1));
+    let mut end = fx.sm.session_end(&session);
+    assert!((&mut end).now_or_never().is_none());
+    fx.advance(HOUR);
+    tokio::time::timeout(Duration::from_secs(5), end)
+        .await
+        .expect("resolved at expiry");
+}
+
+// ---------------------------------------------------------------- binding
+
+#[test]
+fn required_binding_refuses_unbound_issuance() {
+    let fx = Fx::with(|_, a| a.binding = BindingPolicy::Required);
+    let runs = fx.sm.password_verifier().argon2_runs();
+    let err = fx.login("alice", ALICE_PW).unwrap_err();
+    assert_eq!(err.code(), "binding_required");
+    assert_eq!(fx.sm.password_verifier().argon2_runs(), runs);
+    let err = fx
+        .sm
+        .login("alice", ALICE_PW, client(), Some(Confirmation::default()))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SessionError::BindingRequired,
+        "an empty binding binds nothing"
+    );
+    let err = fx
+        .sm
+        .issue("carol", vec![], None, IssueMethod::Cli)
+        .unwrap_err();
+    assert_eq!(err, SessionError::BindingRequired);
+    let code = fx.sm.pairing_code().unwrap().reveal().to_owned();
+    let err = fx.sm.pair(&code, client(), None).unwrap_err();
+    assert_eq!(err, SessionError::BindingRequired);
+    fx.sm
+        .pair(&code, client(), Some(x5t(1)))
+        .expect("the refused attempt did not spend the code");
+}
+
+#[test]
+fn binding_is_carried_through_refresh() {
+    let fx = Fx::with(|_, a| a.binding = BindingPolicy::Required);
+    let pair = fx
+        .sm
+        .login("alice", ALICE_PW, client(), Some(x5t(7)))
+        .unwrap();
+    assert_eq!(pair.session_claims().cnf, Some(x5t(7)));
+    assert_eq!(pair.refresh_claims().unwrap().cnf, Some(x5t(7)));
+    let next = fx.refresh(&pair).unwrap();
+    assert_eq!(next.session_claims().cnf, Some(x5t(7)));
+    assert_eq!(next.refresh_claims().unwrap().cnf, Some(x5t(7)));
+    let info = fx.sm.info(&fx.auth(&next).unwrap());
+    assert_eq!(info.binding, Some(x5t(7)));
+}
+
+#[test]
+fn binding_off_ignores_offered_bindings() {
+    let fx = Fx::new();
+    let pair = fx
+        .sm
+        .login("alice", ALICE_PW, client(), Some(x5t(7)))
+        .unwrap();
+    assert_eq!(pair.session_claims().cnf, None);
+}
+
+// ---------------------------------------------------------------- views
+
+#[test]
+fn session_info_names_idle_and_absolute_limits() {
+    let fx = Fx::new();
+    let pair = fx.login("alice", ALICE_PW).unwrap();
+    let info = fx.sm.info(&fx.auth(&pair).unwrap());
+    assert_eq!(info.idle_expires_at, Some(t0() + 72 * HOUR));
+    assert_eq!(info.absolute_expires_at, t0() + 30 * 24 * HOUR);
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["sub"], "alice");
+    assert_eq!(json["typ"], "session");
+    assert_eq!(json["auth_time"], "2023-11-14T22:13:20Z");
+    assert_eq!(json["idle_expires_at"], "2023-11-17T22:13:20Z");
+    assert_eq!(json["absolute_expires_at"], "2023-12-14T22:13:20Z");
+    assert!(json["binding"].is_null());
+    let listed = serde_json::to_value(fx.sm.list(&fx.auth(&pair).unwrap())).unwrap();
+    assert_eq!(listed[0]["created_at"], "2023-11-14T22:13:20Z");
+    assert_eq!(listed[0]["expires_at"], "2023-11-17T22:13:20Z");
+    assert_eq!(listed[0]["current"], true);
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[test]
+fn debug_output_contains_no_token_or_code() {
+    let fx = Fx::new();
+    let code = fx.sm.pairing_code().unwrap().reveal().to_owned();
+    let pair = fx.sm.pair(&code, client(), None).unwrap();
+    let session = fx.auth(&pair).unwrap();
+    let errors = [
+        fx.sm.pair(&code, client(), None).unwrap_err(),
+        fx.sm.authenticate("v4.public.garbage").unwrap_err(),
+        fx.login("alice", "pw-not-alices").unwrap_err(),
+    ];
+    let rendered = format!("{pair:?} {session:?} {:?} {errors:?} {errors:#?}", fx.sm);
+    for secret in [
+        pair.session_token(),
+        pair.refresh_token().unwrap(),
+        code.as_str(),
+        "garbage",
+        "pw-not-alices",
+    ] {
+        assert!(!rendered.contains(secret), "leaked in: {rendered}");
+    }
+    for error in &errors {
+        assert!(!error.to_string().contains(&code), "{error}");
+    }
+}
+
+#[test]
+fn logs_of_a_session_life_cycle_contain_no_secret() {
+    let buffer = SharedBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(buffer.clone())
+        .json()
+        .finish();
+    // tracing caches each callsite's interest. While only one dispatcher
+    // is registered, a callsite first hit by another test's thread (which
+    // has none) is cached as "never"; with two registered, every
+    // registration consults all of them.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let mut secrets = vec![ALICE_PW.to_owned()];
+    tracing::subscriber::with_default(subscriber, || {
+        let fx = Fx::new();
+        tracing::callsite::rebuild_interest_cache();
+        let code = fx.sm.pairing_code().unwrap().reveal().to_owned();
+        secrets.push(code.clone());
+        let _ = fx.sm.pair("WRONG-CODE-0000", client(), None);
+        let owner = fx.sm.pair(&code, client(), None).unwrap();
+        let _ = fx
+            .sm
+            .login(ALICE_PW, "typed into the name field", client(), None);
+        let first = fx.login("alice", ALICE_PW).unwrap();
+        let second = fx.refresh(&first).unwrap();
+        fx.advance(MINUTE);
+        let _ = fx.refresh(&first);
+        let third = fx.login("alice", ALICE_PW).unwrap();
+        fx.sm.logout(&fx.auth(&third).unwrap()).unwrap();
+        for pair in [&owner, &first, &second, &third] {
+            secrets.push(pair.session_token().to_owned());
+            secrets.push(pair.refresh_token().unwrap().to_owned());
+        }
+    });
+    let logs = buffer.contents();
+    for event in [
+        "session_issued",
+        "session_refreshed",
+        "refresh_reuse_detected",
+        "session_revoked",
+        "pairing_failed",
+        "login_failed",
+    ] {
+        assert!(logs.contains(event), "no {event} event in: {logs}");
+    }
+    assert!(logs.contains("\"sid_prefix\""), "{logs}");
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "secret leaked into: {logs}"
+        );
+    }
+}
+
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn contents(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SessionManager>();
+    assert_send_sync::<Session>();
+    assert_send_sync::<TokenPair>();
+    assert_send_sync::<SessionError>();
+}
