@@ -27,7 +27,15 @@ fn user(name: &str, password: &str, scopes: &[&str]) -> UserConfig {
 }
 
 async fn login(gw: &TestGateway, name: &str, password: &str) -> TestResponse {
-    gw.client().send(gw.addr(), post_json("/auth/login", &json!({"username": name, "password": password}))).await
+    gw.client()
+        .send(
+            gw.addr(),
+            post_json(
+                "/auth/login",
+                &json!({"username": name, "password": password}),
+            ),
+        )
+        .await
 }
 
 fn assert_token_response(resp: &TestResponse) {
@@ -36,7 +44,12 @@ fn assert_token_response(resp: &TestResponse) {
     assert_eq!(resp.header("strict-transport-security"), Some(HSTS));
     let body = resp.json();
     assert_eq!(body["token_type"], "Bearer");
-    assert!(body["session_token"].as_str().unwrap().starts_with("v4.public."));
+    assert!(
+        body["session_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("v4.public.")
+    );
     assert!(body["expires_in"].as_u64().unwrap() > 0);
     assert!(body["expires_at"].is_string());
 }
@@ -44,15 +57,28 @@ fn assert_token_response(resp: &TestResponse) {
 #[tokio::test]
 async fn pairing_code_is_exchanged_once_for_tokens() {
     let gw = TestGateway::start(|_, _| {}).await;
-    let code = gw.running.sessions().pairing_code().unwrap().reveal().to_owned();
+    let code = gw
+        .running
+        .sessions()
+        .pairing_code()
+        .unwrap()
+        .reveal()
+        .to_owned();
+    let client = gw.client();
     let pair = |code: String| {
-        let req = Request::post("/auth/pair").header("x-pairing-code", code).body(Full::new(Bytes::new())).unwrap();
-        gw.client().send(gw.addr(), req)
+        let req = Request::post("/auth/pair")
+            .header("x-pairing-code", code)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.send(gw.addr(), req)
     };
     let first = pair(code.clone()).await;
     assert_token_response(&first);
     let token = first.json()["session_token"].as_str().unwrap().to_owned();
-    let session = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    let session = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
+        .await;
     assert_eq!(session.status, 200);
     assert!(!session.body.is_empty());
     let again = pair(code).await;
@@ -63,44 +89,88 @@ async fn pairing_code_is_exchanged_once_for_tokens() {
 #[tokio::test]
 async fn wrong_pairing_codes_lock_pairing_out() {
     let gw = TestGateway::start(|c, _| c.auth.pairing_max_attempts = 3).await;
-    let code = gw.running.sessions().pairing_code().unwrap().reveal().to_owned();
+    let code = gw
+        .running
+        .sessions()
+        .pairing_code()
+        .unwrap()
+        .reveal()
+        .to_owned();
     for _ in 0..3 {
-        let req = Request::post("/auth/pair").header("x-pairing-code", "AAAA-AAAA-AAAA").body(Full::new(Bytes::new())).unwrap();
+        let req = Request::post("/auth/pair")
+            .header("x-pairing-code", "AAAA-AAAA-AAAA")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         assert!(gw.client().send(gw.addr(), req).await.status >= 400);
     }
-    let req = Request::post("/auth/pair").header("x-pairing-code", code).body(Full::new(Bytes::new())).unwrap();
+    let req = Request::post("/auth/pair")
+        .header("x-pairing-code", code)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let locked = gw.client().send(gw.addr(), req).await;
-    assert!(locked.status >= 400, "the right code must be refused during lockout: {locked:?}");
+    assert!(
+        locked.status >= 400,
+        "the right code must be refused during lockout: {locked:?}"
+    );
 }
 
 #[tokio::test]
 async fn login_refresh_logout_round_trip() {
-    let gw = TestGateway::start(|c, _| c.auth.users = vec![user("alice", "correct horse", &["read"])]).await;
+    let gw =
+        TestGateway::start(|c, _| c.auth.users = vec![user("alice", "correct horse", &["read"])])
+            .await;
     let resp = login(&gw, "alice", "correct horse").await;
     assert_token_response(&resp);
     let body = resp.json();
-    let (session, refresh) = (body["session_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned());
+    let (session, refresh) = (
+        body["session_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    );
 
-    let info = gw.client().send(gw.addr(), authed("GET", "/auth/session", &session, "")).await;
+    let info = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &session, ""))
+        .await;
     assert_eq!(info.status, 200);
     assert_eq!(info.header("cache-control"), Some("no-store"));
     let text = String::from_utf8_lossy(&info.body).to_string();
     assert!(text.contains("idle") && text.contains("absolute"), "{text}");
 
-    let refreshed = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    let refreshed = gw
+        .client()
+        .send(
+            gw.addr(),
+            post_json("/auth/refresh", &json!({"refresh_token": refresh})),
+        )
+        .await;
     assert_token_response(&refreshed);
-    let new_session = refreshed.json()["session_token"].as_str().unwrap().to_owned();
+    let new_session = refreshed.json()["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_session, session);
 
-    let listed = gw.client().send(gw.addr(), authed("GET", "/auth/sessions", &new_session, "")).await;
+    let listed = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/sessions", &new_session, ""))
+        .await;
     assert_eq!(listed.status, 200);
     assert_eq!(listed.json()["sessions"].as_array().unwrap().len(), 1);
 
-    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &new_session, "")).await;
+    let out = gw
+        .client()
+        .send(gw.addr(), authed("POST", "/auth/logout", &new_session, ""))
+        .await;
     assert_eq!(out.status, 200);
-    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &new_session, "")).await;
+    let after = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &new_session, ""))
+        .await;
     assert_eq!(after.status, 401);
-    assert_eq!(after.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+    assert_eq!(
+        after.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
 }
 
 #[tokio::test]
@@ -122,13 +192,28 @@ async fn refresh_token_reuse_revokes_the_family() {
     .await;
     let body = login(&gw, "alice", "pw").await.json();
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
-    let first = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    let first = gw
+        .client()
+        .send(
+            gw.addr(),
+            post_json("/auth/refresh", &json!({"refresh_token": refresh})),
+        )
+        .await;
     assert_eq!(first.status, 200);
     let rotated = first.json()["session_token"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1100)).await; // past a zero grace on a whole-second clock
-    let reused = gw.client().send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await;
+    let reused = gw
+        .client()
+        .send(
+            gw.addr(),
+            post_json("/auth/refresh", &json!({"refresh_token": refresh})),
+        )
+        .await;
     assert_eq!(reused.status, 401, "{reused:?}");
-    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &rotated, "")).await;
+    let after = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &rotated, ""))
+        .await;
     assert_eq!(after.status, 401, "family must be revoked after reuse");
 }
 
@@ -137,11 +222,22 @@ async fn sixth_login_evicts_the_first_session() {
     let gw = TestGateway::start(|c, _| c.auth.users = vec![user("alice", "pw", &[])]).await;
     let mut tokens = Vec::new();
     for _ in 0..6 {
-        tokens.push(login(&gw, "alice", "pw").await.json()["session_token"].as_str().unwrap().to_owned());
+        tokens.push(
+            login(&gw, "alice", "pw").await.json()["session_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    let first = gw.client().send(gw.addr(), authed("GET", "/auth/session", &tokens[0], "")).await;
+    let first = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &tokens[0], ""))
+        .await;
     assert_eq!(first.status, 401);
-    let last = gw.client().send(gw.addr(), authed("GET", "/auth/session", &tokens[5], "")).await;
+    let last = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &tokens[5], ""))
+        .await;
     assert_eq!(last.status, 200);
 }
 
@@ -151,18 +247,43 @@ async fn admin_revoke_needs_the_admin_scope() {
     let plain = gw.token("bob", &[]);
     let admin = gw.token("root", &["admin"]);
     let victim = gw.token("carol", &[]);
-    let denied = gw.client().send(gw.addr(), with_json(authed("POST", "/admin/revoke", &plain, ""), &json!({"sub": "carol"}))).await;
+    let denied = gw
+        .client()
+        .send(
+            gw.addr(),
+            with_json(
+                authed("POST", "/admin/revoke", &plain, ""),
+                &json!({"sub": "carol"}),
+            ),
+        )
+        .await;
     assert_eq!(denied.status, 403, "{denied:?}");
-    assert_eq!(denied.header("www-authenticate"), Some("Bearer error=\"insufficient_scope\""));
-    let ok = gw.client().send(gw.addr(), with_json(authed("POST", "/admin/revoke", &admin, ""), &json!({"sub": "carol"}))).await;
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some("Bearer error=\"insufficient_scope\"")
+    );
+    let ok = gw
+        .client()
+        .send(
+            gw.addr(),
+            with_json(
+                authed("POST", "/admin/revoke", &admin, ""),
+                &json!({"sub": "carol"}),
+            ),
+        )
+        .await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    let after = gw.client().send(gw.addr(), authed("GET", "/auth/session", &victim, "")).await;
+    let after = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &victim, ""))
+        .await;
     assert_eq!(after.status, 401);
 }
 
 fn with_json(mut req: Request<Full<Bytes>>, body: &serde_json::Value) -> Request<Full<Bytes>> {
     *req.body_mut() = Full::new(Bytes::from(body.to_string()));
-    req.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    req.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     req
 }
 
@@ -170,13 +291,31 @@ fn with_json(mut req: Request<Full<Bytes>>, body: &serde_json::Value) -> Request
 async fn revoked_token_stays_rejected_after_a_restart() {
     let gw = TestGateway::start(|_, _| {}).await;
     let token = gw.token("alice", &[]);
-    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &token, "")).await;
+    let out = gw
+        .client()
+        .send(gw.addr(), authed("POST", "/auth/logout", &token, ""))
+        .await;
     assert_eq!(out.status, 200);
-    let TestGateway { running, dir, config } = gw;
+    let TestGateway {
+        running,
+        dir,
+        config,
+    } = gw;
     running.shutdown().await;
-    let restarted = clawgate::gateway::Gateway::build(config.clone()).unwrap().start().await.unwrap();
-    let gw = TestGateway { running: restarted, dir, config };
-    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    let restarted = clawgate::gateway::Gateway::build(config.clone())
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let gw = TestGateway {
+        running: restarted,
+        dir,
+        config,
+    };
+    let resp = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
+        .await;
     assert_eq!(resp.status, 401, "revocation lost across restart");
 }
 
@@ -189,9 +328,15 @@ async fn failing_store_degrades_health_but_still_enforces() {
     })
     .await;
     let token = gw.token("alice", &[]);
-    let out = gw.client().send(gw.addr(), authed("POST", "/auth/logout", &token, "")).await;
+    let out = gw
+        .client()
+        .send(gw.addr(), authed("POST", "/auth/logout", &token, ""))
+        .await;
     assert_eq!(out.status, 200);
-    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", &token, "")).await;
+    let resp = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
+        .await;
     assert_eq!(resp.status, 401, "revocation must hold in memory");
     let health = gw.client().get(gw.addr(), "/health").await;
     assert_eq!(health.status, 200);
@@ -200,34 +345,71 @@ async fn failing_store_degrades_health_but_still_enforces() {
 
 #[tokio::test]
 async fn key_rotation_while_serving_keeps_old_tokens_and_signs_with_the_new_key() {
-    let gw = TestGateway::start(|c, _| c.tokens.key_poll_interval = Duration::from_millis(100)).await;
+    let gw =
+        TestGateway::start(|c, _| c.tokens.key_poll_interval = Duration::from_millis(100)).await;
     let old = gw.token("alice", &[]);
     let keys_dir = gw.config.tokens.keys_dir.clone();
     let new_key = keyring::rotate(&keys_dir, SystemTime::now() + Duration::from_secs(1)).unwrap();
     let sessions = gw.running.sessions().clone();
-    let picked_up = eventually(Duration::from_secs(5), || sessions.keyring().signer().map(|s| s.kid() == new_key.kid).unwrap_or(false)).await;
+    let picked_up = eventually(Duration::from_secs(5), || {
+        sessions
+            .keyring()
+            .signer()
+            .map(|s| s.kid() == new_key.kid)
+            .unwrap_or(false)
+    })
+    .await;
     assert!(picked_up, "rotation not picked up without a restart");
     let new = gw.token("alice", &[]);
     assert_ne!(old, new);
     for token in [&old, &new] {
-        let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", token, "")).await;
+        let resp = gw
+            .client()
+            .send(gw.addr(), authed("GET", "/auth/session", token, ""))
+            .await;
         assert_eq!(resp.status, 200);
     }
-    let keys = gw.client().get(gw.addr(), "/.well-known/paseto-keys").await.json();
-    let kids: Vec<_> = keys["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    let keys = gw
+        .client()
+        .get(gw.addr(), "/.well-known/paseto-keys")
+        .await
+        .json();
+    let kids: Vec<_> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
     assert!(kids.contains(&new_key.kid));
     assert_eq!(kids.len(), 2);
-    assert!(keys["keys"][0]["public"].as_str().unwrap().starts_with("k4.public."));
+    assert!(
+        keys["keys"][0]["public"]
+            .as_str()
+            .unwrap()
+            .starts_with("k4.public.")
+    );
 }
 
 #[tokio::test]
 async fn malformed_authorization_is_400_invalid_request() {
     let gw = TestGateway::start(|_, _| {}).await;
-    let req = Request::get("/auth/session").header("authorization", "Basic abc").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get("/auth/session")
+        .header("authorization", "Basic abc")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = gw.client().send(gw.addr(), req).await;
     assert_eq!(resp.status, 400);
-    assert_eq!(resp.header("www-authenticate"), Some("Bearer error=\"invalid_request\""));
-    let resp = gw.client().send(gw.addr(), authed("GET", "/auth/session", "v4.public.garbage", "")).await;
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer error=\"invalid_request\"")
+    );
+    let resp = gw
+        .client()
+        .send(
+            gw.addr(),
+            authed("GET", "/auth/session", "v4.public.garbage", ""),
+        )
+        .await;
     assert_eq!(resp.status, 401);
     assert_eq!(resp.json()["error"], "invalid_token");
     assert!(!String::from_utf8_lossy(&resp.body).contains("garbage"));

@@ -49,15 +49,41 @@ async fn a_whole_session_life_cycle_logs_no_secret() {
     })
     .await;
     let client = gw.client();
-    let code = gw.running.sessions().pairing_code().unwrap().reveal().to_owned();
+    let code = gw
+        .running
+        .sessions()
+        .pairing_code()
+        .unwrap()
+        .reveal()
+        .to_owned();
     let mut secrets = vec![password.to_owned(), code.clone()];
 
-    let pair = Request::post("/auth/pair").header("x-pairing-code", code).body(Full::new(Bytes::new())).unwrap();
+    let pair = Request::post("/auth/pair")
+        .header("x-pairing-code", code)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let paired = client.send(gw.addr(), pair).await.json();
-    let wrong = client.send(gw.addr(), post_json("/auth/login", &json!({"username": "alice", "password": "wrong-pass-123"}))).await;
+    let wrong = client
+        .send(
+            gw.addr(),
+            post_json(
+                "/auth/login",
+                &json!({"username": "alice", "password": "wrong-pass-123"}),
+            ),
+        )
+        .await;
     assert_eq!(wrong.status, 401);
     secrets.push("wrong-pass-123".into());
-    let login = client.send(gw.addr(), post_json("/auth/login", &json!({"username": "alice", "password": password}))).await.json();
+    let login = client
+        .send(
+            gw.addr(),
+            post_json(
+                "/auth/login",
+                &json!({"username": "alice", "password": password}),
+            ),
+        )
+        .await
+        .json();
     for body in [&paired, &login] {
         for field in ["session_token", "refresh_token"] {
             if let Some(t) = body[field].as_str() {
@@ -67,16 +93,38 @@ async fn a_whole_session_life_cycle_logs_no_secret() {
     }
     let session = login["session_token"].as_str().unwrap().to_owned();
     let refresh = login["refresh_token"].as_str().unwrap().to_owned();
-    let refreshed = client.send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await.json();
+    let refreshed = client
+        .send(
+            gw.addr(),
+            post_json("/auth/refresh", &json!({"refresh_token": refresh})),
+        )
+        .await
+        .json();
     let new_session = refreshed["session_token"].as_str().unwrap().to_owned();
     secrets.push(new_session.clone());
     secrets.push(refreshed["refresh_token"].as_str().unwrap().to_owned());
-    let _ = client.send(gw.addr(), authed("GET", "/api/x", &new_session, "")).await;
-    let _ = client.send(gw.addr(), authed("POST", "/api/x", &new_session, "body")).await; // replay refusal
-    let _ = client.send(gw.addr(), authed("GET", "/api/x", "v4.public.forged-token-value", "")).await;
+    let _ = client
+        .send(gw.addr(), authed("GET", "/api/x", &new_session, ""))
+        .await;
+    let _ = client
+        .send(gw.addr(), authed("POST", "/api/x", &new_session, "body"))
+        .await; // replay refusal
+    let _ = client
+        .send(
+            gw.addr(),
+            authed("GET", "/api/x", "v4.public.forged-token-value", ""),
+        )
+        .await;
     secrets.push("forged-token-value".into());
-    let _ = client.send(gw.addr(), post_json("/auth/refresh", &json!({"refresh_token": refresh}))).await; // reuse
-    let _ = client.send(gw.addr(), authed("POST", "/auth/logout", &session, "")).await;
+    let _ = client
+        .send(
+            gw.addr(),
+            post_json("/auth/refresh", &json!({"refresh_token": refresh})),
+        )
+        .await; // reuse
+    let _ = client
+        .send(gw.addr(), authed("POST", "/auth/logout", &session, ""))
+        .await;
     // Key material: the signing key file content.
     for entry in std::fs::read_dir(&gw.config.tokens.keys_dir).unwrap() {
         let path = entry.unwrap().path();
@@ -88,10 +136,21 @@ async fn a_whole_session_life_cycle_logs_no_secret() {
     secrets.push(cert_key.lines().nth(1).unwrap().to_owned());
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("auth_rejected"), "the life cycle must have produced auth logs:\n{logs}");
+    assert!(
+        logs.contains("auth_rejected"),
+        "the life cycle must have produced auth logs:\n{logs}"
+    );
     for secret in &secrets {
         // Tokens are also checked by their signature-bearing tail.
-        let probe = if secret.len() > 40 { &secret[secret.len() - 40..] } else { secret.as_str() };
-        assert!(!logs.contains(probe), "secret leaked into logs ({} chars): {probe}\n{logs}", secret.len());
+        let probe = if secret.len() > 40 {
+            &secret[secret.len() - 40..]
+        } else {
+            secret.as_str()
+        };
+        assert!(
+            !logs.contains(probe),
+            "secret leaked into logs ({} chars): {probe}\n{logs}",
+            secret.len()
+        );
     }
 }

@@ -250,7 +250,12 @@ impl TestGateway {
         let pair = self
             .running
             .sessions()
-            .issue(sub, scopes, None, clawgate::gateway::session_manager::IssueMethod::Cli)
+            .issue(
+                sub,
+                scopes,
+                None,
+                clawgate::gateway::session_manager::IssueMethod::Cli,
+            )
             .unwrap();
         pair.session_token().to_owned()
     }
@@ -270,7 +275,12 @@ impl TestGateway {
 }
 
 /// A request with a bearer token.
-pub fn authed(method: &str, path: &str, token: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+pub fn authed(
+    method: &str,
+    path: &str,
+    token: &str,
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
     Request::builder()
         .method(method)
         .uri(path)

@@ -26,7 +26,7 @@ use super::error::AuthRejection;
 use crate::clock::Clock;
 use crate::gateway::metrics::{ReplayMetrics, TokenMetrics};
 use crate::gateway::replay_protection::ReplayGuard;
-use crate::gateway::session_manager::{Session, SessionManager};
+use crate::gateway::session_manager::{Session, SessionError, SessionManager};
 
 /// Subprotocol marker a browser WebSocket client offers before its token.
 pub const WS_BEARER_PROTOCOL: &str = "clawgate.bearer";
@@ -150,10 +150,14 @@ impl BearerAuthOptions {
         let started = Instant::now();
         let result = self.sessions.authenticate(token);
         if let Some(m) = &self.token_metrics {
-            m.validation(
-                result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
-                started.elapsed(),
-            );
+            // The label is the precise reason (expired, bad signature, …):
+            // operators see it in metrics; clients only see invalid_token.
+            let label = match &result {
+                Ok(_) => "ok",
+                Err(SessionError::InvalidToken(t)) => t.code(),
+                Err(e) => e.code(),
+            };
+            m.validation(label, started.elapsed());
         }
         let session = result.map_err(|e| {
             tracing::info!(

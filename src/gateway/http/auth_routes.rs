@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth::CurrentSession;
-use super::error::{json_error, session_error};
+use super::error::{ApiError, json_error, session_error};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
 
@@ -110,7 +110,7 @@ pub async fn logout(
             state.metrics.sessions.revoked("logout");
             no_store(Json(json!({ "status": "logged_out" })).into_response())
         }
-        Err(e) => session_error(&e),
+        Err(response) => response,
     }
 }
 
@@ -145,7 +145,7 @@ pub async fn revoke_one(
             state.metrics.sessions.revoked("session");
             no_store(Json(json!({ "status": "revoked" })).into_response())
         }
-        Err(e) => session_error(&e),
+        Err(response) => response,
     }
 }
 
@@ -181,7 +181,7 @@ pub async fn admin_revoke(
             state.metrics.sessions.revoked(kind);
             no_store(Json(json!({ "status": "revoked" })).into_response())
         }
-        Err(e) => session_error(&e),
+        Err(response) => response,
     }
 }
 
@@ -220,17 +220,19 @@ async fn blocking(
             metrics.sessions.issued(method);
             no_store(Json(pair.response_json(now)).into_response())
         }
-        Err(e) => session_error(&e),
+        Err(response) => response,
     }
 }
 
+/// Runs a session call on the blocking pool (argon2, fsync). A panic there
+/// is an internal error, never a dropped connection.
 async fn run_blocking<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> Result<T, SessionError> + Send + 'static,
-) -> Result<T, SessionError> {
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result,
-        Err(_) => Err(SessionError::Internal),
+        Ok(result) => result.map_err(|e| session_error(&e)),
+        Err(_) => Err(ApiError::Internal.into_response()),
     }
 }
 

@@ -186,10 +186,112 @@ fn replay_parts(e: &ReplayError) -> (StatusCode, &'static str) {
     }
 }
 
-/// A session-manager error as a response. TEMPORARY mapping until the
-/// session manager lands.
+/// A session-manager error as a response. Every variant is listed, so a
+/// new one cannot silently become a 500. Bad, revoked and reused tokens all
+/// answer `invalid_token`: the client is not told which check failed.
 pub fn session_error(e: &SessionError) -> Response {
-    json_error(StatusCode::UNAUTHORIZED, e.code(), "request refused")
+    use SessionError as E;
+    let invalid_token = Some("Bearer error=\"invalid_token\"");
+    let (status, code, message, challenge) = match e {
+        E::InvalidToken(_) | E::TokenRevoked | E::RefreshReused => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the token is invalid, expired or revoked",
+            invalid_token,
+        ),
+        E::SessionExpired => (
+            StatusCode::UNAUTHORIZED,
+            "session_expired",
+            "the session ended; log in again",
+            invalid_token,
+        ),
+        E::InvalidCredentials => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "invalid user name or password",
+            None,
+        ),
+        E::PairingInvalid => (
+            StatusCode::UNAUTHORIZED,
+            "pairing_invalid",
+            "invalid pairing code",
+            None,
+        ),
+        E::PairingUsed => (
+            StatusCode::CONFLICT,
+            "pairing_used",
+            "the pairing code was already used",
+            None,
+        ),
+        E::PairingDisabled => (
+            StatusCode::FORBIDDEN,
+            "pairing_disabled",
+            "pairing is disabled",
+            None,
+        ),
+        E::PairingLocked { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "pairing_locked",
+            "too many wrong pairing codes; retry later",
+            None,
+        ),
+        E::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; retry later",
+            None,
+        ),
+        E::RefreshDisabled => (
+            StatusCode::BAD_REQUEST,
+            "refresh_disabled",
+            "refresh tokens are disabled",
+            None,
+        ),
+        E::BindingRequired => (
+            StatusCode::BAD_REQUEST,
+            "binding_required",
+            "a session binding (client key or certificate) is required",
+            None,
+        ),
+        E::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the access token lacks the required scope",
+            Some("Bearer error=\"insufficient_scope\""),
+        ),
+        E::NotFound => (
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "no such session",
+            None,
+        ),
+        E::InvalidRequest(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request is invalid",
+            None,
+        ),
+        E::Mint(_) | E::InvalidConfig(_) | E::Random => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+            None,
+        ),
+    };
+    let mut response = json_error(status, code, message);
+    if let Some(challenge) = challenge {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    if let Some(v) = e
+        .retry_after()
+        .and_then(|d| HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// An upstream failure as a JSON error; the cause goes to the log only
