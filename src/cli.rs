@@ -2,6 +2,8 @@
 //! function makes one library call and formats its result; the binary is
 //! the only place that writes to stdout.
 
+pub(crate) mod request;
+
 use std::io::BufRead as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};

@@ -20,6 +20,7 @@
     warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)
 )]
 
+pub mod binding_client;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -52,6 +52,9 @@ enum Command {
     },
     /// Read a password from stdin and print its argon2id hash.
     HashPassword,
+    /// Make a signed request with a bound session, like curl
+    /// (`request login|pair|refresh|logout`, then `request GET URL`).
+    Request(cli::request::RequestArgs),
     /// Manage the gateway's TLS certificate.
     Cert {
         #[command(subcommand)]
@@ -206,6 +209,7 @@ fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::HashPassword => Ok(cli::hash_password_from_stdin()?),
+        Command::Request(args) => Ok(cli::request::run(&args)?),
         Command::Cert { action, config } => cert(&action, &load(config.as_deref())?),
     }
 }

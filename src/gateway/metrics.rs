@@ -29,6 +29,8 @@ pub struct Metrics {
     pub sessions: Arc<SessionMetrics>,
     /// Replay rejections.
     pub replay: Arc<ReplayMetrics>,
+    /// Session-binding checks (proofs, client certificates).
+    pub binding: Arc<BindingMetrics>,
     /// Certificate expiry times.
     pub certs: Arc<CertMetrics>,
     /// HTTP responses and store health.
@@ -44,6 +46,7 @@ impl Metrics {
             tokens: Arc::new(TokenMetrics::register(&mut registry)),
             sessions: Arc::new(SessionMetrics::register(&mut registry)),
             replay: Arc::new(ReplayMetrics::register(&mut registry)),
+            binding: Arc::new(BindingMetrics::register(&mut registry)),
             certs: Arc::new(CertMetrics::register(&mut registry)),
             http: Arc::new(HttpMetrics::register(&mut registry)),
             registry,
@@ -234,6 +237,52 @@ impl ReplayMetrics {
     }
 }
 
+/// Session-binding checks on bound tokens.
+#[derive(Debug)]
+pub struct BindingMetrics {
+    checks: Family<Label, Counter>,
+    rejections: Family<Label, Counter>,
+    check_seconds: Histogram,
+}
+
+impl BindingMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            checks: Family::default(),
+            rejections: Family::default(),
+            check_seconds: latency_histogram(),
+        };
+        registry.register(
+            "binding_checks",
+            "Bound requests accepted, by what was verified (proof, certificate, both)",
+            m.checks.clone(),
+        );
+        registry.register(
+            "binding_rejections",
+            "Requests refused by session binding, by code",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "binding_check_duration_seconds",
+            "Time to check a bound request's proof or certificate",
+            m.check_seconds.clone(),
+        );
+        m
+    }
+
+    /// Records an accepted binding (`proof`, `certificate` or `both`).
+    pub fn accepted(&self, kind: &'static str, took: Duration) {
+        self.checks.get_or_create(&[("kind", kind)]).inc();
+        self.check_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a rejection with its stable code.
+    pub fn rejected(&self, code: &'static str, took: Duration) {
+        self.rejections.get_or_create(&[("code", code)]).inc();
+        self.check_seconds.observe(took.as_secs_f64());
+    }
+}
+
 /// Certificate expiry times.
 #[derive(Debug)]
 pub struct CertMetrics {
@@ -345,6 +394,8 @@ mod tests {
         m.sessions.issued("login");
         m.sessions.revoked("logout");
         m.replay.rejected("replay_detected");
+        m.binding.accepted("proof", Duration::from_micros(90));
+        m.binding.rejected("proof_missing", Duration::from_micros(1));
         m.certs.set_expiry(
             "server",
             std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(10),
@@ -359,6 +410,9 @@ mod tests {
             "clawgate_sessions_issued_total{method=\"login\"} 1",
             "clawgate_sessions_revoked_total{kind=\"logout\"} 1",
             "clawgate_replay_rejections_total{code=\"replay_detected\"} 1",
+            "clawgate_binding_checks_total{kind=\"proof\"} 1",
+            "clawgate_binding_rejections_total{code=\"proof_missing\"} 1",
+            "clawgate_binding_check_duration_seconds_count 2",
             "clawgate_certificate_expiry_timestamp_seconds{cert=\"server\"} 10",
             "clawgate_open_connections 0",
             "clawgate_http_responses_total{status=\"404\"} 1",

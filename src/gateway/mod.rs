@@ -4,6 +4,7 @@
 //! crypto; the sibling files own TLS policy, certificates, keys, tokens,
 //! sessions and replay protection.
 
+pub mod binding;
 pub mod certificate_manager;
 pub mod credentials;
 pub mod http;

@@ -48,6 +48,14 @@
 //! memory, the call succeeds, and the store reports itself degraded: a
 //! logout never fails because the disk is full.
 //!
+//! # Binding
+//!
+//! `[auth] binding` decides what issuance does with an offered `cnf`
+//! (`off`: ignored; `optional`: used; `required`: needed). A refresh
+//! always carries the refresh token's binding, whatever the policy, and
+//! a bound refresh token is only rotated through
+//! [`SessionManager::refresh_confirmed`] (the caller checks the proof).
+//!
 //! # Pairing
 //!
 //! The one-time code printed at start-up yields a session for the subject
@@ -182,15 +190,18 @@ impl SessionManager {
         self.issue_at(subject, scopes, ttl, method, self.clock.now())
     }
 
-    /// Rotates a refresh token. May block on one fsync (the spent token's
-    /// revocation): call it from `spawn_blocking`. See
-    /// [`refresh_at`](Self::refresh_at).
+    /// Rotates an unbound refresh token (a bound one needs
+    /// [`refresh_confirmed`](Self::refresh_confirmed)). May block on one
+    /// fsync (the spent token's revocation): call it from `spawn_blocking`.
+    /// See [`refresh_at`](Self::refresh_at).
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
         self.refresh_at(refresh_token, self.clock.now())
     }
 
     /// The hot path: verifies a session token and checks the in-memory
-    /// revocation set. No I/O.
+    /// revocation set. No I/O. A bound token (`cnf`) still needs its
+    /// binding checked against the request (`binding::ProofChecker`), as
+    /// the bearer layer does.
     pub fn authenticate(&self, token: &str) -> Result<Session, SessionError> {
         self.authenticate_at(token, self.clock.now())
     }
@@ -265,6 +276,11 @@ impl SessionManager {
     /// The token policy (issuer, audience, leeway).
     pub fn policy(&self) -> &TokenPolicy {
         &self.policy
+    }
+
+    /// The `[auth] binding` policy.
+    pub fn binding_policy(&self) -> BindingPolicy {
+        self.binding
     }
 }
 

@@ -7,6 +7,12 @@
 //! verified [`Session`] in the request extensions. Tokens are never read
 //! from the query string: URLs end up in access logs (PITFALLS P3).
 //!
+//! A bound token (`cnf`) is checked after authentication, always, whatever
+//! the `[auth] binding` policy: `cnf.x5t#S256` against the connection's
+//! client certificate, `cnf.kpid` against the `Clawgate-Proof` header
+//! (`binding::ProofChecker`). A verified proof's signed nonce replaces the
+//! plain replay headers, and the spent proof is removed from the request.
+//!
 //! Rejections follow RFC 6750 and never echo the token.
 
 use std::convert::Infallible;
@@ -19,13 +25,16 @@ use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use http::request::Parts;
-use http::{HeaderMap, header};
+use http::{HeaderMap, Uri, header};
 use tower::{Layer, Service};
 
 use super::error::AuthRejection;
 use crate::clock::Clock;
-use crate::gateway::metrics::{ReplayMetrics, TokenMetrics};
+use crate::config::ReplayConfig;
+use crate::gateway::binding::{BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker};
+use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
 use crate::gateway::replay_protection::ReplayGuard;
+use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{Session, SessionError, SessionManager};
 
 /// Subprotocol marker a browser WebSocket client offers before its token.
@@ -49,20 +58,28 @@ pub struct BearerAuthOptions {
     sessions: Arc<SessionManager>,
     replay: Option<Arc<ReplayGuard>>,
     public: Option<PublicPaths>,
+    proofs: Arc<ProofChecker>,
     token_metrics: Option<Arc<TokenMetrics>>,
     replay_metrics: Option<Arc<ReplayMetrics>>,
+    binding_metrics: Option<Arc<BindingMetrics>>,
     clock: Arc<dyn Clock>,
 }
 
 impl BearerAuthLayer {
     /// Starts a layer that requires a valid session on every request.
+    /// Bound tokens are always checked; their proof nonces go to a guard of
+    /// the layer's own (default `[replay]` window and capacity) unless
+    /// [`BearerAuthOptions::proofs`] shares one.
     pub fn builder(sessions: Arc<SessionManager>, clock: Arc<dyn Clock>) -> BearerAuthOptions {
+        let own = ReplayGuard::new(&ReplayConfig::default(), sessions.policy().leeway);
         BearerAuthOptions {
             sessions,
             replay: None,
             public: None,
+            proofs: Arc::new(ProofChecker::new(Arc::new(own))),
             token_metrics: None,
             replay_metrics: None,
+            binding_metrics: None,
             clock,
         }
     }
@@ -85,6 +102,19 @@ impl BearerAuthOptions {
     pub fn metrics(mut self, tokens: Arc<TokenMetrics>, replay: Arc<ReplayMetrics>) -> Self {
         self.token_metrics = Some(tokens);
         self.replay_metrics = Some(replay);
+        self
+    }
+
+    /// Checks proofs of bound sessions with `checker` (share one, and its
+    /// nonce cache, between every layer and `/auth/refresh`).
+    pub fn proofs(mut self, checker: Arc<ProofChecker>) -> Self {
+        self.proofs = checker;
+        self
+    }
+
+    /// Records binding checks and rejections.
+    pub fn binding_metrics(mut self, binding: Arc<BindingMetrics>) -> Self {
+        self.binding_metrics = Some(binding);
         self
     }
 
@@ -136,8 +166,9 @@ where
 
 impl BearerAuthOptions {
     /// Order: public-path bypass → credentials → signature and claims →
-    /// revocation (inside `authenticate`) → replay. Replay runs last so
-    /// unauthenticated traffic can never fill the nonce cache.
+    /// revocation (inside `authenticate`) → binding → replay. Binding and
+    /// replay run last so unauthenticated traffic can never fill the nonce
+    /// cache.
     fn check(&self, req: &mut Request) -> Result<(), AuthRejection> {
         if self
             .public
@@ -167,7 +198,11 @@ impl BearerAuthOptions {
             );
             AuthRejection::InvalidToken
         })?;
-        if let Some(guard) = self
+        let confirmed = self.confirm(req, token, &session)?;
+        // A verified proof's signed nonce and time replace the plain headers.
+        if confirmed.proof_verified {
+            req.headers_mut().remove(PROOF_HEADER);
+        } else if let Some(guard) = self
             .replay
             .as_ref()
             .filter(|g| g.applies_to(req.method().as_str()))
@@ -194,6 +229,82 @@ impl BearerAuthOptions {
         }
         req.extensions_mut().insert(Arc::new(session));
         Ok(())
+    }
+
+    /// The binding check of a bound token; nothing for an unbound one.
+    fn confirm(
+        &self,
+        req: &Request,
+        token: &str,
+        session: &Session,
+    ) -> Result<Confirmed, AuthRejection> {
+        let Some(cnf) = session.claims().cnf() else {
+            return Ok(Confirmed::default());
+        };
+        let started = Instant::now();
+        let result = proof_header(req.headers()).and_then(|proof| {
+            let conn = req.extensions().get::<ConnectionInfo>();
+            let presented = Presented {
+                method: req.method().as_str(),
+                uri: request_target(req.uri()),
+                token,
+                proof,
+                client_cert_sha256: conn.and_then(|c| c.client_cert_sha256.as_deref()),
+            };
+            let now = self.clock.unix_now();
+            self.proofs
+                .check_at(Some(cnf), session.session_id(), &presented, now)
+        });
+        if let Some(m) = &self.binding_metrics {
+            record_binding(m, &result, started.elapsed());
+        }
+        result.map_err(|e| {
+            tracing::info!(
+                event = "binding_rejected",
+                reason = e.code(),
+                sub = %session.subject(),
+                "bound token presented without proof of its binding"
+            );
+            AuthRejection::Binding(e)
+        })
+    }
+}
+
+/// The `Clawgate-Proof` header: `Ok(None)` when absent; several copies
+/// are malformed (which one would count is ambiguous).
+pub fn proof_header(headers: &HeaderMap) -> Result<Option<&[u8]>, BindingError> {
+    let mut values = headers.get_all(PROOF_HEADER).iter();
+    let first = values.next().map(http::HeaderValue::as_bytes);
+    if values.next().is_some() {
+        return Err(BindingError::ProofMalformed);
+    }
+    Ok(first)
+}
+
+/// The request target a proof's `htu` names: path and query, exactly as
+/// received (HTTP/2 `:path`; HTTP/1.1 origin form, or the path and query
+/// of an absolute-form target).
+pub fn request_target(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// Records one binding check of a bound token.
+pub(super) fn record_binding(
+    m: &BindingMetrics,
+    result: &Result<Confirmed, BindingError>,
+    took: std::time::Duration,
+) {
+    match result {
+        Ok(c) => {
+            let kind = match (c.proof_verified, c.certificate_verified) {
+                (true, true) => "both",
+                (true, false) => "proof",
+                (false, true) => "certificate",
+                (false, false) => "none",
+            };
+            m.accepted(kind, took);
+        }
+        Err(e) => m.rejected(e.code(), took),
     }
 }
 

@@ -1,30 +1,65 @@
 //! `/auth/*` and `/admin/revoke`: parse → one `SessionManager` call → JSON.
 //! Token responses carry `Cache-Control: no-store` (OWASP; RFC 6749 §5.1).
+//!
+//! Pairing and login may ask for a bound session: `client_key` (PASERK
+//! `k4.public`) binds it to that key, `"bind": "certificate"` to the
+//! connection's client certificate; both at once bind to both. Refreshing
+//! a bound session needs the same proof as any request, made for the
+//! refresh token.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::AppState;
-use super::auth::CurrentSession;
-use super::error::{ApiError, json_error, session_error};
+use super::auth::{CurrentSession, proof_header, record_binding, request_target};
+use super::error::{ApiError, binding_error, json_error, session_error};
+use crate::gateway::binding::{self, Presented, ProofChecker};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
+use crate::gateway::session_token::Confirmation;
 
 /// Header carrying the one-time pairing code.
 pub const PAIRING_HEADER: &str = "x-pairing-code";
 
-/// `POST /auth/login` body.
+/// `POST /auth/login` body. Unknown members are refused, so a misspelt
+/// `client_key` cannot silently yield an unbound session.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     username: String,
     password: String,
+    #[serde(default)]
+    client_key: Option<String>,
+    #[serde(default)]
+    bind: Option<BindTarget>,
+}
+
+/// `POST /auth/pair` body, optional (the code stays in `X-Pairing-Code`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairRequest {
+    #[serde(default)]
+    client_key: Option<String>,
+    #[serde(default)]
+    bind: Option<BindTarget>,
+}
+
+/// What else than a `client_key` a session may be bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindTarget {
+    /// The connection's client certificate (mutual TLS).
+    Certificate,
 }
 
 /// `POST /auth/refresh` body.
@@ -42,11 +77,13 @@ pub struct AdminRevokeRequest {
     sub: Option<String>,
 }
 
-/// `POST /auth/pair` with `X-Pairing-Code`.
+/// `POST /auth/pair` with `X-Pairing-Code` and an optional JSON body
+/// `{"client_key","bind"}`.
 pub async fn pair(
     State(state): State<AppState>,
     conn: Option<axum::Extension<ConnectionInfo>>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let Some(code) = headers.get(PAIRING_HEADER).and_then(|v| v.to_str().ok()) else {
         return json_error(
@@ -56,45 +93,93 @@ pub async fn pair(
         );
     };
     let code = code.to_owned();
-    let peer = client_ip(conn.as_deref());
-    blocking(state, "pair", move |s| s.sessions.pair(&code, peer, None)).await
+    // An empty body asks for nothing; anything else must parse, so a
+    // broken body never silently yields an unbound session.
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        PairRequest::default()
+    } else {
+        match json_body::<PairRequest>(&headers, &body, PAIR_BODY) {
+            Ok(request) => request,
+            Err(response) => return response,
+        }
+    };
+    let conn = conn.map(|axum::Extension(c)| c);
+    let cnf = match requested_binding(request.client_key.as_deref(), request.bind, conn.as_ref()) {
+        Ok(cnf) => cnf,
+        Err(response) => return response,
+    };
+    let peer = client_ip(conn.as_ref());
+    blocking(state, "pair", move |s| s.sessions.pair(&code, peer, cnf)).await
 }
 
-/// `POST /auth/login` with `{"username","password"}`.
+/// `POST /auth/login` with `{"username","password"}`, optionally
+/// `"client_key"` and `"bind"`.
 pub async fn login(
     State(state): State<AppState>,
     conn: Option<axum::Extension<ConnectionInfo>>,
-    body: Option<Json<LoginRequest>>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    let Some(Json(body)) = body else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected JSON {\"username\",\"password\"}",
-        );
+    let body = match json_body::<LoginRequest>(&headers, &body, LOGIN_BODY) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
-    let peer = client_ip(conn.as_deref());
+    let conn = conn.map(|axum::Extension(c)| c);
+    let cnf = match requested_binding(body.client_key.as_deref(), body.bind, conn.as_ref()) {
+        Ok(cnf) => cnf,
+        Err(response) => return response,
+    };
+    let peer = client_ip(conn.as_ref());
     // argon2 is deliberately slow: keep it off the async workers.
     blocking(state, "login", move |s| {
-        s.sessions.login(&body.username, &body.password, peer, None)
+        s.sessions.login(&body.username, &body.password, peer, cnf)
     })
     .await
 }
 
-/// `POST /auth/refresh` with `{"refresh_token"}`.
+/// `POST /auth/refresh` with `{"refresh_token"}`; a bound session also
+/// needs its proof (made for the refresh token) or client certificate.
 pub async fn refresh(
     State(state): State<AppState>,
-    body: Option<Json<RefreshRequest>>,
+    conn: Option<axum::Extension<ConnectionInfo>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    let Some(Json(body)) = body else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected JSON {\"refresh_token\"}",
-        );
+    let body = match json_body::<RefreshRequest>(&headers, &body, REFRESH_BODY) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
+    let proof = match proof_header(&headers) {
+        Ok(proof) => proof.map(<[u8]>::to_vec),
+        Err(e) => return binding_error(&e),
+    };
+    let target = request_target(&uri).to_owned();
+    let cert = conn.and_then(|axum::Extension(c)| c.client_cert_sha256);
+    // The same guard as the bearer layers: one nonce cache for all proofs.
+    let checker = ProofChecker::new(Arc::clone(&state.replay));
     blocking(state, "refresh", move |s| {
-        s.sessions.refresh(&body.refresh_token)
+        let now = s.clock.unix_now();
+        s.sessions.refresh_confirmed(&body.refresh_token, |claims| {
+            let presented = Presented {
+                method: method.as_str(),
+                uri: &target,
+                token: &body.refresh_token,
+                proof: proof.as_deref(),
+                client_cert_sha256: cert.as_deref(),
+            };
+            let started = Instant::now();
+            let result = checker.check_at(claims.cnf(), claims.sid(), &presented, now);
+            if claims.cnf().is_some() {
+                record_binding(&s.metrics.binding, &result, started.elapsed());
+            }
+            if let Err(e) = &result {
+                tracing::info!(event = "binding_rejected", reason = e.code(), sub = %claims.sub(),
+                    "refresh of a bound session without proof of its binding");
+            }
+            result.map(drop)
+        })
     })
     .await
 }
@@ -153,9 +238,11 @@ pub async fn revoke_one(
 pub async fn admin_revoke(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
-    body: Option<Json<AdminRevokeRequest>>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    let what = match body.map(|Json(b)| (b.jti, b.sid, b.sub)) {
+    let body = json_body::<AdminRevokeRequest>(&headers, &body, REVOKE_BODY).ok();
+    let what = match body.map(|b| (b.jti, b.sid, b.sub)) {
         Some((Some(jti), None, None)) => AdminRevoke::Token(jti),
         Some((None, Some(sid), None)) => AdminRevoke::Session(sid),
         Some((None, None, Some(sub))) => AdminRevoke::Subject(sub),
@@ -163,7 +250,7 @@ pub async fn admin_revoke(
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "expected exactly one of jti, sid, sub",
+                REVOKE_BODY,
             );
         }
     };
@@ -246,6 +333,44 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// A JSON body (`Content-Type: application/json`, which a cross-site
+/// form cannot send) of type `T`, or a 400 with the fixed `expected`
+/// message. Parse errors are never echoed: they can quote the input, and
+/// the input can be a password.
+fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    expected: &'static str,
+) -> Result<T, Response> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    is_json
+        .then(|| serde_json::from_slice(body).ok())
+        .flatten()
+        .ok_or_else(|| json_error(StatusCode::BAD_REQUEST, "invalid_request", expected))
+}
+
+/// The binding a pairing or login asked for, or the 400 answer.
+fn requested_binding(
+    client_key: Option<&str>,
+    bind: Option<BindTarget>,
+    conn: Option<&ConnectionInfo>,
+) -> Result<Option<Confirmation>, Response> {
+    let certificate = bind == Some(BindTarget::Certificate);
+    let cert = conn.and_then(|c| c.client_cert_sha256.as_deref());
+    binding::requested_confirmation(client_key, certificate, cert).map_err(|e| binding_error(&e))
+}
+
 fn client_ip(conn: Option<&ConnectionInfo>) -> std::net::IpAddr {
     conn.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip())
 }
+
+/// What each JSON body must look like (the fixed 400 messages).
+const PAIR_BODY: &str = "expected no body or JSON {\"client_key\",\"bind\"}";
+const LOGIN_BODY: &str =
+    "expected JSON {\"username\",\"password\"} (optional \"client_key\", \"bind\")";
+const REFRESH_BODY: &str = "expected JSON {\"refresh_token\"}";
+const REVOKE_BODY: &str = "expected JSON with exactly one of jti, sid, sub";

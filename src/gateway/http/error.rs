@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::gateway::binding::BindingError;
 use crate::gateway::http::proxy::ProxyError;
 use crate::gateway::replay_protection::ReplayError;
 use crate::gateway::session_manager::SessionError;
@@ -110,6 +111,9 @@ pub enum AuthRejection {
     InsufficientScope,
     /// Replay protection refused the request.
     Replay(ReplayError),
+    /// The token is bound and the request did not prove it (proof or
+    /// client certificate).
+    Binding(BindingError),
 }
 
 impl IntoResponse for AuthRejection {
@@ -143,6 +147,7 @@ impl IntoResponse for AuthRejection {
                 let (status, message) = replay_parts(e);
                 return json_error(status, e.code(), message);
             }
+            Self::Binding(e) => return binding_error(e),
         };
         let mut response = json_error(status, code, message);
         response.headers_mut().insert(
@@ -184,6 +189,59 @@ fn replay_parts(e: &ReplayError) -> (StatusCode, &'static str) {
             "replay protection is at capacity; retry later",
         ),
     }
+}
+
+/// A binding failure as a response. A request that did not prove its
+/// token's binding is an invalid token (RFC 6750 §3.1: 401 with
+/// `error="invalid_token"`); the stable code says which check failed (the
+/// client needs it to fix its proof; a thief learns nothing it could use
+/// without the key). A full nonce cache is the server's 503; the two
+/// issuance errors are the client's 400.
+pub fn binding_error(e: &BindingError) -> Response {
+    use BindingError as B;
+    let message = match e {
+        B::ProofMissing => "this session is bound to a key: send a Clawgate-Proof header",
+        B::ProofMalformed => "the Clawgate-Proof header is not a valid proof",
+        B::KeyMismatch => "the proof was not made with the key this session is bound to",
+        B::BadSignature => "the proof signature is invalid",
+        B::MethodMismatch => "the proof was made for another method (htm)",
+        B::UriMismatch => "the proof was made for another path and query (htu)",
+        B::TokenMismatch => "the proof was made for another token (ath)",
+        B::ProofStale => "the proof is too old (iat)",
+        B::ProofFuture => "the proof is dated in the future (iat)",
+        B::ProofReplayed => "the proof was already used (jti)",
+        B::CertificateMissing => "this session is bound to a client certificate; present it",
+        B::CertificateMismatch => {
+            "the client certificate is not the one this session is bound to"
+        }
+        B::CapacityExhausted => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code(),
+                "proof checking is at capacity; retry later",
+            );
+        }
+        B::InvalidClientKey => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                e.code(),
+                "client_key must be a PASERK k4.public key",
+            );
+        }
+        B::CertificateRequired => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                e.code(),
+                "certificate binding needs a client certificate on this connection",
+            );
+        }
+    };
+    let mut response = json_error(StatusCode::UNAUTHORIZED, e.code(), message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
 }
 
 /// A session-manager error as a response. Every variant is listed, so a
@@ -253,6 +311,7 @@ pub fn session_error(e: &SessionError) -> Response {
             "a session binding (client key or certificate) is required",
             None,
         ),
+        E::Binding(b) => return binding_error(b),
         E::Forbidden => (
             StatusCode::FORBIDDEN,
             "insufficient_scope",

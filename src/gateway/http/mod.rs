@@ -31,6 +31,7 @@ use self::error::ApiError;
 use self::proxy::Proxy;
 use self::security_headers::{FromUpstream, SecurityHeaders};
 use crate::clock::Clock;
+use crate::gateway::binding::ProofChecker;
 use crate::gateway::credentials::RateLimiter;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::replay_protection::ReplayGuard;
@@ -75,11 +76,15 @@ pub struct HttpLimits {
 
 /// Builds the router with every layer in place.
 pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) -> Router {
+    // One proof checker for every layer, spending proof nonces in the
+    // gateway's replay guard (one window, one capacity; `/auth/refresh`
+    // builds the same checker around the same guard).
+    let proofs = Arc::new(ProofChecker::new(Arc::clone(&state.replay)));
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
-        .merge(auth_router(&state))
-        .fallback_service(upstream_service(&state))
+        .merge(auth_router(&state, &proofs))
+        .fallback_service(upstream_service(&state, proofs))
         .with_state(state.clone());
     routes.layer(
         ServiceBuilder::new()
@@ -105,12 +110,14 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
 /// `/auth/*` and `/admin/revoke`, rate limited per client address. Local
 /// routes do not take replay headers: the tokens they mint rotate, and
 /// their effects (logout, revoke) are idempotent.
-fn auth_router(state: &AppState) -> Router<AppState> {
+fn auth_router(state: &AppState, proofs: &Arc<ProofChecker>) -> Router<AppState> {
     let bearer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
+        .proofs(Arc::clone(proofs))
         .metrics(
             Arc::clone(&state.metrics.tokens),
             Arc::clone(&state.metrics.replay),
         )
+        .binding_metrics(Arc::clone(&state.metrics.binding))
         .build();
     let with_session = Router::new()
         .route("/auth/logout", post(auth_routes::logout))
@@ -131,10 +138,11 @@ fn auth_router(state: &AppState) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
 }
 
-/// Everything else: bearer auth (public paths excepted), replay check on
-/// unsafe methods, then the upstream.
+/// Everything else: bearer auth (public paths excepted), binding check of
+/// bound tokens, replay check on unsafe methods, then the upstream.
 fn upstream_service(
     state: &AppState,
+    proofs: Arc<ProofChecker>,
 ) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
 + Clone
 + Send
@@ -146,10 +154,12 @@ fn upstream_service(
         .map(|p| -> PublicPaths { Arc::new(move |path: &str| p.is_public_path(path)) });
     let mut layer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
         .replay(Arc::clone(&state.replay))
+        .proofs(proofs)
         .metrics(
             Arc::clone(&state.metrics.tokens),
             Arc::clone(&state.metrics.replay),
-        );
+        )
+        .binding_metrics(Arc::clone(&state.metrics.binding));
     if let Some(public) = public {
         layer = layer.public_paths(public);
     }

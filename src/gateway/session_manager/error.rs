@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::gateway::binding::BindingError;
 use crate::gateway::session_token::TokenError;
 
 /// Why a session operation failed.
@@ -61,6 +62,10 @@ pub enum SessionError {
     /// refresh token carries none).
     #[error("a session binding is required")]
     BindingRequired,
+    /// The token is bound (`cnf`) and the request did not prove the
+    /// binding: a missing or bad proof, or the wrong client certificate.
+    #[error("session binding not confirmed: {0}")]
+    Binding(#[source] BindingError),
     /// The session lacks the `admin` scope needed for this operation.
     #[error("the admin scope is required")]
     Forbidden,
@@ -101,6 +106,7 @@ impl SessionError {
             Self::RateLimited { .. } => "rate_limited",
             Self::InvalidCredentials => "invalid_credentials",
             Self::BindingRequired => "binding_required",
+            Self::Binding(e) => e.code(),
             Self::Forbidden => "insufficient_scope",
             Self::NotFound => "session_not_found",
             Self::InvalidRequest(_) => "invalid_request",

@@ -12,19 +12,47 @@ use super::issue::Seed;
 use super::types::sid_prefix;
 use super::{SessionError, SessionManager, TokenPair, floor_secs, unix};
 use crate::config::BindingPolicy;
+use crate::gateway::binding::{self, BindingError};
 use crate::gateway::revocation_store::Revocation;
 use crate::gateway::session_token::{self, Confirmation, TokenError, TokenType, VerifiedClaims};
 
 impl SessionManager {
-    /// [`refresh`](Self::refresh) at `now`.
-    ///
-    /// Order: verify (no state touched by unauthenticated input) → family
-    /// lock → family revoked? → spent within grace? → spent (reuse)? →
-    /// absolute limit → mint → spend the old token → index.
+    /// [`refresh`](Self::refresh) at `now`. A bound refresh token is
+    /// refused here (`Binding`): its binding can only be checked with the
+    /// request, through [`refresh_confirmed_at`](Self::refresh_confirmed_at).
     pub fn refresh_at(
         &self,
         refresh_token: &str,
         now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
+        self.refresh_confirmed_at(refresh_token, now, |claims| {
+            binding::require_unbound(claims.cnf())
+        })
+    }
+
+    /// Rotates a refresh token once `confirm` accepts its verified claims:
+    /// the binding check (`binding::ProofChecker` with the request's proof
+    /// and connection). Blocking like [`refresh`](Self::refresh).
+    pub fn refresh_confirmed(
+        &self,
+        refresh_token: &str,
+        confirm: impl FnOnce(&VerifiedClaims) -> Result<(), BindingError>,
+    ) -> Result<TokenPair, SessionError> {
+        self.refresh_confirmed_at(refresh_token, self.clock.now(), confirm)
+    }
+
+    /// [`refresh_confirmed`](Self::refresh_confirmed) at `now`.
+    ///
+    /// Order: verify (no state touched by unauthenticated input) → confirm
+    /// the binding (a thief without the key can neither rotate the token
+    /// nor trigger reuse detection) → family lock → family revoked? →
+    /// spent within grace? → spent (reuse)? → absolute limit → mint →
+    /// spend the old token → index.
+    pub fn refresh_confirmed_at(
+        &self,
+        refresh_token: &str,
+        now: SystemTime,
+        confirm: impl FnOnce(&VerifiedClaims) -> Result<(), BindingError>,
     ) -> Result<TokenPair, SessionError> {
         if !self.limits.refresh {
             return Err(SessionError::RefreshDisabled);
@@ -43,6 +71,7 @@ impl SessionManager {
             TokenError::Expired => SessionError::SessionExpired,
             other => SessionError::InvalidToken(other),
         })?;
+        confirm(&claims).map_err(SessionError::Binding)?;
         // One refresh per family at a time: two racing requests with the
         // same token cannot both pass the "not yet spent" check (R5).
         let family = self.families.lock_for(claims.sid());
@@ -134,13 +163,14 @@ impl SessionManager {
     }
 
     /// The refresh token's binding under the current `[auth] binding`.
+    /// A binding is always carried, even under `off` (which only stops
+    /// new bindings): a refresh never makes a session weaker than it was.
     fn carry_binding(
         &self,
         cnf: Option<&Confirmation>,
     ) -> Result<Option<Confirmation>, SessionError> {
         match self.binding {
-            BindingPolicy::Off => Ok(None),
-            BindingPolicy::Optional => Ok(cnf.cloned()),
+            BindingPolicy::Off | BindingPolicy::Optional => Ok(cnf.cloned()),
             BindingPolicy::Required => cnf.cloned().map(Some).ok_or(SessionError::BindingRequired),
         }
     }

@@ -14,6 +14,7 @@ use super::{
     floor_secs, unix,
 };
 use crate::clock::Clock;
+use crate::config::BindingPolicy;
 use crate::gateway::revocation_store::{Revocation, RevocationStore, StoreError};
 
 impl SessionManager {
@@ -140,6 +141,11 @@ impl SessionManager {
             idle_expires_at: self.idle_end(session),
             absolute_expires_at: self.limits.absolute_end(c.auth_time()),
             binding: c.cnf().cloned(),
+            binding_policy: match self.binding {
+                BindingPolicy::Off => "off",
+                BindingPolicy::Optional => "optional",
+                BindingPolicy::Required => "required",
+            },
         }
     }
 

@@ -131,6 +131,10 @@ impl TokenPair {
         if let (Some(refresh), Some(map)) = (&self.refresh, body.as_object_mut()) {
             map.insert("refresh_token".to_owned(), Value::from(refresh.expose()));
         }
+        // The binding granted, so a client sees whether its key was used.
+        if let (Some(cnf), Some(map)) = (&self.session.claims().cnf, body.as_object_mut()) {
+            map.insert("cnf".to_owned(), json!(cnf));
+        }
         body
     }
 
@@ -225,6 +229,8 @@ pub struct SessionInfo {
     pub absolute_expires_at: SystemTime,
     /// The sender binding (`cnf`), if any.
     pub binding: Option<Confirmation>,
+    /// The gateway's `[auth] binding` policy: `off`, `optional` or `required`.
+    pub binding_policy: &'static str,
 }
 
 /// What an administrator revokes.
