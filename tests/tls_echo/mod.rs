@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clawgate::gateway::certificate_manager::{CertificateManager, fingerprint_hex};
+use clawgate::gateway::certificate_manager::{CertificateManager, fingerprint, fingerprint_hex};
 use clawgate::gateway::tls_config::{self, describe_handshake_error};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -258,7 +258,8 @@ pub async fn connect(
         .await
 }
 
-/// The SHA-256 (lower-case hex) of the certificate the server presents.
+/// The SHA-256 of the certificate the server presents, in the form of
+/// `CertInfo::fingerprint_sha256` (upper-case hex with colons).
 pub async fn served_fingerprint(
     config: &Arc<ClientConfig>,
     addr: SocketAddr,
@@ -267,6 +268,6 @@ pub async fn served_fingerprint(
     let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
     certs
         .first()
-        .map(|c| fingerprint_hex(c))
+        .map(|c| fingerprint(c))
         .ok_or_else(|| std::io::Error::other("no server certificate"))
 }
