@@ -25,14 +25,19 @@ use tempfile::TempDir;
 use tls_echo::{EchoServer, client, connect, served_fingerprint};
 
 const DAY: Duration = Duration::from_secs(86_400);
-/// Test poll interval: short, so a debounced swap lands within tens of ms.
-const POLL: Duration = Duration::from_millis(10);
+/// Poll interval for the Plain layout: the key and certificate renames are
+/// two steps, and the state between them (new key, old certificate) must not
+/// stay unchanged for two polls, or it is read and counted as a failure (as
+/// it would be in production if the gap exceeded a second).
+const POLL: Duration = Duration::from_millis(50);
+/// Poll interval for the 50 atomic symlink swaps.
+const FAST_POLL: Duration = Duration::from_millis(5);
 const WAIT: Duration = Duration::from_secs(3);
 
 /// How the provided files are laid out and replaced.
 #[derive(Clone, Copy)]
 enum Layout {
-    /// `tls.crt` / `tls.key`, each replaced by an atomic rename (key first).
+    /// `tls.crt` / `tls.key`, each replaced by a rename (key first).
     Plain,
     /// Kubernetes secret volume: `tls.crt -> ..data/tls.crt`, and
     /// `..data -> ..gen-N` swapped atomically for both files at once.
@@ -111,8 +116,10 @@ impl Provided {
         let d = self.dir.path();
         match self.layout {
             Layout::Plain => {
-                write_secret(&self.key(), pair.key_pem.as_bytes()).unwrap();
-                write_public(&self.cert(), pair.cert_pem.as_bytes()).unwrap();
+                for (path, text) in [(self.key(), &pair.key_pem), (self.cert(), &pair.cert_pem)] {
+                    std::fs::write(d.join("incoming"), text).unwrap();
+                    std::fs::rename(d.join("incoming"), path).unwrap();
+                }
             }
             Layout::Kubernetes => {
                 let generation = format!("..gen-{}", self.generation);
@@ -165,13 +172,13 @@ struct Running {
 }
 
 impl Running {
-    async fn start(layout: Layout) -> Self {
+    async fn start(layout: Layout, poll: Duration) -> Self {
         let files = Provided::new(layout);
         let manager =
             Arc::new(CertificateManager::init(&files.tls_config(), Arc::new(SystemClock)).unwrap());
         let metrics = Arc::new(Metrics::new());
         let server = EchoServer::start(&manager, None).await;
-        let watch = spawn_provided_watch(Arc::clone(&manager), Arc::clone(&metrics), POLL);
+        let watch = spawn_provided_watch(Arc::clone(&manager), Arc::clone(&metrics), poll);
         Self {
             files,
             manager,
@@ -194,6 +201,18 @@ impl Running {
     async fn wait_until_current(&self, fingerprint: &str) -> bool {
         eventually(WAIT, || self.current() == fingerprint).await
     }
+
+    /// Like `wait_until_current`, polling every 2 ms (50 swaps in a row).
+    async fn wait_until_current_fast(&self, fingerprint: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.current() != fingerprint {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
 }
 
 impl Drop for Running {
@@ -204,7 +223,7 @@ impl Drop for Running {
 
 #[tokio::test]
 async fn replaced_pair_is_served_after_the_files_change() {
-    let mut rt = Running::start(Layout::Plain).await;
+    let mut rt = Running::start(Layout::Plain, POLL).await;
     let before = rt.served().await;
     assert_eq!(before, rt.current());
     let next = rt.files.new_pair();
@@ -217,7 +236,7 @@ async fn replaced_pair_is_served_after_the_files_change() {
 
 #[tokio::test]
 async fn kubernetes_symlink_swap_is_served() {
-    let mut rt = Running::start(Layout::Kubernetes).await;
+    let mut rt = Running::start(Layout::Kubernetes, POLL).await;
     for _ in 0..2 {
         let next = rt.files.new_pair();
         rt.files.install(&next);
@@ -229,7 +248,7 @@ async fn kubernetes_symlink_swap_is_served() {
 
 #[tokio::test]
 async fn mismatched_pair_keeps_the_last_good_certificate_and_counts_a_failure() {
-    let mut rt = Running::start(Layout::Plain).await;
+    let mut rt = Running::start(Layout::Plain, POLL).await;
     let good = rt.current();
     let (b, c) = (rt.files.new_pair(), rt.files.new_pair());
     rt.files.install(&PemPair {
@@ -255,7 +274,7 @@ async fn mismatched_pair_keeps_the_last_good_certificate_and_counts_a_failure() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_written_certificate_is_never_served() {
-    let rt = Running::start(Layout::Plain).await;
+    let rt = Running::start(Layout::Plain, POLL).await;
     let old = rt.current();
     let new = rt.files.new_pair();
     let stop = Arc::new(AtomicBool::new(false));
@@ -296,7 +315,7 @@ async fn half_written_certificate_is_never_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_file_swaps_under_handshake_load_fail_no_handshake() {
-    let mut rt = Running::start(Layout::Kubernetes).await;
+    let mut rt = Running::start(Layout::Kubernetes, FAST_POLL).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut loops = Vec::new();
@@ -317,7 +336,7 @@ async fn fifty_file_swaps_under_handshake_load_fail_no_handshake() {
         let next = rt.files.new_pair();
         rt.files.install(&next);
         assert!(
-            rt.wait_until_current(&fingerprint_of(&next)).await,
+            rt.wait_until_current_fast(&fingerprint_of(&next)).await,
             "swap {i} not picked up"
         );
     }
