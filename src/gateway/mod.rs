@@ -5,6 +5,7 @@
 //! sessions and replay protection.
 
 pub mod certificate_manager;
+pub mod client_auth;
 pub mod credentials;
 pub mod http;
 pub mod keyring;
