@@ -25,7 +25,8 @@ fn headers(c: &mut Criterion) {
     group.bench_function("apply_to_upstream_response_replacing_hsts", |b| {
         b.iter(|| {
             let mut resp = Response::new(Body::empty());
-            resp.headers_mut().insert("strict-transport-security", "max-age=5".parse().unwrap());
+            resp.headers_mut()
+                .insert("strict-transport-security", "max-age=5".parse().unwrap());
             resp.extensions_mut().insert(FromUpstream);
             sh.apply(&mut resp);
             black_box(resp)

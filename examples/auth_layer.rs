@@ -21,17 +21,35 @@ async fn main() -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let keyring = Arc::new(KeyRing::open_or_init(dir.path().join("keys"))?);
     let (store, _) = RevocationStore::open(&dir.path().join("state"), clock.clone());
-    let auth = AuthConfig { pairing: false, ..AuthConfig::default() };
-    let sessions = Arc::new(SessionManager::new(&TokensConfig::default(), &auth, keyring, Arc::new(store), clock.clone())?);
+    let auth = AuthConfig {
+        pairing: false,
+        ..AuthConfig::default()
+    };
+    let sessions = Arc::new(SessionManager::new(
+        &TokensConfig::default(),
+        &auth,
+        keyring,
+        Arc::new(store),
+        clock.clone(),
+    )?);
 
     // Every route below the layer needs a valid, unrevoked session token.
-    let app = Router::new()
-        .route("/whoami", get(|CurrentSession(s): CurrentSession| async move { format!("hello {}\n", s.subject()) }))
-        .layer(BearerAuthLayer::builder(Arc::clone(&sessions), clock).build());
+    let app =
+        Router::new()
+            .route(
+                "/whoami",
+                get(|CurrentSession(s): CurrentSession| async move {
+                    format!("hello {}\n", s.subject())
+                }),
+            )
+            .layer(BearerAuthLayer::builder(Arc::clone(&sessions), clock).build());
 
     let token = sessions.issue("alice", vec![], None, IssueMethod::Cli)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
-    println!("curl -H 'Authorization: Bearer {}' http://127.0.0.1:3001/whoami", token.session_token());
+    println!(
+        "curl -H 'Authorization: Bearer {}' http://127.0.0.1:3001/whoami",
+        token.session_token()
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -86,19 +86,36 @@ async fn main() -> anyhow::Result<()> {
     let tls = Arc::new(client_config(&dir.path().join("certs/ca.crt"))?);
     wait_until_up(addr, &tls).await?;
 
-    println!("# clawgate loadgen ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    let (p50, p99, per_sec) = handshakes(addr, &tls, args.handshakes, args.handshake_concurrency).await?;
+    println!(
+        "# clawgate loadgen ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let (p50, p99, per_sec) =
+        handshakes(addr, &tls, args.handshakes, args.handshake_concurrency).await?;
     println!(
         "handshake latency (connect + TLS 1.3, concurrency {}): p50 {:.2} ms, p99 {:.2} ms, {:.0} handshakes/s over {} handshakes",
         args.handshake_concurrency, p50, p99, per_sec, args.handshakes
     );
 
     let secs = Duration::from_secs(args.seconds);
-    let through = requests_per_second(Target::Gateway { addr, tls: Arc::clone(&tls), token: token.clone() }, args.rps_connections, secs).await?;
+    let through = requests_per_second(
+        Target::Gateway {
+            addr,
+            tls: Arc::clone(&tls),
+            token: token.clone(),
+        },
+        args.rps_connections,
+        secs,
+    )
+    .await?;
     let direct = requests_per_second(Target::Direct(upstream), args.rps_connections, secs).await?;
     println!(
         "authenticated GET, {} keep-alive HTTP/1.1 connections, {} s each: through gateway {:.0} req/s, direct to upstream {:.0} req/s (gateway/direct = {:.2})",
-        args.rps_connections, args.seconds, through, direct, through / direct
+        args.rps_connections,
+        args.seconds,
+        through,
+        direct,
+        through / direct
     );
 
     let before = rss_kib(pid)?;
@@ -118,9 +135,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_gateway(binary: &Path, dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Child, SocketAddr, String)> {
+fn start_gateway(
+    binary: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+) -> anyhow::Result<(Child, SocketAddr, String)> {
     if !binary.is_file() {
-        bail!("{} not found: run `cargo build --release` first", binary.display());
+        bail!(
+            "{} not found: run `cargo build --release` first",
+            binary.display()
+        );
     }
     let keys = dir.join("keys");
     let run = |args: &[&str]| -> anyhow::Result<String> {
@@ -132,8 +156,19 @@ fn start_gateway(binary: &Path, dir: &Path, upstream: SocketAddr) -> anyhow::Res
     };
     let keys_arg = keys.to_str().context("keys path")?;
     run(&["keys", "generate", "--keys-dir", keys_arg])?;
-    let token = run(&["token", "issue", "--sub", "load", "--ttl", "2h", "--keys-dir", keys_arg])?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = run(&[
+        "token",
+        "issue",
+        "--sub",
+        "load",
+        "--ttl",
+        "2h",
+        "--keys-dir",
+        keys_arg,
+    ])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = format!(
         "[server]\nlisten = \"{addr}\"\nmax_connections = 20000\n\
@@ -159,19 +194,25 @@ fn client_config(ca: &Path) -> anyhow::Result<ClientConfig> {
     for cert in rustls_pki_types::pem::PemObject::pem_file_iter(ca)? {
         roots.add(cert?)?;
     }
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Every connection is a full handshake: no resumption in the figures.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
-async fn connect(addr: SocketAddr, tls: &Arc<ClientConfig>) -> anyhow::Result<TlsStream<TcpStream>> {
+async fn connect(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+) -> anyhow::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
-    Ok(TlsConnector::from(Arc::clone(tls)).connect(ServerName::try_from("localhost")?, tcp).await?)
+    Ok(TlsConnector::from(Arc::clone(tls))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?)
 }
 
 async fn wait_until_up(addr: SocketAddr, tls: &Arc<ClientConfig>) -> anyhow::Result<()> {
@@ -184,7 +225,12 @@ async fn wait_until_up(addr: SocketAddr, tls: &Arc<ClientConfig>) -> anyhow::Res
     bail!("gateway did not come up on {addr}")
 }
 
-async fn handshakes(addr: SocketAddr, tls: &Arc<ClientConfig>, total: usize, concurrency: usize) -> anyhow::Result<(f64, f64, f64)> {
+async fn handshakes(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -212,11 +258,19 @@ async fn handshakes(addr: SocketAddr, tls: &Arc<ClientConfig>, total: usize, con
 
 #[derive(Clone)]
 enum Target {
-    Gateway { addr: SocketAddr, tls: Arc<ClientConfig>, token: String },
+    Gateway {
+        addr: SocketAddr,
+        tls: Arc<ClientConfig>,
+        token: String,
+    },
     Direct(SocketAddr),
 }
 
-async fn requests_per_second(target: Target, connections: usize, duration: Duration) -> anyhow::Result<f64> {
+async fn requests_per_second(
+    target: Target,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -225,12 +279,18 @@ async fn requests_per_second(target: Target, connections: usize, duration: Durat
         tasks.push(tokio::spawn(async move {
             let (mut sender, auth) = match &target {
                 Target::Gateway { addr, tls, token } => {
-                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(connect(*addr, tls).await?)).await?;
+                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+                        connect(*addr, tls).await?,
+                    ))
+                    .await?;
                     tokio::spawn(conn);
                     (s, Some(format!("Bearer {token}")))
                 }
                 Target::Direct(addr) => {
-                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?)).await?;
+                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+                        TcpStream::connect(addr).await?,
+                    ))
+                    .await?;
                     tokio::spawn(conn);
                     (s, None)
                 }
@@ -240,7 +300,9 @@ async fn requests_per_second(target: Target, connections: usize, duration: Durat
                 if let Some(a) = &auth {
                     req = req.header("authorization", a);
                 }
-                let resp = sender.send_request(req.body(Empty::<Bytes>::new())?).await?;
+                let resp = sender
+                    .send_request(req.body(Empty::<Bytes>::new())?)
+                    .await?;
                 if !resp.status().is_success() {
                     bail!("status {}", resp.status());
                 }
@@ -258,7 +320,11 @@ async fn requests_per_second(target: Target, connections: usize, duration: Durat
     Ok(done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64())
 }
 
-async fn hold_connections(addr: SocketAddr, tls: &Arc<ClientConfig>, n: usize) -> anyhow::Result<Vec<TlsStream<TcpStream>>> {
+async fn hold_connections(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    n: usize,
+) -> anyhow::Result<Vec<TlsStream<TcpStream>>> {
     // Bounded opening concurrency keeps the listen backlog from overflowing.
     let gate = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(n);
@@ -282,12 +348,23 @@ async fn serve_each(held: Vec<TlsStream<TcpStream>>, token: &str) -> usize {
     let served = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for stream in held {
-        let (gate, served, auth) = (Arc::clone(&gate), Arc::clone(&served), format!("Bearer {token}"));
+        let (gate, served, auth) = (
+            Arc::clone(&gate),
+            Arc::clone(&served),
+            format!("Bearer {token}"),
+        );
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else { return };
+            let Ok((mut sender, conn)) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return;
+            };
             tokio::spawn(conn);
-            let req = Request::get("/bench").header("host", "localhost").header("authorization", auth).body(Full::new(Bytes::new()));
+            let req = Request::get("/bench")
+                .header("host", "localhost")
+                .header("authorization", auth)
+                .body(Full::new(Bytes::new()));
             if let Ok(req) = req {
                 if let Ok(resp) = sender.send_request(req).await {
                     if resp.status().is_success() && resp.into_body().collect().await.is_ok() {

@@ -44,7 +44,10 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
     assert_eq!(check.status.code(), Some(64));
     let err = stderr(&check);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("[tls] renew_before") && err.contains("not a duration"), "{err}");
+    assert!(
+        err.contains("[tls] renew_before") && err.contains("not a duration"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,17 +64,37 @@ fn keys_generate_rotate_list_prune() {
     let k = keys.to_str().unwrap();
     let first = clawgate(&["keys", "generate", "--keys-dir", k], dir.path());
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stdout(&first).starts_with("signing k4.pid."), "{}", stdout(&first));
+    assert!(
+        stdout(&first).starts_with("signing k4.pid."),
+        "{}",
+        stdout(&first)
+    );
     let staged = clawgate(&["keys", "generate", "--keys-dir", k], dir.path());
-    assert!(stdout(&staged).starts_with("staged k4.pid."), "{}", stdout(&staged));
+    assert!(
+        stdout(&staged).starts_with("staged k4.pid."),
+        "{}",
+        stdout(&staged)
+    );
     let rotated = clawgate(&["keys", "rotate", "--keys-dir", k], dir.path());
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let list = stdout(&clawgate(&["keys", "list", "--keys-dir", k], dir.path()));
-    assert_eq!(list.lines().filter(|l| l.starts_with("signing ")).count(), 1, "{list}");
-    assert_eq!(list.lines().filter(|l| l.starts_with("retired ")).count(), 1, "{list}");
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("signing ")).count(),
+        1,
+        "{list}"
+    );
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("retired ")).count(),
+        1,
+        "{list}"
+    );
     let prune = clawgate(&["keys", "prune", "--keys-dir", k], dir.path());
     assert!(prune.status.success());
-    assert!(stdout(&prune).contains("nothing to prune"), "a just-retired key must be kept: {}", stdout(&prune));
+    assert!(
+        stdout(&prune).contains("nothing to prune"),
+        "a just-retired key must be kept: {}",
+        stdout(&prune)
+    );
     for entry in std::fs::read_dir(&keys).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "key") {
@@ -85,15 +108,36 @@ fn token_issue_then_verify() {
     let dir = tempfile::tempdir().unwrap();
     let k = dir.path().join("keys");
     let k = k.to_str().unwrap();
-    assert!(clawgate(&["keys", "generate", "--keys-dir", k], dir.path()).status.success());
-    let issued = clawgate(&["token", "issue", "--sub", "alice", "--ttl", "1h", "--scope", "admin", "--keys-dir", k], dir.path());
+    assert!(
+        clawgate(&["keys", "generate", "--keys-dir", k], dir.path())
+            .status
+            .success()
+    );
+    let issued = clawgate(
+        &[
+            "token",
+            "issue",
+            "--sub",
+            "alice",
+            "--ttl",
+            "1h",
+            "--scope",
+            "admin",
+            "--keys-dir",
+            k,
+        ],
+        dir.path(),
+    );
     assert!(issued.status.success(), "{}", stderr(&issued));
     let token = stdout(&issued).trim().to_owned();
     assert!(token.starts_with("v4.public."));
     let verified = clawgate(&["token", "verify", &token, "--keys-dir", k], dir.path());
     assert!(verified.status.success(), "{}", stderr(&verified));
     let text = stdout(&verified);
-    assert!(text.contains("\"sub\": \"alice\"") && text.contains("admin"), "{text}");
+    assert!(
+        text.contains("\"sub\": \"alice\"") && text.contains("admin"),
+        "{text}"
+    );
     let mut tampered = token.clone();
     tampered.pop();
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
@@ -115,7 +159,12 @@ fn hash_password_reads_stdin_and_prints_argon2id() {
         .current_dir(dir.path())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"s3cret pass\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let hash = stdout(&out);
@@ -127,12 +176,19 @@ fn hash_password_reads_stdin_and_prints_argon2id() {
 fn cert_generate_then_show() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[tls]\ncert_dir = {:?}\n", dir.path().join("certs"))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[tls]\ncert_dir = {:?}\n", dir.path().join("certs")),
+    )
+    .unwrap();
     let cfg = cfg.to_str().unwrap();
     let generated = clawgate(&["cert", "generate", "--config", cfg], dir.path());
     assert!(generated.status.success(), "{}", stderr(&generated));
     let show = stdout(&clawgate(&["cert", "show", "--config", cfg], dir.path()));
-    assert!(show.contains("server:") && show.contains("root:") && show.contains("localhost"), "{show}");
+    assert!(
+        show.contains("server:") && show.contains("root:") && show.contains("localhost"),
+        "{show}"
+    );
     assert!(show.contains("spki pin: sha256//"));
 }
 
