@@ -503,3 +503,15 @@ fn leaf_never_outlives_its_root() {
     let lifetime = leaf.not_after.duration_since(t0 + DAY * 7).unwrap();
     assert!(lifetime < 9 * DAY, "capped at the root's remaining life");
 }
+
+#[tokio::test]
+async fn sighup_reload_serves_a_certificate_made_by_cert_generate() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let before = gw.running.certificates().current();
+    let (leaf, _) = certs::generate_into(&gw.config.tls, false, SystemTime::now()).unwrap();
+    assert_ne!(leaf.fingerprint_sha256, before.fingerprint_sha256);
+    gw.running.reload().await;
+    let tls = gw.client().connect(gw.addr()).await.unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_eq!(fingerprint(&served), leaf.fingerprint_sha256);
+}

@@ -249,6 +249,7 @@ impl RunningGateway {
         let metrics = Arc::clone(&self.metrics);
         let keyring = Arc::clone(self.sessions.keyring());
         let _ = tokio::task::spawn_blocking(move || {
+            lifecycle::reload_certificate_files(&certs, &metrics);
             lifecycle::refresh_certificate(&certs, Some(&metrics));
             keyring.reload().log();
         })

@@ -295,6 +295,36 @@ impl CertificateManager {
         }
     }
 
+    /// Re-reads the served certificate files (SIGHUP): picks up a
+    /// certificate written by `clawgate cert generate` or by hand. The files
+    /// are checked in full (and, when generated, must chain to the root on
+    /// disk) before the swap; on any error the current certificate stays.
+    pub fn reload_files_at(&self, now: SystemTime) -> Result<RenewOutcome, CertError> {
+        let Source::Generated { dir } = &self.source else {
+            return self.refresh_at(now);
+        };
+        let loaded = load_files(&dir.join(LEAF_CERT), &dir.join(LEAF_KEY), now)?;
+        if loaded.info.fingerprint_sha256 == self.current().fingerprint_sha256 {
+            return Ok(RenewOutcome::Unchanged);
+        }
+        let root = read_root(dir)?;
+        let root_der = parse_chain(root.cert_pem.as_bytes())?;
+        let chained = loaded
+            .certified
+            .cert
+            .get(1)
+            .zip(root_der.first())
+            .is_some_and(|(a, b)| a.as_ref() == b.as_ref());
+        if !chained {
+            return Err(CertError::BadPem(
+                "gateway.crt does not chain to ca.crt".to_owned(),
+            ));
+        }
+        self.set_root(inspect_pem(&root.cert_pem)?);
+        self.swap(&loaded);
+        Ok(RenewOutcome::Swapped(loaded.info))
+    }
+
     /// [`Self::refresh_at`] on the manager's clock.
     pub fn refresh(&self) -> Result<RenewOutcome, CertError> {
         self.refresh_at(self.clock.now())
