@@ -18,7 +18,7 @@ use clawgate::gateway::certificate_manager::{
     issue_server_cert, load_files, load_pem,
 };
 use clawgate::secret_file::mode_of;
-use common::{TestGateway, test_config};
+use common::{TestClient, TestGateway, test_config};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -318,6 +318,14 @@ async fn fifty_swaps_under_handshake_load_fail_no_handshake() {
             }
         }));
     }
+    // A connection opened before the swaps must survive all of them.
+    let early = TestClient::with_alpn(&gw.ca_path(), &[b"http/1.1"]);
+    let early_tls = early.connect(addr).await.unwrap();
+    let (mut early_sender, early_conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(early_tls))
+            .await
+            .unwrap();
+    tokio::spawn(early_conn);
     let manager = Arc::clone(gw.running.certificates());
     let cert_dir = gw.config.tls.cert_dir.clone();
     let mut fingerprints = std::collections::HashSet::new();
@@ -347,6 +355,15 @@ async fn fifty_swaps_under_handshake_load_fail_no_handshake() {
         l.await.unwrap();
     }
     assert_eq!(fingerprints.len(), 50);
+    let req = hyper::Request::get("/health")
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = early_sender
+        .send_request(req)
+        .await
+        .expect("connection opened before the swaps was dropped");
+    assert_eq!(resp.status(), 200);
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
