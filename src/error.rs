@@ -3,6 +3,7 @@
 
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
+use crate::gateway::client_auth::ClientAuthError;
 use crate::gateway::http::proxy::ProxyError;
 use crate::gateway::keyring::KeyError;
 use crate::gateway::session_manager::SessionError;
@@ -18,6 +19,9 @@ pub enum Error {
     /// Certificates could not be loaded or generated.
     #[error(transparent)]
     Cert(#[from] CertError),
+    /// The mutual-TLS settings are unusable.
+    #[error(transparent)]
+    ClientAuth(#[from] ClientAuthError),
     /// The TLS policy could not be built.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use clawgate::clock::SystemClock;
+use clawgate::clock::{ManualClock, SystemClock};
 use clawgate::config::{KeyAlgorithm, TlsConfig};
 use clawgate::gateway::Gateway;
 use clawgate::gateway::certificate_manager::{
@@ -18,7 +18,7 @@ use clawgate::gateway::certificate_manager::{
     issue_server_cert, load_files, load_pem,
 };
 use clawgate::secret_file::mode_of;
-use common::{TestGateway, test_config};
+use common::{TestClient, TestGateway, test_config};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -318,6 +318,14 @@ async fn fifty_swaps_under_handshake_load_fail_no_handshake() {
             }
         }));
     }
+    // A connection opened before the swaps must survive all of them.
+    let early = TestClient::with_alpn(&gw.ca_path(), &[b"http/1.1"]);
+    let early_tls = early.connect(addr).await.unwrap();
+    let (mut early_sender, early_conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(early_tls))
+            .await
+            .unwrap();
+    tokio::spawn(early_conn);
     let manager = Arc::clone(gw.running.certificates());
     let cert_dir = gw.config.tls.cert_dir.clone();
     let mut fingerprints = std::collections::HashSet::new();
@@ -347,10 +355,180 @@ async fn fifty_swaps_under_handshake_load_fail_no_handshake() {
         l.await.unwrap();
     }
     assert_eq!(fingerprints.len(), 50);
+    let req = hyper::Request::get("/health")
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = early_sender
+        .send_request(req)
+        .await
+        .expect("connection opened before the swaps was dropped");
+    assert_eq!(resp.status(), 200);
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
         "handshakes failed during swaps"
     );
     assert!(ok.load(Ordering::Relaxed) > 0);
+}
+
+/// A small local CA: 100-day root, 10-day leaves renewed 2 days before expiry.
+fn short_lived(dir: &Path) -> TlsConfig {
+    TlsConfig {
+        root_validity: 100 * DAY,
+        server_cert_validity: 10 * DAY,
+        renew_before: 2 * DAY,
+        ..tls_in(dir)
+    }
+}
+
+fn root_info(not_before: SystemTime, lifetime: Duration) -> certs::CertInfo {
+    certs::CertInfo {
+        subject: "CN=root".to_owned(),
+        issuer: "CN=root".to_owned(),
+        sans: Vec::new(),
+        not_before,
+        not_after: not_before + lifetime,
+        fingerprint_sha256: String::new(),
+        spki_pin: String::new(),
+        is_ca: true,
+    }
+}
+
+#[test]
+fn root_renewal_window_is_the_largest_bound_capped_at_half_the_lifetime() {
+    let t0 = SystemTime::UNIX_EPOCH + 20_000 * DAY;
+    // Defaults: 10-year root → a tenth of its life, 365 days, wins.
+    let ten_years = root_info(t0, 3650 * DAY);
+    assert_eq!(
+        certs::root_renew_threshold(&TlsConfig::default(), &ten_years),
+        365 * DAY
+    );
+    // A leaf lifetime above the other bounds wins, so a leaf issued under a
+    // root that is not due never outlives it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_lived(dir.path());
+    let hundred_days = root_info(t0, 100 * DAY);
+    assert_eq!(
+        certs::root_renew_threshold(&config, &hundred_days),
+        10 * DAY
+    );
+    // 2 × renew_before wins when larger, but never past half the lifetime.
+    let config = TlsConfig {
+        renew_before: 30 * DAY,
+        server_cert_validity: 40 * DAY,
+        ..config
+    };
+    assert_eq!(
+        certs::root_renew_threshold(&config, &hundred_days),
+        50 * DAY
+    );
+    assert!(!certs::root_renewal_due(
+        &config,
+        &hundred_days,
+        t0 + 49 * DAY
+    ));
+    assert!(certs::root_renewal_due(
+        &config,
+        &hundred_days,
+        t0 + 50 * DAY
+    ));
+}
+
+#[test]
+fn due_root_is_renewed_and_the_leaf_reissued_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_lived(dir.path());
+    let t0 = SystemTime::now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let manager = CertificateManager::init(&config, clock).unwrap();
+    let first_root = manager.root().unwrap();
+
+    // 15 days left on the root (window: 10 days): only the leaf renews.
+    let RenewOutcome::Swapped(leaf) = manager.refresh_at(t0 + 85 * DAY).unwrap() else {
+        panic!("leaf renewal was due, root renewal was not")
+    };
+    assert_eq!(manager.root().unwrap(), first_root);
+    assert!(leaf.not_after <= first_root.not_after);
+
+    // 9 days left: the root is renewed and the leaf re-issued under it.
+    let at = t0 + 91 * DAY;
+    let RenewOutcome::RootRenewed { leaf, root } = manager.refresh_at(at).unwrap() else {
+        panic!("root renewal was due")
+    };
+    assert_ne!(root.fingerprint_sha256, first_root.fingerprint_sha256);
+    assert!(root.not_after >= at + 99 * DAY);
+    assert_eq!(manager.root().unwrap(), root);
+    assert_eq!(manager.current(), leaf);
+    // On disk: ca.crt is the new root and gateway.crt chains to it.
+    let on_disk = certs::describe(&config).unwrap();
+    assert_eq!(on_disk[0].1, leaf);
+    assert_eq!(on_disk[1].1, root);
+    let chain =
+        certs::parse_chain(&std::fs::read(config.cert_dir.join("gateway.crt")).unwrap()).unwrap();
+    assert_eq!(fingerprint(&chain[1]), root.fingerprint_sha256);
+    // Nothing further is due at that time.
+    assert_eq!(manager.refresh_at(at).unwrap(), RenewOutcome::Unchanged);
+}
+
+#[test]
+fn due_root_is_renewed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_lived(dir.path());
+    let t0 = SystemTime::now();
+    let first = CertificateManager::init(&config, Arc::new(ManualClock::new(t0))).unwrap();
+    let later =
+        CertificateManager::init(&config, Arc::new(ManualClock::new(t0 + 91 * DAY))).unwrap();
+    let (old, new) = (first.root().unwrap(), later.root().unwrap());
+    assert_ne!(old.fingerprint_sha256, new.fingerprint_sha256);
+    assert_eq!(later.current().issuer, new.subject);
+}
+
+#[test]
+fn expired_root_is_an_error_never_a_silent_regeneration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_lived(dir.path());
+    let t0 = SystemTime::now();
+    CertificateManager::init(&config, Arc::new(ManualClock::new(t0))).unwrap();
+    let ca = std::fs::read(config.cert_dir.join("ca.crt")).unwrap();
+    let err = CertificateManager::init(&config, Arc::new(ManualClock::new(t0 + 101 * DAY)))
+        .err()
+        .unwrap();
+    assert!(matches!(err, CertError::RootExpired { .. }), "{err}");
+    assert!(err.to_string().contains("--new-root"), "{err}");
+    assert_eq!(std::fs::read(config.cert_dir.join("ca.crt")).unwrap(), ca);
+}
+
+#[test]
+fn leaf_never_outlives_its_root() {
+    // 15-day root, 10-day leaves: at day 7 the leaf is due (a third of its
+    // life is left from day 6.7) while the root (8 days left, window 7.5) is not.
+    let dir = tempfile::tempdir().unwrap();
+    let config = TlsConfig {
+        root_validity: 15 * DAY,
+        server_cert_validity: 10 * DAY,
+        renew_before: 4 * DAY,
+        ..tls_in(dir.path())
+    };
+    let t0 = SystemTime::now();
+    let manager = CertificateManager::init(&config, Arc::new(ManualClock::new(t0))).unwrap();
+    let root = manager.root().unwrap();
+    let RenewOutcome::Swapped(leaf) = manager.refresh_at(t0 + DAY * 7).unwrap() else {
+        panic!("leaf renewal was due")
+    };
+    assert!(leaf.not_after <= root.not_after, "{leaf:?} vs {root:?}");
+    let lifetime = leaf.not_after.duration_since(t0 + DAY * 7).unwrap();
+    assert!(lifetime < 9 * DAY, "capped at the root's remaining life");
+}
+
+#[tokio::test]
+async fn sighup_reload_serves_a_certificate_made_by_cert_generate() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let before = gw.running.certificates().current();
+    let (leaf, _) = certs::generate_into(&gw.config.tls, false, SystemTime::now()).unwrap();
+    assert_ne!(leaf.fingerprint_sha256, before.fingerprint_sha256);
+    gw.running.reload().await;
+    let tls = gw.client().connect(gw.addr()).await.unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_eq!(fingerprint(&served), leaf.fingerprint_sha256);
 }

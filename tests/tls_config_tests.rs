@@ -85,7 +85,7 @@ async fn tls12_only_client_is_refused() {
         .await
         .expect_err("TLS 1.2 must fail");
     assert!(err.to_string().contains("ProtocolVersion"), "{err}");
-    let scraped = scrape_metrics(&gw).await;
+    let scraped = gw.metrics_text().await;
     assert!(
         scraped.contains("clawgate_tls_handshakes_total{result=\"protocol_version\"} 1"),
         "{scraped}"
@@ -105,7 +105,7 @@ async fn aes128_only_client_is_refused_with_a_named_reason() {
         .await
         .expect_err("AES-128 only must fail");
     assert!(err.to_string().contains("HandshakeFailure"), "{err}");
-    let scraped = scrape_metrics(&gw).await;
+    let scraped = gw.metrics_text().await;
     assert!(
         scraped.contains("clawgate_tls_handshakes_total{result=\"no_cipher_suite\"} 1"),
         "{scraped}"
@@ -332,15 +332,4 @@ async fn curl_and_openssl_agree_with_the_policy() {
     } else {
         eprintln!("openssl not found: skipping the s_client half");
     }
-}
-
-async fn scrape_metrics(gw: &TestGateway) -> String {
-    let addr = gw.running.metrics_addr().unwrap();
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    out
 }

@@ -260,7 +260,7 @@ impl Default for ReplayConfig {
             methods: ["POST", "PUT", "PATCH", "DELETE"]
                 .map(str::to_owned)
                 .to_vec(),
-            max_nonces: 1_000_000,
+            max_nonces: 250_000,
         }
     }
 }

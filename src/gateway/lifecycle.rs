@@ -10,25 +10,33 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::certificate_manager::{CertificateManager, RenewOutcome, rfc3339};
+use super::certificate_manager::{self, CertificateManager, rfc3339, watch_provided};
 use super::metrics::Metrics;
 use super::revocation_store::{OpenReport, RevocationStore, StoreHealth};
 use crate::clock::Clock;
 use crate::error::Error;
 
+/// How often provided certificate files are polled for changes (at most;
+/// a shorter `check_interval` polls faster). Four `stat` calls per poll.
+const PROVIDED_POLL: Duration = Duration::from_secs(1);
+
+/// After a failed renewal, handshakes that notice renewal is due do not
+/// trigger another attempt for this long, so a full disk does not turn every
+/// handshake into a renewal attempt and an error line.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+
 /// Publishes the expiry times of the served certificate and the root.
 pub(super) fn publish_cert_expiry(certs: &CertificateManager, metrics: &Metrics) {
-    metrics
-        .certs
-        .set_expiry("server", certs.current().not_after);
-    if let Some(root) = certs.root() {
-        metrics.certs.set_expiry("root", root.not_after);
-    }
+    certificate_manager::publish_expiry(certs, metrics);
 }
 
-/// Checks the certificates every `interval`, and whenever a handshake
-/// notices on the wall clock that renewal is due (timers do not fire while
-/// a host sleeps). Alerts when less than `alert_before` is left.
+/// Keeps the served certificate current, in one task:
+/// - generated certificates: renewal (leaf, and the root when due) every
+///   `interval`, and whenever a handshake notices on the wall clock that
+///   renewal is due (timers do not fire while a host sleeps, PITFALLS C2);
+/// - provided certificates: the file watch ([`watch_provided`], polling
+///   every second at most) reloads them when they change;
+/// - both: an alert when less than `alert_before` is left.
 pub(super) fn spawn_certificate_watch(
     certs: Arc<CertificateManager>,
     metrics: Arc<Metrics>,
@@ -37,39 +45,53 @@ pub(super) fn spawn_certificate_watch(
     clock: Arc<dyn Clock>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let resolver = certs.resolver();
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = resolver.renewal_due() => {}
+        let files = async {
+            if certs.is_provided() {
+                let poll = PROVIDED_POLL.min(interval);
+                watch_provided(Arc::clone(&certs), Arc::clone(&metrics), poll).await;
             }
-            refresh_certificate(&certs, Some(&metrics));
-            alert_if_expiring(&certs, alert_before, clock.as_ref());
-        }
+        };
+        let expiry = expiry_loop(&certs, &metrics, interval, alert_before, clock.as_ref());
+        tokio::join!(files, expiry);
     })
 }
 
-/// Renews or reloads the certificate once; a failure keeps the current one
-/// serving and raises an alert.
-pub(super) fn refresh_certificate(certs: &CertificateManager, metrics: Option<&Metrics>) {
-    match certs.refresh() {
-        Ok(RenewOutcome::Unchanged) => {}
-        Ok(RenewOutcome::Swapped(info)) => {
-            tracing::info!(event = "certificate_swapped", fingerprint = %info.fingerprint_sha256,
-                not_after = %rfc3339(info.not_after), "new server certificate in service");
-            if let Some(m) = metrics {
-                m.certs.renewal("swapped");
-                publish_cert_expiry(certs, m);
-            }
+async fn expiry_loop(
+    certs: &CertificateManager,
+    metrics: &Metrics,
+    interval: Duration,
+    alert_before: Duration,
+    clock: &dyn Clock,
+) {
+    let resolver = certs.resolver();
+    // Provided files only change on disk; the file watch handles them, and a
+    // handshake noticing they are old cannot make them newer.
+    let generated = !certs.is_provided();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = resolver.renewal_due(), if generated => {}
         }
-        Err(error) => {
-            tracing::error!(event = "certificate_refresh_failed", alert = "certificate_refresh_failed",
-                %error, "certificate renewal/reload failed; the last good certificate keeps serving");
-            if let Some(m) = metrics {
-                m.certs.renewal("failed");
-            }
+        if generated && !refresh_certificate(certs, Some(metrics)) {
+            tokio::time::sleep(RETRY_AFTER_FAILURE.min(interval)).await;
         }
+        alert_if_expiring(certs, alert_before, clock);
     }
+}
+
+/// Renews or reloads the certificate once (also SIGHUP); a failure keeps
+/// the current one serving and raises an alert. Returns false on failure.
+pub(super) fn refresh_certificate(certs: &CertificateManager, metrics: Option<&Metrics>) -> bool {
+    certificate_manager::report(certs, metrics, certs.refresh())
+}
+
+/// Re-reads the served certificate files once (SIGHUP).
+pub(super) fn reload_certificate_files(certs: &CertificateManager, metrics: &Metrics) -> bool {
+    certificate_manager::report(
+        certs,
+        Some(metrics),
+        certs.reload_files_at(std::time::SystemTime::now()),
+    )
 }
 
 fn alert_if_expiring(certs: &CertificateManager, alert_before: Duration, clock: &dyn Clock) {

@@ -6,6 +6,7 @@
 
 pub mod binding;
 pub mod certificate_manager;
+pub mod client_auth;
 pub mod credentials;
 pub mod http;
 pub mod keyring;
@@ -66,7 +67,8 @@ impl Gateway {
         let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
         let metrics = Arc::new(Metrics::new());
         lifecycle::publish_cert_expiry(&certs, &metrics);
-        let tls = tls_config::server_config(certs.resolver(), None)?;
+        let client_verifier = client_auth::client_verifier(&config.tls)?;
+        let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
         let keyring = Arc::new(KeyRing::open_or_init(&config.tokens.keys_dir)?);
         // The revocation store is loaded before the first connection is
         // accepted: a store loaded after traffic starts re-admits revoked
@@ -168,6 +170,7 @@ impl Gateway {
             task,
             certs: self.certs,
             sessions: self.sessions,
+            metrics: self.metrics,
         })
     }
 
@@ -216,6 +219,7 @@ pub struct RunningGateway {
     task: JoinHandle<()>,
     certs: Arc<CertificateManager>,
     sessions: Arc<SessionManager>,
+    metrics: Arc<Metrics>,
 }
 
 impl RunningGateway {
@@ -243,9 +247,11 @@ impl RunningGateway {
     /// certificate files and the keys directory.
     pub async fn reload(&self) {
         let certs = Arc::clone(&self.certs);
+        let metrics = Arc::clone(&self.metrics);
         let keyring = Arc::clone(self.sessions.keyring());
         let _ = tokio::task::spawn_blocking(move || {
-            lifecycle::refresh_certificate(&certs, None);
+            lifecycle::reload_certificate_files(&certs, &metrics);
+            lifecycle::refresh_certificate(&certs, Some(&metrics));
             keyring.reload().log();
         })
         .await;

@@ -50,13 +50,12 @@ impl ReplayGuard {
     /// (`[tokens] leeway`), added to the window on both sides.
     ///
     /// Capacity arithmetic for the defaults (see also [`NONCE_ENTRY_BYTES`]):
-    /// `max_nonces` = 1,000,000 over a 300 s window (+30 s leeway; an entry
+    /// `max_nonces` = 250,000 over a 300 s window (+30 s leeway; an entry
     /// lives until its timestamp turns stale, 330 s for a current timestamp)
-    /// sustains 1,000,000 / 330 ≈ 3,000 protected requests per second
-    /// (≈ 3,333/s ignoring leeway); bursts above that are refused with 503
-    /// until entries expire. At ≈ 400 bytes per entry (measured) a full cache
-    /// holds ≈ 400 MB; on small hosts lower `max_nonces` to peak protected
-    /// requests per second × 330 s (100,000 ≈ 40 MB ≈ 300 requests/s).
+    /// sustains 250,000 / 330 ≈ 750 protected requests per second; bursts
+    /// above that are refused with 503 until entries expire. At ≈ 400 bytes
+    /// per entry (measured) a full cache holds ≈ 100 MB. Size it as peak
+    /// protected requests per second × 330 s (1,000,000 ≈ 400 MB ≈ 3,000/s).
     pub fn new(config: &ReplayConfig, leeway: Duration) -> Self {
         let live = Arc::new(AtomicU64::new(0));
         let released = Arc::clone(&live);

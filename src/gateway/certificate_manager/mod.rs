@@ -5,28 +5,43 @@
 //! Generated layout in `[tls] cert_dir` (default `~/.zeroclaw/certs/`):
 //! `ca.crt` + `ca.key` (long-lived local root; clients trust `ca.crt` once)
 //! and `gateway.crt` (leaf + root chain) + `gateway.key` (short-lived leaf).
-//! Only the leaf rotates, so clients keep trusting the gateway across
-//! renewals, as with Caddy's internal issuer or mkcert. Keys are written
-//! 0600, atomically.
+//! Normally only the leaf rotates, so clients keep trusting the gateway
+//! across renewals, as with Caddy's internal issuer or mkcert. The root is
+//! renewed only when it is due, well before it expires
+//! ([`root_renewal_due`]), with a loud `local_root_renewed` warning: clients
+//! must then trust the new `ca.crt`. Keys are written 0600, atomically.
+//!
+//! Provided files (`cert_path` + `key_path`) are polled for changes and
+//! reloaded once stable ([`watch_provided`], run by the gateway's
+//! certificate task); a bad replacement keeps the last good one serving.
 
 mod issue;
+mod local_ca;
 mod pem;
 mod resolver;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub use issue::{DEFAULT_SANS, PemPair, generate_root, issue_server_cert};
+pub use local_ca::{root_renew_threshold, root_renewal_due};
 pub use pem::{
     CertInfo, LoadedCert, MIN_RSA_BITS, fingerprint, fingerprint_hex, inspect, load_files,
     load_pem, parse_chain, rfc3339, spki_pin,
 };
 pub use resolver::CertResolver;
+pub use watch::{Debounce, FileStamp, STABLE_POLLS, spawn_provided_watch, watch_provided};
+pub(crate) use watch::{publish_expiry, report};
+
+use local_ca::{
+    check_not_expired, ensure_leaf, ensure_root, inspect_pem, issue_and_write_leaf, read_root,
+    read_string, renew_root, write_root,
+};
 
 use crate::clock::Clock;
 use crate::config::TlsConfig;
-use crate::secret_file;
 
 /// Why a certificate could not be loaded, generated or swapped in.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +158,14 @@ pub enum RenewOutcome {
     Unchanged,
     /// A new certificate was swapped in.
     Swapped(CertInfo),
+    /// The local root was due and was replaced; a leaf under the new root
+    /// was swapped in. Clients must trust the new `ca.crt`.
+    RootRenewed {
+        /// The new server certificate.
+        leaf: CertInfo,
+        /// The new root.
+        root: CertInfo,
+    },
 }
 
 /// Owns the served certificate: loading, generation, renewal, reload and
@@ -222,6 +245,14 @@ impl CertificateManager {
         matches!(self.source, Source::Provided { .. })
     }
 
+    /// The provided certificate and key files (provided mode only).
+    pub fn provided_paths(&self) -> Option<(&Path, &Path)> {
+        match &self.source {
+            Source::Provided { cert, key } => Some((cert, key)),
+            Source::Generated { .. } => None,
+        }
+    }
+
     /// Swaps in a checked certificate. New handshakes use it at once;
     /// established connections keep theirs.
     pub fn swap(&self, loaded: &LoadedCert) {
@@ -229,17 +260,27 @@ impl CertificateManager {
             .swap(loaded, renew_threshold(&self.config, &loaded.info));
     }
 
-    /// Renews a generated server certificate when it is due at `now`, or
-    /// re-reads provided files and swaps them in when they changed. A bad
-    /// replacement is an error and the current certificate keeps serving.
+    /// Renews the local root when it is due at `now` (see
+    /// [`root_renewal_due`]) and a generated server certificate when it is
+    /// due, or re-reads provided files and swaps them in when they changed.
+    /// A bad replacement is an error and the current certificate keeps
+    /// serving.
     pub fn refresh_at(&self, now: SystemTime) -> Result<RenewOutcome, CertError> {
         match &self.source {
             Source::Generated { dir } => {
+                if let Some(root) = self
+                    .root()
+                    .filter(|r| root_renewal_due(&self.config, r, now))
+                {
+                    return self.renew_root_at(dir, &root, now);
+                }
                 if now < self.resolver.renew_at() {
                     return Ok(RenewOutcome::Unchanged);
                 }
                 let root = read_root(dir)?;
                 let loaded = issue_and_write_leaf(dir, &root, &self.config, now)?;
+                // The root on disk is the one the new leaf chains to.
+                self.set_root(inspect_pem(&root.cert_pem)?);
                 self.swap(&loaded);
                 Ok(RenewOutcome::Swapped(loaded.info))
             }
@@ -254,9 +295,64 @@ impl CertificateManager {
         }
     }
 
+    /// Re-reads the served certificate files (SIGHUP): picks up a
+    /// certificate written by `clawgate cert generate` or by hand. The files
+    /// are checked in full (and, when generated, must chain to the root on
+    /// disk) before the swap; on any error the current certificate stays.
+    pub fn reload_files_at(&self, now: SystemTime) -> Result<RenewOutcome, CertError> {
+        let Source::Generated { dir } = &self.source else {
+            return self.refresh_at(now);
+        };
+        let loaded = load_files(&dir.join(LEAF_CERT), &dir.join(LEAF_KEY), now)?;
+        if loaded.info.fingerprint_sha256 == self.current().fingerprint_sha256 {
+            return Ok(RenewOutcome::Unchanged);
+        }
+        let root = read_root(dir)?;
+        let root_der = parse_chain(root.cert_pem.as_bytes())?;
+        let chained = loaded
+            .certified
+            .cert
+            .get(1)
+            .zip(root_der.first())
+            .is_some_and(|(a, b)| a.as_ref() == b.as_ref());
+        if !chained {
+            return Err(CertError::BadPem(
+                "gateway.crt does not chain to ca.crt".to_owned(),
+            ));
+        }
+        self.set_root(inspect_pem(&root.cert_pem)?);
+        self.swap(&loaded);
+        Ok(RenewOutcome::Swapped(loaded.info))
+    }
+
     /// [`Self::refresh_at`] on the manager's clock.
     pub fn refresh(&self) -> Result<RenewOutcome, CertError> {
         self.refresh_at(self.clock.now())
+    }
+
+    /// Replaces the due root, then issues and serves a leaf under it. Order:
+    /// root files, then leaf files, then the swap, so a crash in between
+    /// leaves a state the next start repairs (the leaf no longer chains).
+    fn renew_root_at(
+        &self,
+        dir: &Path,
+        old: &CertInfo,
+        now: SystemTime,
+    ) -> Result<RenewOutcome, CertError> {
+        check_not_expired(dir, old, now)?;
+        let root = renew_root(dir, &self.config, old, now)?;
+        let loaded = issue_and_write_leaf(dir, &root, &self.config, now)?;
+        let root_info = inspect_pem(&root.cert_pem)?;
+        self.set_root(root_info.clone());
+        self.swap(&loaded);
+        Ok(RenewOutcome::RootRenewed {
+            leaf: loaded.info,
+            root: root_info,
+        })
+    }
+
+    fn set_root(&self, info: CertInfo) {
+        *self.root.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
     }
 }
 
@@ -313,133 +409,4 @@ pub fn renew_threshold(config: &TlsConfig, info: &CertInfo) -> Duration {
         .duration_since(info.not_before)
         .unwrap_or(Duration::ZERO);
     config.renew_before.min(lifetime / 3)
-}
-
-fn ensure_root(dir: &Path, config: &TlsConfig, now: SystemTime) -> Result<PemPair, CertError> {
-    let (crt, key) = (dir.join(CA_CERT), dir.join(CA_KEY));
-    match (crt.exists(), key.exists()) {
-        (true, true) => {
-            let root = read_root(dir)?;
-            let info = inspect_pem(&root.cert_pem)?;
-            if info.not_after < now {
-                return Err(CertError::RootExpired {
-                    path: crt,
-                    not_after: rfc3339(info.not_after),
-                });
-            }
-            Ok(root)
-        }
-        (false, false) => {
-            let root = write_root(dir, config, now)?;
-            tracing::warn!(
-                event = "local_root_generated",
-                path = %crt.display(),
-                "generated a new local root; clients must trust this ca.crt"
-            );
-            Ok(root)
-        }
-        _ => Err(CertError::RootIncomplete {
-            dir: dir.to_path_buf(),
-        }),
-    }
-}
-
-fn write_root(dir: &Path, config: &TlsConfig, now: SystemTime) -> Result<PemPair, CertError> {
-    let root = generate_root(config.key_algorithm, config.root_validity, now)?;
-    write(&dir.join(CA_KEY), root.key_pem.as_bytes(), true)?;
-    write(&dir.join(CA_CERT), root.cert_pem.as_bytes(), false)?;
-    Ok(root)
-}
-
-fn ensure_leaf(
-    dir: &Path,
-    root: &PemPair,
-    config: &TlsConfig,
-    now: SystemTime,
-) -> Result<LoadedCert, CertError> {
-    match load_files(&dir.join(LEAF_CERT), &dir.join(LEAF_KEY), now) {
-        Ok(loaded) if leaf_is_usable(&loaded, root, config, now) => Ok(loaded),
-        Ok(_) | Err(_) => issue_and_write_leaf(dir, root, config, now),
-    }
-}
-
-/// A stored leaf is reused only if it chains to the current root, covers
-/// every configured name and is not yet due for renewal.
-fn leaf_is_usable(
-    loaded: &LoadedCert,
-    root: &PemPair,
-    config: &TlsConfig,
-    now: SystemTime,
-) -> bool {
-    let chained = loaded
-        .certified
-        .cert
-        .get(1)
-        .zip(
-            parse_chain(root.cert_pem.as_bytes())
-                .ok()
-                .and_then(|c| c.into_iter().next()),
-        )
-        .is_some_and(|(served, current)| served.as_ref() == current.as_ref());
-    let names_ok = config
-        .hostnames
-        .iter()
-        .all(|h| loaded.info.sans.contains(h));
-    let due = loaded.info.remaining_at(now) <= renew_threshold(config, &loaded.info);
-    chained && names_ok && !due
-}
-
-fn issue_and_write_leaf(
-    dir: &Path,
-    root: &PemPair,
-    config: &TlsConfig,
-    now: SystemTime,
-) -> Result<LoadedCert, CertError> {
-    let leaf = issue_server_cert(
-        root,
-        &config.hostnames,
-        config.key_algorithm,
-        config.server_cert_validity,
-        now,
-    )?;
-    let chain = format!("{}{}", leaf.cert_pem, root.cert_pem);
-    let loaded = load_pem(chain.as_bytes(), leaf.key_pem.as_bytes(), now)?;
-    // Key first: a reader that sees the new chain must find its key.
-    write(&dir.join(LEAF_KEY), leaf.key_pem.as_bytes(), true)?;
-    write(&dir.join(LEAF_CERT), chain.as_bytes(), false)?;
-    Ok(loaded)
-}
-
-fn read_root(dir: &Path) -> Result<PemPair, CertError> {
-    Ok(PemPair {
-        cert_pem: read_string(&dir.join(CA_CERT))?,
-        key_pem: read_string(&dir.join(CA_KEY))?,
-    })
-}
-
-fn inspect_pem(pem: &str) -> Result<CertInfo, CertError> {
-    let chain = parse_chain(pem.as_bytes())?;
-    let first = chain
-        .first()
-        .ok_or(CertError::NoCertificate { path: None })?;
-    inspect(first)
-}
-
-fn read_string(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn write(path: &Path, contents: &[u8], secret: bool) -> Result<(), CertError> {
-    let result = if secret {
-        secret_file::write_secret(path, contents)
-    } else {
-        secret_file::write_public(path, contents)
-    };
-    result.map_err(|source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }

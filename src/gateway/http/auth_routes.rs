@@ -189,14 +189,7 @@ pub async fn logout(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
-    let result = run_blocking(state.clone(), move |s| s.sessions.logout(&session)).await;
-    match result {
-        Ok(()) => {
-            state.metrics.sessions.revoked("logout");
-            no_store(Json(json!({ "status": "logged_out" })).into_response())
-        }
-        Err(response) => response,
-    }
+    revoke(state, "logout", move |s| s.sessions.logout(&session)).await
 }
 
 /// `GET /auth/session`: the verified claims and both timeouts.
@@ -221,17 +214,10 @@ pub async fn revoke_one(
     CurrentSession(session): CurrentSession,
     Path(target): Path<String>,
 ) -> Response {
-    let result = run_blocking(state.clone(), move |s| {
+    revoke(state, "session", move |s| {
         s.sessions.revoke_own(&session, &target)
     })
-    .await;
-    match result {
-        Ok(()) => {
-            state.metrics.sessions.revoked("session");
-            no_store(Json(json!({ "status": "revoked" })).into_response())
-        }
-        Err(response) => response,
-    }
+    .await
 }
 
 /// `POST /admin/revoke` with one of `{"jti"}`, `{"sid"}`, `{"sub"}`; scope `admin`.
@@ -259,17 +245,10 @@ pub async fn admin_revoke(
         AdminRevoke::Session(_) => "session",
         AdminRevoke::Subject(_) => "subject",
     };
-    let result = run_blocking(state.clone(), move |s| {
+    revoke(state, kind, move |s| {
         s.sessions.admin_revoke(&session, what)
     })
-    .await;
-    match result {
-        Ok(()) => {
-            state.metrics.sessions.revoked(kind);
-            no_store(Json(json!({ "status": "revoked" })).into_response())
-        }
-        Err(response) => response,
-    }
+    .await
 }
 
 /// Per-client-address rate limit on `/auth/*`, counted per request, so
@@ -292,6 +271,22 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             }
             response
         }
+    }
+}
+
+/// Runs a revocation, counts it by `kind`, and answers `{"status":"revoked"}`.
+async fn revoke(
+    state: AppState,
+    kind: &'static str,
+    f: impl FnOnce(&AppState) -> Result<(), SessionError> + Send + 'static,
+) -> Response {
+    let metrics = Arc::clone(&state.metrics);
+    match run_blocking(state, f).await {
+        Ok(()) => {
+            metrics.sessions.revoked(kind);
+            no_store(Json(json!({ "status": "revoked" })).into_response())
+        }
+        Err(response) => response,
     }
 }
 

@@ -1,0 +1,205 @@
+//! The `clawgate` binary: exit codes, one-line errors, and each subcommand
+//! end to end on real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn clawgate(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(args)
+        .env("HOME", home)
+        .current_dir(home)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_init_output_passes_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = clawgate(&["config", "init"], dir.path());
+    assert!(init.status.success());
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &init.stdout).unwrap();
+    let check = clawgate(&["config", "check", file.to_str().unwrap()], dir.path());
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).ends_with(": ok\n"));
+}
+
+#[test]
+fn bad_config_exits_64_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[tls]\nrenew_before = \"3x\"\n").unwrap();
+    let check = clawgate(&["config", "check", file.to_str().unwrap()], dir.path());
+    assert_eq!(check.status.code(), Some(64));
+    let err = stderr(&check);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("[tls] renew_before") && err.contains("not a duration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_error_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = clawgate(&["frobnicate"], dir.path());
+    assert!(!out.status.success());
+}
+
+#[test]
+fn keys_generate_rotate_list_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().unwrap();
+    let first = clawgate(&["keys", "generate", "--keys-dir", k], dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).starts_with("signing k4.pid."),
+        "{}",
+        stdout(&first)
+    );
+    let staged = clawgate(&["keys", "generate", "--keys-dir", k], dir.path());
+    assert!(
+        stdout(&staged).starts_with("staged k4.pid."),
+        "{}",
+        stdout(&staged)
+    );
+    let rotated = clawgate(&["keys", "rotate", "--keys-dir", k], dir.path());
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let list = stdout(&clawgate(&["keys", "list", "--keys-dir", k], dir.path()));
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("signing ")).count(),
+        1,
+        "{list}"
+    );
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("retired ")).count(),
+        1,
+        "{list}"
+    );
+    let prune = clawgate(&["keys", "prune", "--keys-dir", k], dir.path());
+    assert!(prune.status.success());
+    assert!(
+        stdout(&prune).contains("nothing to prune"),
+        "a just-retired key must be kept: {}",
+        stdout(&prune)
+    );
+    for entry in std::fs::read_dir(&keys).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            assert_eq!(clawgate::secret_file::mode_of(&path).unwrap(), 0o600);
+        }
+    }
+}
+
+#[test]
+fn token_issue_then_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("keys");
+    let k = k.to_str().unwrap();
+    assert!(
+        clawgate(&["keys", "generate", "--keys-dir", k], dir.path())
+            .status
+            .success()
+    );
+    let issued = clawgate(
+        &[
+            "token",
+            "issue",
+            "--sub",
+            "alice",
+            "--ttl",
+            "1h",
+            "--scope",
+            "admin",
+            "--keys-dir",
+            k,
+        ],
+        dir.path(),
+    );
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    let token = stdout(&issued).trim().to_owned();
+    assert!(token.starts_with("v4.public."));
+    let verified = clawgate(&["token", "verify", &token, "--keys-dir", k], dir.path());
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let text = stdout(&verified);
+    assert!(
+        text.contains("\"sub\": \"alice\"") && text.contains("admin"),
+        "{text}"
+    );
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let bad = clawgate(&["token", "verify", &tampered, "--keys-dir", k], dir.path());
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains(&tampered), "error echoed the token");
+}
+
+#[test]
+fn hash_password_reads_stdin_and_prints_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hash = stdout(&out);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("s3cret"));
+}
+
+#[test]
+fn cert_generate_then_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[tls]\ncert_dir = {:?}\n", dir.path().join("certs")),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let generated = clawgate(&["cert", "generate", "--config", cfg], dir.path());
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let show = stdout(&clawgate(&["cert", "show", "--config", cfg], dir.path()));
+    assert!(
+        show.contains("server:") && show.contains("root:") && show.contains("localhost"),
+        "{show}"
+    );
+    assert!(show.contains("spki pin: sha256//"));
+}
+
+#[test]
+fn serve_refuses_to_start_without_usable_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[tls]\ncert_path = \"/nonexistent/cert.pem\"\nkey_path = \"/nonexistent/key.pem\"\n[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n").unwrap();
+    let out = clawgate(&["serve", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(stdout(&out).is_empty(), "nothing may be served");
+}
