@@ -134,20 +134,33 @@ async fn session_action(
             ("/auth/pair", binding, vec![code], None)
         }
         "refresh" => {
-            let token = saved.refresh_token.clone().context("no refresh token saved")?;
-            ("/auth/refresh", json!({ "refresh_token": token }), vec![], Some(token))
+            let token = saved
+                .refresh_token
+                .clone()
+                .context("no refresh token saved")?;
+            (
+                "/auth/refresh",
+                json!({ "refresh_token": token }),
+                vec![],
+                Some(token),
+            )
         }
         _ => {
             let token = saved.session_token.clone().context("not logged in")?;
             ("/auth/logout", json!({}), vec![], Some(token))
         }
     };
-    let url: Uri = format!("{}{path}", saved.gateway).parse().context("bad gateway URL")?;
+    let url: Uri = format!("{}{path}", saved.gateway)
+        .parse()
+        .context("bad gateway URL")?;
     let mut req = build(&Method::POST, &url, Bytes::from(body.to_string()))?;
-    req.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (name, value) in headers {
-        req.headers_mut().insert(name, HeaderValue::try_from(value)?);
+        req.headers_mut()
+            .insert(name, HeaderValue::try_from(value)?);
     }
     if let Some(token) = &token {
         client.attach(&mut req, token)?;
@@ -165,7 +178,9 @@ async fn session_action(
         saved.refresh_token = reply["refresh_token"].as_str().map(str::to_owned);
         match reply["cnf"].as_object() {
             Some(cnf) => println!("session bound to {}", Value::Object(cnf.clone())),
-            None => eprintln!("warning: the gateway did not bind the session ([auth] binding = off)"),
+            None => {
+                eprintln!("warning: the gateway did not bind the session ([auth] binding = off)")
+            }
         }
         println!("expires at {}", reply["expires_at"]);
     }
@@ -182,7 +197,9 @@ async fn resource(
     let method = Method::from_bytes(method.as_bytes())
         .ok()
         .filter(|m| m.as_str().bytes().all(|b| !b.is_ascii_lowercase()))
-        .with_context(|| format!("{method:?} is neither login|pair|refresh|logout nor an HTTP method"))?;
+        .with_context(|| {
+            format!("{method:?} is neither login|pair|refresh|logout nor an HTTP method")
+        })?;
     let url: Uri = args
         .url
         .as_deref()
@@ -198,7 +215,10 @@ async fn resource(
             HeaderValue::try_from(value.trim())?,
         );
     }
-    let token = saved.session_token.as_deref().context("not logged in: run `clawgate request login` first")?;
+    let token = saved
+        .session_token
+        .as_deref()
+        .context("not logged in: run `clawgate request login` first")?;
     client.attach(&mut req, token)?;
     // A bound session's proof replaces these; an unbound one needs them on
     // unsafe methods. Sending both always is harmless.
@@ -215,7 +235,9 @@ async fn resource(
     }
     print!("{}", String::from_utf8_lossy(&body));
     if status >= 400 {
-        let code = serde_json::from_slice::<Value>(&body).ok().map(|v| v["error"].clone());
+        let code = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .map(|v| v["error"].clone());
         bail!("HTTP {status} ({})", code.unwrap_or(Value::Null));
     }
     Ok(())
@@ -241,7 +263,10 @@ async fn send(
     req: Request<Full<Bytes>>,
 ) -> anyhow::Result<(u16, http::HeaderMap, Bytes)> {
     let host = url.host().context("the URL has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_u16().unwrap_or(443);
     let tls = Arc::new(tls_config(saved)?);
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))

@@ -395,7 +395,8 @@ mod tests {
         m.sessions.revoked("logout");
         m.replay.rejected("replay_detected");
         m.binding.accepted("proof", Duration::from_micros(90));
-        m.binding.rejected("proof_missing", Duration::from_micros(1));
+        m.binding
+            .rejected("proof_missing", Duration::from_micros(1));
         m.certs.set_expiry(
             "server",
             std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(10),

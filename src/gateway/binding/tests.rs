@@ -63,7 +63,13 @@ fn wire(key: &ClientKey) -> WireProof {
 fn a_signed_proof_verifies_and_carries_its_time_and_nonce() {
     let key = ClientKey::generate().unwrap();
     let proof = key
-        .sign_proof_with_jti_at("POST", "/v1/items?x=1", TOKEN, "A".repeat(22).as_str(), at(NOW))
+        .sign_proof_with_jti_at(
+            "POST",
+            "/v1/items?x=1",
+            TOKEN,
+            "A".repeat(22).as_str(),
+            at(NOW),
+        )
         .unwrap();
     let verified = verify(&proof, &key).unwrap();
     assert_eq!(verified.iat, NOW as i64);
@@ -75,11 +81,23 @@ fn each_request_mismatch_has_its_own_error() {
     let key = ClientKey::generate().unwrap();
     let sign = |m: &str, u: &str, t: &str| key.sign_proof_at(m, u, t, at(NOW)).unwrap();
     let cases = [
-        (sign("GET", "/v1/items?x=1", TOKEN), BindingError::MethodMismatch),
-        (sign("post", "/v1/items?x=1", TOKEN), BindingError::MethodMismatch),
-        (sign("POST", "/v1/items?x=2", TOKEN), BindingError::UriMismatch),
+        (
+            sign("GET", "/v1/items?x=1", TOKEN),
+            BindingError::MethodMismatch,
+        ),
+        (
+            sign("post", "/v1/items?x=1", TOKEN),
+            BindingError::MethodMismatch,
+        ),
+        (
+            sign("POST", "/v1/items?x=2", TOKEN),
+            BindingError::UriMismatch,
+        ),
         (sign("POST", "/v1/items", TOKEN), BindingError::UriMismatch),
-        (sign("POST", "/v1/items?x=1", "v4.public.other"), BindingError::TokenMismatch),
+        (
+            sign("POST", "/v1/items?x=1", "v4.public.other"),
+            BindingError::TokenMismatch,
+        ),
     ];
     for (proof, expected) in cases {
         assert_eq!(verify(&proof, &key), Err(expected));
@@ -200,7 +218,10 @@ fn unbound_tokens_pass_and_bound_ones_need_their_proof_or_certificate() {
         proof: None,
         ..presented("", TOKEN)
     };
-    assert_eq!(c.check_at(None, "sid", &none, NOW), Ok(Confirmed::default()));
+    assert_eq!(
+        c.check_at(None, "sid", &none, NOW),
+        Ok(Confirmed::default())
+    );
     assert_eq!(
         c.check_at(Some(&key_bound(&key)), "sid", &none, NOW),
         Err(BindingError::ProofMissing)

@@ -233,11 +233,7 @@ pub async fn admin_revoke(
         Some((None, Some(sid), None)) => AdminRevoke::Session(sid),
         Some((None, None, Some(sub))) => AdminRevoke::Subject(sub),
         _ => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                REVOKE_BODY,
-            );
+            return json_error(StatusCode::BAD_REQUEST, "invalid_request", REVOKE_BODY);
         }
     };
     let kind = match &what {

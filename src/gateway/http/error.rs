@@ -211,9 +211,7 @@ pub fn binding_error(e: &BindingError) -> Response {
         B::ProofFuture => "the proof is dated in the future (iat)",
         B::ProofReplayed => "the proof was already used (jti)",
         B::CertificateMissing => "this session is bound to a client certificate; present it",
-        B::CertificateMismatch => {
-            "the client certificate is not the one this session is bound to"
-        }
+        B::CertificateMismatch => "the client certificate is not the one this session is bound to",
         B::CapacityExhausted => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
