@@ -23,10 +23,10 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{CurrentSession, proof_header, record_binding, request_target};
 use super::error::{ApiError, binding_error, json_error, session_error};
-use crate::gateway::binding::{self, Presented, ProofChecker};
+use crate::gateway::binding::{self, BindingError, Presented, ProofChecker};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
-use crate::gateway::session_token::Confirmation;
+use crate::gateway::session_token::{Confirmation, VerifiedClaims};
 
 /// Header carrying the one-time pairing code.
 pub const PAIRING_HEADER: &str = "x-pairing-code";
@@ -98,15 +98,15 @@ pub async fn pair(
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         PairRequest::default()
     } else {
-        match json_body::<PairRequest>(&headers, &body, PAIR_BODY) {
-            Ok(request) => request,
-            Err(response) => return response,
+        match json_body::<PairRequest>(&headers, &body) {
+            Some(request) => request,
+            None => return bad_body(PAIR_BODY),
         }
     };
     let conn = conn.map(|axum::Extension(c)| c);
     let cnf = match requested_binding(request.client_key.as_deref(), request.bind, conn.as_ref()) {
         Ok(cnf) => cnf,
-        Err(response) => return response,
+        Err(e) => return binding_error(&e),
     };
     let peer = client_ip(conn.as_ref());
     blocking(state, "pair", move |s| s.sessions.pair(&code, peer, cnf)).await
@@ -120,14 +120,13 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match json_body::<LoginRequest>(&headers, &body, LOGIN_BODY) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = json_body::<LoginRequest>(&headers, &body) else {
+        return bad_body(LOGIN_BODY);
     };
     let conn = conn.map(|axum::Extension(c)| c);
     let cnf = match requested_binding(body.client_key.as_deref(), body.bind, conn.as_ref()) {
         Ok(cnf) => cnf,
-        Err(response) => return response,
+        Err(e) => return binding_error(&e),
     };
     let peer = client_ip(conn.as_ref());
     // argon2 is deliberately slow: keep it off the async workers.
@@ -147,41 +146,73 @@ pub async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match json_body::<RefreshRequest>(&headers, &body, REFRESH_BODY) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = json_body::<RefreshRequest>(&headers, &body) else {
+        return bad_body(REFRESH_BODY);
     };
-    let proof = match proof_header(&headers) {
-        Ok(proof) => proof.map(<[u8]>::to_vec),
+    let presented = match RefreshPresentation::of(method, &uri, &headers, conn) {
+        Ok(presented) => presented,
         Err(e) => return binding_error(&e),
     };
-    let target = request_target(&uri).to_owned();
-    let cert = conn.and_then(|axum::Extension(c)| c.client_cert_sha256);
-    // The same guard as the bearer layers: one nonce cache for all proofs.
-    let checker = ProofChecker::new(Arc::clone(&state.replay));
     blocking(state, "refresh", move |s| {
-        let now = s.clock.unix_now();
         s.sessions.refresh_confirmed(&body.refresh_token, |claims| {
-            let presented = Presented {
-                method: method.as_str(),
-                uri: &target,
-                token: &body.refresh_token,
-                proof: proof.as_deref(),
-                client_cert_sha256: cert.as_deref(),
-            };
-            let started = Instant::now();
-            let result = checker.check_at(claims.cnf(), claims.sid(), &presented, now);
-            if claims.cnf().is_some() {
-                record_binding(&s.metrics.binding, &result, started.elapsed());
-            }
-            if let Err(e) = &result {
-                tracing::info!(event = "binding_rejected", reason = e.code(), sub = %claims.sub(),
-                    "refresh of a bound session without proof of its binding");
-            }
-            result.map(drop)
+            presented.confirm(s, claims, &body.refresh_token)
         })
     })
     .await
+}
+
+/// What a refresh request presents besides its token, owned for the
+/// blocking pool.
+struct RefreshPresentation {
+    method: Method,
+    target: String,
+    proof: Option<Vec<u8>>,
+    cert: Option<String>,
+}
+
+impl RefreshPresentation {
+    fn of(
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        conn: Option<axum::Extension<ConnectionInfo>>,
+    ) -> Result<Self, BindingError> {
+        Ok(Self {
+            method,
+            target: request_target(uri).to_owned(),
+            proof: proof_header(headers)?.map(<[u8]>::to_vec),
+            cert: conn.and_then(|axum::Extension(c)| c.client_cert_sha256),
+        })
+    }
+
+    /// The refresh token's binding against this request (nothing for an
+    /// unbound token), with the gateway's guard: one nonce cache for all
+    /// proofs.
+    fn confirm(
+        &self,
+        s: &AppState,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+    ) -> Result<(), BindingError> {
+        let Some(cnf) = claims.cnf() else {
+            return Ok(());
+        };
+        let presented = Presented {
+            method: self.method.as_str(),
+            uri: &self.target,
+            token: refresh_token,
+            proof: self.proof.as_deref(),
+            client_cert_sha256: self.cert.as_deref(),
+        };
+        let started = Instant::now();
+        let checker = ProofChecker::new(Arc::clone(&s.replay));
+        let result = checker.check_at(Some(cnf), claims.sid(), &presented, s.clock.unix_now());
+        record_binding(&s.metrics.binding, &result, started.elapsed());
+        result.map(drop).inspect_err(|e| {
+            tracing::info!(event = "binding_rejected", reason = e.code(), sub = %claims.sub(),
+                "refresh of a bound session without proof of its binding");
+        })
+    }
 }
 
 /// `POST /auth/logout`: revoke this session.
@@ -227,13 +258,13 @@ pub async fn admin_revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = json_body::<AdminRevokeRequest>(&headers, &body, REVOKE_BODY).ok();
+    let body = json_body::<AdminRevokeRequest>(&headers, &body);
     let what = match body.map(|b| (b.jti, b.sid, b.sub)) {
         Some((Some(jti), None, None)) => AdminRevoke::Token(jti),
         Some((None, Some(sid), None)) => AdminRevoke::Session(sid),
         Some((None, None, Some(sub))) => AdminRevoke::Subject(sub),
         _ => {
-            return json_error(StatusCode::BAD_REQUEST, "invalid_request", REVOKE_BODY);
+            return bad_body(REVOKE_BODY);
         }
     };
     let kind = match &what {
@@ -325,34 +356,31 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// A JSON body (`Content-Type: application/json`, which a cross-site
-/// form cannot send) of type `T`, or a 400 with the fixed `expected`
-/// message. Parse errors are never echoed: they can quote the input, and
-/// the input can be a password.
-fn json_body<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-    expected: &'static str,
-) -> Result<T, Response> {
+/// form cannot send) of type `T`. Parse errors are dropped, never echoed:
+/// they can quote the input, and the input can be a password.
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Option<T> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    is_json
-        .then(|| serde_json::from_slice(body).ok())
-        .flatten()
-        .ok_or_else(|| json_error(StatusCode::BAD_REQUEST, "invalid_request", expected))
+    is_json.then(|| serde_json::from_slice(body).ok()).flatten()
 }
 
-/// The binding a pairing or login asked for, or the 400 answer.
+/// The 400 answer to a body that is not what `expected` describes.
+fn bad_body(expected: &'static str) -> Response {
+    json_error(StatusCode::BAD_REQUEST, "invalid_request", expected)
+}
+
+/// The binding a pairing or login asked for.
 fn requested_binding(
     client_key: Option<&str>,
     bind: Option<BindTarget>,
     conn: Option<&ConnectionInfo>,
-) -> Result<Option<Confirmation>, Response> {
+) -> Result<Option<Confirmation>, BindingError> {
     let certificate = bind == Some(BindTarget::Certificate);
     let cert = conn.and_then(|c| c.client_cert_sha256.as_deref());
-    binding::requested_confirmation(client_key, certificate, cert).map_err(|e| binding_error(&e))
+    binding::requested_confirmation(client_key, certificate, cert)
 }
 
 fn client_ip(conn: Option<&ConnectionInfo>) -> std::net::IpAddr {
