@@ -8,6 +8,8 @@
 //!                     everything else                  → auth layer → upstream
 //! auth layer: Authorization: Bearer v4.public.… → signature + claims check
 //!             (KeyRing, no I/O) → revocation check (moka, in memory)
+//!             → binding check of bound tokens (cnf: Clawgate-Proof signed
+//!               by the client key, or the client certificate)
 //!             → replay check for unsafe methods (nonce + timestamp, moka)
 //!             → request extensions carry the verified Session
 //! ```

@@ -170,7 +170,14 @@ async fn session_action(
     if !(200..300).contains(&status) {
         bail!("{} failed: HTTP {status} ({})", args.action, reply["error"]);
     }
-    if args.action == "logout" {
+    store_reply(&args.action, &reply, saved);
+    save(dir, saved)
+}
+
+/// Keeps the tokens of a token response (or forgets them at logout) and
+/// says what was granted; never prints a token.
+fn store_reply(action: &str, reply: &Value, saved: &mut Saved) {
+    if action == "logout" {
         (saved.session_token, saved.refresh_token) = (None, None);
         println!("logged out");
     } else {
@@ -184,7 +191,6 @@ async fn session_action(
         }
         println!("expires at {}", reply["expires_at"]);
     }
-    save(dir, saved)
 }
 
 /// `METHOD URL`: one bound, signed request; the body goes to stdout.
