@@ -85,6 +85,7 @@ fn auth_path(
     let state = tempfile::tempdir().unwrap();
     let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let revocations = load_revocations(state.path(), REVOCATIONS, unix);
+    revocations.run_pending_tasks();
     assert_eq!(revocations.len(), REVOCATIONS);
     let ts = unix.to_string();
     let mut group = c.benchmark_group("auth_path");

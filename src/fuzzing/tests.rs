@@ -282,7 +282,10 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("truncated", text(&session[..session.len() / 2])),
         ("no-footer", text(body)),
         ("spaced-footer", text(&format!("{body}.{spaced_footer}"))),
-        ("too-large", text(&format!("{session}{}", "A".repeat(4_096)))),
+        (
+            "too-large",
+            text(&format!("{session}{}", "A".repeat(4_096))),
+        ),
         ("empty", Vec::new()),
     ]
 }
