@@ -83,7 +83,14 @@ async fn main() -> anyhow::Result<()> {
     let upstream = spawn_upstream().await?;
     let (mut child, addr, token) = start_gateway(&args.binary, dir.path(), upstream)?;
     let pid = child.id();
-    let tls = Arc::new(client_config(&dir.path().join("certs/ca.crt"))?);
+    let ca = dir.path().join("certs/ca.crt");
+    for _ in 0..200 {
+        if ca.is_file() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tls = Arc::new(client_config(&ca)?);
     wait_until_up(addr, &tls).await?;
 
     println!(
@@ -98,22 +105,23 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let secs = Duration::from_secs(args.seconds);
-    let through = requests_per_second(
-        Target::Gateway {
-            addr,
-            tls: Arc::clone(&tls),
-            token: token.clone(),
-        },
-        args.rps_connections,
-        secs,
-    )
-    .await?;
+    let gateway = |path: &'static str| Target::Gateway {
+        addr,
+        tls: Arc::clone(&tls),
+        token: token.clone(),
+        path,
+    };
+    let through = requests_per_second(gateway("/bench"), args.rps_connections, secs).await?;
+    let public = requests_per_second(gateway("/public/bench"), args.rps_connections, secs).await?;
     let direct = requests_per_second(Target::Direct(upstream), args.rps_connections, secs).await?;
     println!(
-        "authenticated GET, {} keep-alive HTTP/1.1 connections, {} s each: through gateway {:.0} req/s, direct to upstream {:.0} req/s (gateway/direct = {:.2})",
+        "GET, {} keep-alive HTTP/1.1 connections, {} s each: authenticated through gateway {:.0} req/s; \
+         public path through gateway (TLS + proxy, no token) {:.0} req/s; direct to upstream (plain HTTP) {:.0} req/s; \
+         authenticated/direct = {:.2}",
         args.rps_connections,
         args.seconds,
         through,
+        public,
         direct,
         through / direct
     );
@@ -173,7 +181,7 @@ fn start_gateway(
     let config = format!(
         "[server]\nlisten = \"{addr}\"\nmax_connections = 20000\n\
          [tls]\ncert_dir = {certs:?}\n[tokens]\nkeys_dir = {keys:?}\n[state]\ndir = {state:?}\n\
-         [auth]\npairing = false\n[upstream]\nurl = \"http://{upstream}\"\n[metrics]\nenabled = false\n[log]\nlevel = \"warn\"\n",
+         [auth]\npairing = false\n[upstream]\nurl = \"http://{upstream}\"\npublic_paths = [\"/public/*\"]\n[metrics]\nenabled = false\n[log]\nlevel = \"warn\"\n",
         certs = dir.join("certs"),
         state = dir.join("state"),
     );
@@ -262,6 +270,7 @@ enum Target {
         addr: SocketAddr,
         tls: Arc<ClientConfig>,
         token: String,
+        path: &'static str,
     },
     Direct(SocketAddr),
 }
@@ -277,14 +286,19 @@ async fn requests_per_second(
     for _ in 0..connections {
         let (target, done, stop) = (target.clone(), Arc::clone(&done), Arc::clone(&stop));
         tasks.push(tokio::spawn(async move {
-            let (mut sender, auth) = match &target {
-                Target::Gateway { addr, tls, token } => {
+            let (mut sender, auth, path) = match &target {
+                Target::Gateway {
+                    addr,
+                    tls,
+                    token,
+                    path,
+                } => {
                     let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
                         connect(*addr, tls).await?,
                     ))
                     .await?;
                     tokio::spawn(conn);
-                    (s, Some(format!("Bearer {token}")))
+                    (s, Some(format!("Bearer {token}")), *path)
                 }
                 Target::Direct(addr) => {
                     let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
@@ -292,11 +306,11 @@ async fn requests_per_second(
                     ))
                     .await?;
                     tokio::spawn(conn);
-                    (s, None)
+                    (s, None, "/bench")
                 }
             };
             while !stop.load(Ordering::Relaxed) {
-                let mut req = Request::get("/bench").header("host", "localhost");
+                let mut req = Request::get(path).header("host", "localhost");
                 if let Some(a) = &auth {
                     req = req.header("authorization", a);
                 }

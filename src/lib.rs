@@ -26,6 +26,8 @@ pub mod binding_client;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod secret_file;
 
