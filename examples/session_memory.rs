@@ -20,8 +20,17 @@ fn main() -> anyhow::Result<()> {
     let keyring = Arc::new(KeyRing::open_or_init(dir.path().join("keys"))?);
     let (store, _) = RevocationStore::open(&dir.path().join("state"), clock.clone());
     let store = Arc::new(store);
-    let auth = AuthConfig { pairing: false, ..AuthConfig::default() };
-    let sessions = SessionManager::new(&TokensConfig::default(), &auth, keyring, Arc::clone(&store), clock)?;
+    let auth = AuthConfig {
+        pairing: false,
+        ..AuthConfig::default()
+    };
+    let sessions = SessionManager::new(
+        &TokensConfig::default(),
+        &auth,
+        keyring,
+        Arc::clone(&store),
+        clock,
+    )?;
 
     let before = rss_kib()?;
     // 20,000 users × 5 sessions: the per-user limit never evicts.
@@ -31,24 +40,37 @@ fn main() -> anyhow::Result<()> {
         kept += pair.session_token().len(); // tokens go to clients; nothing else is kept here
     }
     let after_sessions = rss_kib()?;
-    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
     // In-memory revocations only (the journal write is measured elsewhere):
     // a state dir that is a file makes every append fail fast, memory-first.
     std::fs::write(dir.path().join("blocker"), b"")?;
-    let (mem_only, _) = RevocationStore::open(&dir.path().join("blocker").join("state"), Arc::new(SystemClock));
+    let (mem_only, _) = RevocationStore::open(
+        &dir.path().join("blocker").join("state"),
+        Arc::new(SystemClock),
+    );
     for i in 0..N {
         let _ = mem_only.revoke(Revocation::token(format!("{i:0>43}"), until));
     }
     mem_only.run_pending_tasks();
     let after_revocations = rss_kib()?;
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("{N} live sessions: {:.1} MiB ({:.0} bytes each)", mib(after_sessions - before), (after_sessions - before) as f64 * 1024.0 / N as f64);
+    println!(
+        "{N} live sessions: {:.1} MiB ({:.0} bytes each)",
+        mib(after_sessions - before),
+        (after_sessions - before) as f64 * 1024.0 / N as f64
+    );
     println!(
         "{N} revocations: {:.1} MiB ({:.0} bytes each)",
         mib(after_revocations - after_sessions),
         (after_revocations - after_sessions) as f64 * 1024.0 / N as f64
     );
-    println!("total: {:.1} MiB (token bytes handed out: {kept})", mib(after_revocations - before));
+    println!(
+        "total: {:.1} MiB (token bytes handed out: {kept})",
+        mib(after_revocations - before)
+    );
     Ok(())
 }
 

@@ -532,3 +532,97 @@ async fn sighup_reload_serves_a_certificate_made_by_cert_generate() {
     let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     assert_eq!(fingerprint(&served), leaf.fingerprint_sha256);
 }
+
+#[tokio::test]
+async fn a_handshake_after_sleep_triggers_renewal_on_the_wall_clock() {
+    // Built 45 minutes in the past: the one-hour leaf is due for renewal
+    // (20 minutes left) by real time, and the hourly timer has not fired.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(clawgate::clock::ManualClock::new(
+        SystemTime::now() - Duration::from_secs(45 * 60),
+    ));
+    let config = test_config(dir.path(), |c, _| {
+        c.tls.server_cert_validity = Duration::from_secs(3600);
+        c.tls.renew_before = Duration::from_secs(1200);
+        c.tls.check_interval = Duration::from_secs(3600);
+    });
+    let running = Gateway::build_with_clock(config.clone(), clock.clone())
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let before = running.certificates().current().fingerprint_sha256;
+    clock.set(SystemTime::now()); // the host wakes up
+    let client = TestClient::trusting(&config.tls.cert_dir.join("ca.crt"));
+    let mut renewed = false;
+    for _ in 0..100 {
+        let tls = client.connect(running.addr()).await.unwrap();
+        let served = fingerprint(&tls.get_ref().1.peer_certificates().unwrap()[0]);
+        if served != before {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        renewed,
+        "a due certificate kept serving after handshakes noticed it"
+    );
+    running.shutdown().await;
+}
+
+#[test]
+fn missing_provided_files_name_the_path() {
+    let err = load_files(
+        Path::new("/nonexistent/c.pem"),
+        Path::new("/nonexistent/k.pem"),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/c.pem"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&crt, b"no pem here").unwrap();
+    std::fs::copy(data("ec.sec1.key"), &key).unwrap();
+    let err = load_files(&crt, &key, SystemTime::now()).unwrap_err();
+    assert!(
+        err.to_string().contains("c.pem"),
+        "the error must name the file: {err}"
+    );
+}
+
+#[test]
+fn describe_shows_a_provided_certificate_without_a_root() {
+    let config = TlsConfig {
+        cert_path: Some(data("ec.crt")),
+        key_path: Some(data("ec.sec1.key")),
+        ..TlsConfig::default()
+    };
+    let described = certs::describe(&config).unwrap();
+    assert_eq!(described.len(), 1);
+    assert_eq!(described[0].0, "server");
+    assert!(described[0].1.subject.contains("sec1 test vector"));
+    let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    assert!(manager.is_provided());
+    assert!(manager.root_path().is_none());
+}
+
+#[tokio::test]
+async fn reload_refuses_a_leaf_that_does_not_chain_to_the_root() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let before = gw.running.certificates().current();
+    // A leaf from another root written over gateway.crt/gateway.key.
+    let now = SystemTime::now();
+    let other_root = generate_root(KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let leaf = issue_server_cert(&other_root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    let dir = &gw.config.tls.cert_dir;
+    std::fs::write(dir.join("gateway.key"), &leaf.key_pem).unwrap();
+    std::fs::write(
+        dir.join("gateway.crt"),
+        format!("{}{}", leaf.cert_pem, other_root.cert_pem),
+    )
+    .unwrap();
+    let err = gw.running.certificates().reload_files_at(now).unwrap_err();
+    assert!(err.to_string().contains("does not chain"), "{err}");
+    assert_eq!(gw.running.certificates().current(), before);
+}

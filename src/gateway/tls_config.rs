@@ -187,6 +187,49 @@ mod tests {
     }
 
     #[test]
+    fn every_failure_class_gets_its_own_label() {
+        use rustls::{AlertDescription, CertificateError, InvalidMessage, PeerMisbehaved};
+        let cases: Vec<(rustls::Error, &str)> = vec![
+            (PeerIncompatible::Tls12NotOffered.into(), "protocol_version"),
+            (PeerIncompatible::NoKxGroupsInCommon.into(), "no_kx_group"),
+            (
+                PeerIncompatible::NoSignatureSchemesInCommon.into(),
+                "no_signature_scheme",
+            ),
+            (
+                PeerIncompatible::NullCompressionRequired.into(),
+                "incompatible_client",
+            ),
+            (
+                rustls::Error::NoCertificatesPresented,
+                "client_cert_missing",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "client_cert_rejected",
+            ),
+            (
+                rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType),
+                "protocol_error",
+            ),
+            (
+                rustls::Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec),
+                "protocol_error",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::BadCertificate),
+                "client_alert",
+            ),
+            (rustls::Error::HandshakeNotComplete, "handshake_failed"),
+        ];
+        for (error, label) in cases {
+            let (got, why) = describe_handshake_error(&error);
+            assert_eq!(got, label, "{error:?}");
+            assert!(why.len() > 20, "explanation too thin for {error:?}");
+        }
+    }
+
+    #[test]
     fn errors_are_explained_in_plain_words() {
         let (label, why) =
             describe_handshake_error(&PeerIncompatible::NoCipherSuitesInCommon.into());

@@ -374,3 +374,181 @@ pub fn proxy_error(e: &ProxyError) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::gateway::binding::BindingError;
+    use crate::gateway::session_token::TokenError;
+
+    fn parts(r: &Response) -> (u16, Option<&str>, Option<&str>) {
+        let h = r.headers();
+        (
+            r.status().as_u16(),
+            h.get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            h.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    const INVALID: Option<&str> = Some("Bearer error=\"invalid_token\"");
+
+    #[test]
+    fn session_errors_map_to_rfc6750_answers() {
+        use SessionError as E;
+        let wait = Duration::from_secs(90);
+        let cases: Vec<(E, u16, Option<&str>, Option<&str>)> = vec![
+            (E::InvalidToken(TokenError::Expired), 401, INVALID, None),
+            (E::TokenRevoked, 401, INVALID, None),
+            (E::RefreshReused, 401, INVALID, None),
+            (E::SessionExpired, 401, INVALID, None),
+            (E::InvalidCredentials, 401, None, None),
+            (E::PairingInvalid, 401, None, None),
+            (E::PairingUsed, 409, None, None),
+            (E::PairingDisabled, 403, None, None),
+            (
+                E::PairingLocked { retry_after: wait },
+                429,
+                None,
+                Some("90"),
+            ),
+            (
+                E::RateLimited {
+                    retry_after: Duration::ZERO,
+                },
+                429,
+                None,
+                Some("1"),
+            ),
+            (E::RefreshDisabled, 400, None, None),
+            (E::BindingRequired, 400, None, None),
+            (E::Binding(BindingError::ProofMissing), 401, INVALID, None),
+            (
+                E::Forbidden,
+                403,
+                Some("Bearer error=\"insufficient_scope\""),
+                None,
+            ),
+            (E::NotFound, 404, None, None),
+            (E::InvalidRequest("x"), 400, None, None),
+            (E::Mint(TokenError::NoSigningKey), 500, None, None),
+            (
+                E::InvalidConfig("secret-ish detail".into()),
+                500,
+                None,
+                None,
+            ),
+            (E::Random, 500, None, None),
+        ];
+        for (error, status, challenge, retry) in cases {
+            let response = session_error(&error);
+            assert_eq!(parts(&response), (status, challenge, retry), "{error:?}");
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_revoked_and_reused_tokens_are_indistinguishable_to_the_client() {
+        let mut bodies = Vec::new();
+        for e in [
+            SessionError::InvalidToken(TokenError::BadSignature),
+            SessionError::TokenRevoked,
+            SessionError::RefreshReused,
+        ] {
+            let body = axum::body::to_bytes(session_error(&e).into_body(), 4096)
+                .await
+                .unwrap();
+            bodies.push(body);
+        }
+        assert!(
+            bodies[0].starts_with(b"{\"error\":\"invalid_token\""),
+            "{bodies:?}"
+        );
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    }
+
+    #[test]
+    fn replay_errors_are_400_409_or_503() {
+        use ReplayError as R;
+        for (e, status) in [
+            (R::MissingNonce, 400),
+            (R::MalformedNonce, 400),
+            (R::MissingTimestamp, 400),
+            (R::MalformedTimestamp, 400),
+            (R::Stale, 400),
+            (R::Future, 400),
+            (R::Replayed, 409),
+            (R::CapacityExhausted, 503),
+        ] {
+            let r = AuthRejection::Replay(e).into_response();
+            assert_eq!(r.status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn every_binding_rejection_is_a_401_invalid_token_except_capacity_and_issuance() {
+        use BindingError as B;
+        for e in [
+            B::ProofMissing,
+            B::ProofMalformed,
+            B::KeyMismatch,
+            B::BadSignature,
+            B::MethodMismatch,
+            B::UriMismatch,
+            B::TokenMismatch,
+            B::ProofStale,
+            B::ProofFuture,
+            B::ProofReplayed,
+            B::CertificateMissing,
+            B::CertificateMismatch,
+        ] {
+            let r = binding_error(&e);
+            assert_eq!(parts(&r), (401, INVALID, None), "{e:?}");
+        }
+        assert_eq!(binding_error(&B::CapacityExhausted).status().as_u16(), 503);
+        assert_eq!(binding_error(&B::InvalidClientKey).status().as_u16(), 400);
+        assert_eq!(
+            binding_error(&B::CertificateRequired).status().as_u16(),
+            400
+        );
+    }
+
+    #[test]
+    fn proxy_errors_keep_their_status_and_session_end_is_invalid_token() {
+        assert_eq!(
+            proxy_error(&ProxyError::UpstreamTimeout).status().as_u16(),
+            504
+        );
+        assert_eq!(
+            proxy_error(&ProxyError::InvalidRequest).status().as_u16(),
+            400
+        );
+        assert_eq!(
+            proxy_error(&ProxyError::IdentityNotRepresentable)
+                .status()
+                .as_u16(),
+            500
+        );
+        let ended = proxy_error(&ProxyError::SessionEnded);
+        assert_eq!(parts(&ended), (401, INVALID, None));
+    }
+
+    #[test]
+    fn bare_framework_statuses_are_rewritten_to_json() {
+        for (status, code) in [
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (408, "request_timeout"),
+            (413, "payload_too_large"),
+            (500, "internal_error"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let api = ApiError::for_bare_status(status).unwrap();
+            assert_eq!(api.parts().0, status);
+            assert_eq!(api.parts().1, code);
+        }
+        assert!(ApiError::for_bare_status(StatusCode::OK).is_none());
+    }
+}
