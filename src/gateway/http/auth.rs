@@ -190,12 +190,13 @@ impl BearerAuthOptions {
             };
             m.validation(label, started.elapsed());
         }
+        let client = client_addr(req);
         let session = result.map_err(|e| {
-            tracing::info!(
-                event = "auth_rejected",
-                reason = e.code(),
-                "bearer token rejected"
-            );
+            let reason = match &e {
+                SessionError::InvalidToken(t) => t.code(),
+                other => other.code(),
+            };
+            tracing::info!(event = "auth_rejected", reason, client = %client, "bearer token rejected");
             AuthRejection::InvalidToken
         })?;
         let confirmed = self.confirm(req, token, &session)?;
@@ -222,11 +223,20 @@ impl BearerAuthOptions {
                 tracing::info!(
                     event = "replay_rejected",
                     reason = e.code(),
+                    client = %client,
+                    sid_prefix = sid_prefix(session.session_id()),
                     "replay protection refused a request"
                 );
                 return Err(AuthRejection::Replay(e));
             }
         }
+        tracing::debug!(
+            event = "auth_accepted",
+            sub = %session.subject(),
+            sid_prefix = sid_prefix(session.session_id()),
+            client = %client,
+            "bearer token accepted"
+        );
         req.extensions_mut().insert(Arc::new(session));
         Ok(())
     }
@@ -268,6 +278,20 @@ impl BearerAuthOptions {
             AuthRejection::Binding(e)
         })
     }
+}
+
+/// The TCP peer for logs (`-` when the request did not come through the
+/// gateway's listener, e.g. the layer used inside another app).
+fn client_addr(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectionInfo>()
+        .map_or_else(|| "-".to_owned(), |c| c.peer.to_string())
+}
+
+/// At most the first 8 characters of a session id: enough to correlate log
+/// lines, useless to an attacker (the id is not a credential anyway).
+fn sid_prefix(sid: &str) -> &str {
+    sid.get(..8).unwrap_or(sid)
 }
 
 /// The `Clawgate-Proof` header: `Ok(None)` when absent; several copies
