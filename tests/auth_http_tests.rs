@@ -57,13 +57,7 @@ fn assert_token_response(resp: &TestResponse) {
 #[tokio::test]
 async fn pairing_code_is_exchanged_once_for_tokens() {
     let gw = TestGateway::start(|_, _| {}).await;
-    let code = gw
-        .running
-        .sessions()
-        .pairing_code()
-        .unwrap()
-        .reveal()
-        .to_owned();
+    let code = gw.pairing_code();
     let client = gw.client();
     let pair = |code: String| {
         let req = Request::post("/auth/pair")
@@ -89,13 +83,7 @@ async fn pairing_code_is_exchanged_once_for_tokens() {
 #[tokio::test]
 async fn wrong_pairing_codes_lock_pairing_out() {
     let gw = TestGateway::start(|c, _| c.auth.pairing_max_attempts = 3).await;
-    let code = gw
-        .running
-        .sessions()
-        .pairing_code()
-        .unwrap()
-        .reveal()
-        .to_owned();
+    let code = gw.pairing_code();
     for _ in 0..3 {
         let req = Request::post("/auth/pair")
             .header("x-pairing-code", "AAAA-AAAA-AAAA")

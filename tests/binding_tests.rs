@@ -258,13 +258,7 @@ async fn required_policy_refuses_unbound_issuance() {
     let unbound = login(&gw, json!({})).await;
     assert_eq!(unbound.status, 400, "{unbound:?}");
     assert_eq!(unbound.json()["error"], "binding_required");
-    let code = gw
-        .running
-        .sessions()
-        .pairing_code()
-        .unwrap()
-        .reveal()
-        .to_owned();
+    let code = gw.pairing_code();
     let pair = |body: &'static str| {
         Request::post("/auth/pair")
             .header("x-pairing-code", code.clone())

@@ -49,13 +49,7 @@ async fn a_whole_session_life_cycle_logs_no_secret() {
     })
     .await;
     let client = gw.client();
-    let code = gw
-        .running
-        .sessions()
-        .pairing_code()
-        .unwrap()
-        .reveal()
-        .to_owned();
+    let code = gw.pairing_code();
     let mut secrets = vec![password.to_owned(), code.clone()];
 
     let pair = Request::post("/auth/pair")

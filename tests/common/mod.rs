@@ -260,6 +260,16 @@ impl TestGateway {
         pair.session_token().to_owned()
     }
 
+    /// The one-time pairing code printed at start-up.
+    pub fn pairing_code(&self) -> String {
+        self.running
+            .sessions()
+            .pairing_code()
+            .unwrap()
+            .reveal()
+            .to_owned()
+    }
+
     /// Scrapes the metrics listener.
     pub async fn metrics_text(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
