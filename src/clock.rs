@@ -69,6 +69,21 @@ impl Clock for ManualClock {
     }
 }
 
+/// RFC 3339 in whole seconds, UTC (`2026-01-01T12:00:00Z`), as PASETO
+/// claims and the HTTP API carry times; `None` out of range.
+pub fn format_rfc3339_secs(unix: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// [`format_rfc3339_secs`] of a `SystemTime` (sub-second part dropped).
+pub fn format_rfc3339(t: SystemTime) -> Option<String> {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    format_rfc3339_secs(i64::try_from(secs).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,13 +365,26 @@ impl HttpMetrics {
 
 /// Status codes as closed labels: the common ones exactly, others by class.
 fn status_label(status: u16) -> &'static str {
-    const EXACT: [&str; 15] = [
-        "101", "200", "204", "400", "401", "403", "404", "405", "409", "413", "429", "500", "502",
-        "503", "504",
+    // Runs on every response: a table lookup, no allocation.
+    const EXACT: [(u16, &str); 15] = [
+        (101, "101"),
+        (200, "200"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
     ];
-    let text = status.to_string();
-    if let Some(exact) = EXACT.iter().find(|e| **e == text) {
-        return exact;
+    if let Some((_, label)) = EXACT.iter().find(|(code, _)| *code == status) {
+        return label;
     }
     match status / 100 {
         1 => "1xx",

@@ -92,7 +92,9 @@ use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
 pub use error::SessionError;
 use index::SessionIndex;
 use refresh::{FamilyLocks, SpentCache};
-pub use types::{AdminRevoke, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair};
+pub use types::{
+    AdminRevoke, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair, sid_prefix,
+};
 
 /// Issues, refreshes, authenticates and revokes sessions. `Send + Sync`;
 /// share it behind an `Arc`.

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::clock::format_rfc3339_secs as format_time;
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
@@ -411,13 +413,6 @@ fn to_system_time(secs: i64) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(magnitude)
     }
-}
-
-fn format_time(secs: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
 }
 
 fn parse_time(s: &str) -> Result<i64, TokenError> {

@@ -15,6 +15,8 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub(super) use crate::clock::format_rfc3339_secs as format_iat;
+
 use super::BindingError;
 
 /// What the proof must have been made for.
@@ -109,14 +111,6 @@ pub(super) struct WireProof {
 pub(super) fn sign(secret: &AsymmetricSecretKey<V4>, claims: &WireProof) -> Option<String> {
     let payload = serde_json::to_vec(claims).ok()?;
     PublicToken::sign(secret, &payload, None, None).ok()
-}
-
-/// RFC 3339 in whole seconds, UTC (`2025-01-01T12:00:00Z`).
-pub(super) fn format_iat(unix: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
 }
 
 /// The PASERK `k4.pid` of `key`.

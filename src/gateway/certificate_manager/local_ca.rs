@@ -137,6 +137,19 @@ pub(super) fn ensure_leaf(
     }
 }
 
+/// Whether a served chain's second certificate is exactly the root `root`
+/// (the generated layout: leaf, then the local root).
+pub(super) fn chains_to(loaded: &LoadedCert, root: &PemPair) -> bool {
+    let root_der = parse_chain(root.cert_pem.as_bytes()).ok();
+    let root_der = root_der.as_ref().and_then(|c| c.first());
+    loaded
+        .certified
+        .cert
+        .get(1)
+        .zip(root_der)
+        .is_some_and(|(served, current)| served.as_ref() == current.as_ref())
+}
+
 /// A stored leaf is reused only if it chains to the current root, covers
 /// every configured name and is not yet due for renewal.
 fn leaf_is_usable(
@@ -145,16 +158,7 @@ fn leaf_is_usable(
     config: &TlsConfig,
     now: SystemTime,
 ) -> bool {
-    let chained = loaded
-        .certified
-        .cert
-        .get(1)
-        .zip(
-            parse_chain(root.cert_pem.as_bytes())
-                .ok()
-                .and_then(|c| c.into_iter().next()),
-        )
-        .is_some_and(|(served, current)| served.as_ref() == current.as_ref());
+    let chained = chains_to(loaded, root);
     let names_ok = config
         .hostnames
         .iter()

@@ -36,8 +36,8 @@ pub use watch::{Debounce, FileStamp, STABLE_POLLS, spawn_provided_watch, watch_p
 pub(crate) use watch::{publish_expiry, report};
 
 use local_ca::{
-    check_not_expired, ensure_leaf, ensure_root, inspect_pem, issue_and_write_leaf, read_root,
-    read_string, renew_root, write_root,
+    chains_to, check_not_expired, ensure_leaf, ensure_root, inspect_pem, issue_and_write_leaf,
+    read_root, read_string, renew_root, write_root,
 };
 
 use crate::clock::Clock;
@@ -308,14 +308,7 @@ impl CertificateManager {
             return Ok(RenewOutcome::Unchanged);
         }
         let root = read_root(dir)?;
-        let root_der = parse_chain(root.cert_pem.as_bytes())?;
-        let chained = loaded
-            .certified
-            .cert
-            .get(1)
-            .zip(root_der.first())
-            .is_some_and(|(a, b)| a.as_ref() == b.as_ref());
-        if !chained {
+        if !chains_to(&loaded, &root) {
             return Err(CertError::BadPem(
                 "gateway.crt does not chain to ca.crt".to_owned(),
             ));

@@ -185,9 +185,7 @@ pub fn spki_pin(spki_der: &[u8]) -> String {
 
 /// RFC 3339 rendering of a time, for messages.
 pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "(unrepresentable time)".to_owned())
+    crate::clock::format_rfc3339(t).unwrap_or_else(|| "(unrepresentable time)".to_owned())
 }
 
 fn check_rsa_size(leaf: &CertificateDer<'_>) -> Result<(), CertError> {

@@ -35,7 +35,7 @@ use crate::gateway::binding::{BindingError, Confirmed, PROOF_HEADER, Presented, 
 use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
 use crate::gateway::replay_protection::ReplayGuard;
 use crate::gateway::server::ConnectionInfo;
-use crate::gateway::session_manager::{Session, SessionError, SessionManager};
+use crate::gateway::session_manager::{Session, SessionError, SessionManager, sid_prefix};
 
 /// Subprotocol marker a browser WebSocket client offers before its token.
 pub const WS_BEARER_PROTOCOL: &str = "clawgate.bearer";
@@ -286,12 +286,6 @@ fn client_addr(req: &Request) -> String {
     req.extensions()
         .get::<ConnectionInfo>()
         .map_or_else(|| "-".to_owned(), |c| c.peer.to_string())
-}
-
-/// At most the first 8 characters of a session id: enough to correlate log
-/// lines, useless to an attacker (the id is not a credential anyway).
-fn sid_prefix(sid: &str) -> &str {
-    sid.get(..8).unwrap_or(sid)
 }
 
 /// The `Clawgate-Proof` header: `Ok(None)` when absent; several copies

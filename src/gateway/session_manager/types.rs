@@ -2,13 +2,12 @@
 //! listings and the `GET /auth/session` view.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use crate::clock::format_rfc3339;
 use crate::gateway::session_token::{Claims, Confirmation, MintedToken, TokenType, VerifiedClaims};
 
 /// How a session was obtained (a log and metrics label).
@@ -256,17 +255,8 @@ impl AdminRevoke {
 }
 
 /// At most the first 8 characters of a session id, for logs.
-pub(super) fn sid_prefix(sid: &str) -> &str {
+pub fn sid_prefix(sid: &str) -> &str {
     sid.get(..SID_PREFIX_LEN).unwrap_or(sid)
-}
-
-/// RFC 3339 in whole seconds (`2024-05-01T12:00:00Z`); `None` out of range.
-pub(super) fn format_rfc3339(t: SystemTime) -> Option<String> {
-    let secs = i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
 }
 
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
