@@ -282,10 +282,22 @@ impl BearerAuthOptions {
 
 /// The TCP peer for logs (`-` when the request did not come through the
 /// gateway's listener, e.g. the layer used inside another app).
-fn client_addr(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectionInfo>()
-        .map_or_else(|| "-".to_owned(), |c| c.peer.to_string())
+fn client_addr(req: &Request) -> ClientAddr {
+    ClientAddr(req.extensions().get::<ConnectionInfo>().map(|c| c.peer))
+}
+
+/// The peer address, formatted only when a log line is actually written
+/// (this runs on every request; formatting up front would allocate).
+#[derive(Clone, Copy)]
+struct ClientAddr(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(peer) => peer.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The `Clawgate-Proof` header: `Ok(None)` when absent; several copies
