@@ -1,8 +1,11 @@
-//! What the `keys`, `token` and `hash-password` subcommands print. Each
+//! What the subcommands print (`keys`, `token` and `hash-password` here;
+//! `serve`, `cert` and `request` in their own modules). Each
 //! function makes one library call and formats its result; the binary is
 //! the only place that writes to stdout.
 
+pub(crate) mod cert;
 pub(crate) mod request;
+pub(crate) mod serve;
 
 use std::io::BufRead as _;
 use std::path::Path;

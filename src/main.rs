@@ -6,14 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod cli;
 use clawgate::Config;
-use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML, LogFormat};
-use clawgate::gateway::Gateway;
-use clawgate::gateway::certificate_manager::{self as certs, CertInfo, rfc3339};
+use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML};
 
 /// clawgate: a TLS 1.3 gateway with stateless PASETO v4 sessions.
 #[derive(Parser)]
@@ -171,7 +168,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => serve(load(config.as_deref())?),
+        Command::Serve { config } => Ok(cli::serve::run(load(config.as_deref())?)?),
         Command::Config {
             action: ConfigAction::Init,
         } => {
@@ -210,7 +207,14 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::HashPassword => Ok(cli::hash_password_from_stdin()?),
         Command::Request(args) => Ok(cli::request::run(&args)?),
-        Command::Cert { action, config } => cert(&action, &load(config.as_deref())?),
+        Command::Cert { action, config } => {
+            let config = load(config.as_deref())?;
+            Ok(match action {
+                CertAction::Generate { new_root } => cli::cert::generate(&config, new_root),
+                CertAction::Show => cli::cert::show(&config),
+                CertAction::Fingerprint => cli::cert::fingerprint(&config),
+            }?)
+        }
     }
 }
 
@@ -225,118 +229,4 @@ fn keys_dir(dirs: &KeysDir) -> Result<(Config, PathBuf), Failure> {
         .clone()
         .unwrap_or_else(|| config.tokens.keys_dir.clone());
     Ok((config, dir))
-}
-
-fn serve(config: Config) -> Result<(), Failure> {
-    init_logging(&config)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let gateway = Gateway::build(config).context("TLS is not available; refusing to start")?;
-        let running = gateway.start().await?;
-        let served = running.certificates().current();
-        println!("clawgate listening on https://{}", running.addr());
-        println!(
-            "certificate sha256 fingerprint: {}",
-            served.fingerprint_sha256
-        );
-        println!("certificate spki pin: {}", served.spki_pin);
-        if let Some(root) = running.certificates().root_path() {
-            println!("trust this root once: {}", root.display());
-        }
-        if let Some(code) = running.sessions().pairing_code() {
-            // Printed on purpose, once: the operator exchanges it at /auth/pair.
-            println!("pairing code: {}", code.reveal());
-        }
-        if let Some(metrics) = running.metrics_addr() {
-            println!("metrics: http://{metrics}/metrics");
-        }
-        wait_for_signals(&running).await;
-        running.shutdown().await;
-        Ok::<(), Failure>(())
-    })
-}
-
-#[cfg(unix)]
-async fn wait_for_signals(running: &clawgate::gateway::RunningGateway) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => running.reload().await,
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signals(_running: &clawgate::gateway::RunningGateway) {
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn cert(action: &CertAction, config: &Config) -> Result<(), Failure> {
-    match action {
-        CertAction::Generate { new_root } => {
-            let new_root = *new_root;
-            let (leaf, root) =
-                certs::generate_into(&config.tls, new_root, std::time::SystemTime::now())?;
-            print_cert("server", &leaf);
-            print_cert("root", &root);
-            if new_root {
-                println!("new local root: every client must trust the new ca.crt");
-            }
-        }
-        CertAction::Show => {
-            for (label, info) in certs::describe(&config.tls)? {
-                print_cert(label, &info);
-            }
-        }
-        CertAction::Fingerprint => {
-            let described = certs::describe(&config.tls)?;
-            let (_, served) = described.first().context("no certificate")?;
-            println!("sha256 fingerprint: {}", served.fingerprint_sha256);
-            println!("spki pin: {}", served.spki_pin);
-        }
-    }
-    Ok(())
-}
-
-fn print_cert(label: &str, info: &CertInfo) {
-    println!("{label}:");
-    println!("  subject: {}", info.subject);
-    println!("  issuer: {}", info.issuer);
-    if !info.sans.is_empty() {
-        println!("  names: {}", info.sans.join(", "));
-    }
-    println!(
-        "  valid: {} to {}",
-        rfc3339(info.not_before),
-        rfc3339(info.not_after)
-    );
-    println!("  sha256 fingerprint: {}", info.fingerprint_sha256);
-    println!("  spki pin: {}", info.spki_pin);
-}
-
-fn init_logging(config: &Config) -> Result<(), Failure> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .map_err(|e| Failure {
-            code: EX_USAGE,
-            error: anyhow::anyhow!("[log] level: {e}"),
-        })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
-    }
-    Ok(())
 }

@@ -2,9 +2,12 @@
 //! end to end on real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 fn clawgate(args: &[&str], home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_clawgate"))
@@ -202,4 +205,142 @@ fn serve_refuses_to_start_without_usable_tls() {
     let err = stderr(&out);
     assert!(err.contains("refusing to start"), "{err}");
     assert!(stdout(&out).is_empty(), "nothing may be served");
+}
+
+/// Kills the gateway if a test fails before stopping it.
+struct Serving(Option<Child>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads banner lines until the metrics line (the last one printed).
+fn read_banner(stdout: ChildStdout) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let last = line.starts_with("metrics: ");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    lines
+}
+
+fn banner_value<'a>(banner: &'a [String], prefix: &str) -> &'a str {
+    banner
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {banner:?}"))
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+async fn published_keys(client: &common::TestClient, addr: SocketAddr) -> usize {
+    let keys = client.get(addr, "/.well-known/paseto-keys").await.json();
+    keys["keys"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn serve_prints_banner_reloads_on_sighup_and_stops_on_sigterm() {
+    if common::tool("kill").is_none() {
+        eprintln!("skipped: no kill(1) to send signals with");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let cfg = dir.path().join("c.toml");
+    // A long key poll, so only SIGHUP can make the staged key appear.
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [tls]\ncert_dir = {:?}\n[tokens]\nkeys_dir = {keys:?}\nkey_poll_interval = \"1h\"\n\
+         [state]\ndir = {:?}\n",
+        dir.path().join("certs"),
+        dir.path().join("state"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut serving = Serving(Some(
+        Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("HOME", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = serving.0.as_mut().unwrap();
+    let banner = read_banner(child.stdout.take().unwrap());
+
+    let addr: SocketAddr = banner_value(&banner, "clawgate listening on https://")
+        .parse()
+        .unwrap();
+    let root = PathBuf::from(banner_value(&banner, "trust this root once: "));
+    assert_eq!(root, dir.path().join("certs").join("ca.crt"));
+    let fingerprint = banner_value(&banner, "certificate sha256 fingerprint: ");
+    let offline = clawgate(
+        &["cert", "fingerprint", "--config", cfg.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(
+        stdout(&offline).contains(fingerprint),
+        "the banner names the certificate on disk: {fingerprint}"
+    );
+    assert!(banner_value(&banner, "certificate spki pin: ").starts_with("sha256//"));
+    assert!(!banner_value(&banner, "pairing code: ").is_empty());
+
+    let client = common::TestClient::trusting(&root);
+    assert_eq!(client.get(addr, "/health").await.status, 200);
+    assert_eq!(published_keys(&client, addr).await, 1);
+
+    let staged = clawgate(
+        &["keys", "generate", "--keys-dir", keys.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(staged.status.success(), "{}", stderr(&staged));
+    signal(serving.0.as_ref().unwrap(), "HUP");
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = published_keys(&client, addr).await;
+        if seen == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 2, "SIGHUP reloads the keys directory");
+
+    let child = serving.0.take().unwrap();
+    signal(&child, "TERM");
+    // Waited for off the runtime, so this test's client connections stay
+    // live and close when the gateway's graceful shutdown asks them to.
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SIGTERM is a clean stop: {:?}",
+        out.status
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains(r#""event":"shutdown_complete""#),
+        "idle connections close at once instead of waiting out the grace: {logs}"
+    );
+    let code = banner_value(&banner, "pairing code: ");
+    assert!(
+        !logs.contains(code),
+        "the pairing code is printed once, never logged"
+    );
 }

@@ -76,7 +76,20 @@ impl Config {
         self.validate_auth(&mut problems);
         self.validate_upstream(&mut problems);
         self.validate_server(&mut problems);
+        self.validate_log(&mut problems);
         problems.into_result()
+    }
+
+    fn validate_log(&self, p: &mut Problems) {
+        // The same parser `serve` uses, so `config check` catches what would
+        // otherwise fail only at start-up.
+        let parsed = tracing_subscriber::EnvFilter::try_new(&self.log.level);
+        p.check(
+            parsed.is_ok(),
+            "log",
+            "level",
+            "is not a filter directive (e.g. \"info\", \"clawgate=debug,warn\")",
+        );
     }
 
     fn validate_server(&self, p: &mut Problems) {

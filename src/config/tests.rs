@@ -49,6 +49,16 @@ fn validation_collects_every_problem() {
 }
 
 #[test]
+fn bad_log_filter_is_rejected_before_start() {
+    let err = Config::from_toml("[log]\nlevel = \"clawgate=loud\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[log] level"), "{err}");
+    let ok = Config::from_toml("[log]\nlevel = \"clawgate=debug,warn\"\n").unwrap();
+    assert_eq!(ok.log.level, "clawgate=debug,warn");
+}
+
+#[test]
 fn cert_and_key_paths_go_together() {
     let err = Config::from_toml("[tls]\ncert_path = \"a.pem\"\n")
         .unwrap_err()
