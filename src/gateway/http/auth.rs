@@ -394,3 +394,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
             .ok_or(AuthRejection::MissingToken)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
+mod tests;
