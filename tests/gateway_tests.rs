@@ -416,6 +416,27 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
 }
 
 #[tokio::test]
+async fn shutdown_grace_cuts_a_request_that_outlives_it() {
+    let (gw, _, _) =
+        gateway_with_upstream(|c, _| c.server.shutdown_grace = Duration::from_millis(200)).await;
+    let token = gw.token("alice", &[]);
+    let client = gw.client();
+    let tls = client.connect(gw.addr()).await.unwrap();
+    // Far longer than the grace: the gateway must not wait for it.
+    let in_flight = tokio::spawn(send_on(tls, authed("GET", "/delay?ms=30000", &token, "")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let common::TestGateway { running, dir, .. } = gw;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), running.shutdown()).await;
+    assert!(stopped.is_ok(), "shutdown waited past its grace period");
+    let cut = tokio::time::timeout(Duration::from_secs(10), in_flight).await;
+    assert!(
+        cut.is_ok(),
+        "the connection outlived the gateway's shutdown"
+    );
+    drop(dir);
+}
+
+#[tokio::test]
 async fn h2_multiplexing_shares_the_auth_rate_limit() {
     let gw = common::TestGateway::start(|c, _| c.auth.rate_limit_per_minute = 5).await;
     let client = TestClient::with_alpn(&gw.ca_path(), &[b"h2"]);

@@ -229,6 +229,30 @@ async fn slow_header_client_is_cut_off() {
 }
 
 #[tokio::test]
+async fn silent_client_is_dropped_at_the_handshake_timeout() {
+    let gw =
+        TestGateway::start(|c, _| c.server.handshake_timeout = Duration::from_millis(300)).await;
+    // A TCP connection that never sends a ClientHello holds a slot only
+    // until the handshake timeout.
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        ended.is_ok(),
+        "server kept a silent client past the handshake timeout"
+    );
+    assert!(
+        buf.is_empty(),
+        "nothing is sent before a ClientHello: {buf:?}"
+    );
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains("clawgate_tls_handshakes_total{result=\"timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn built_config_disables_early_data_and_sets_alpn() {
     let gw = TestGateway::start(|_, _| {}).await;
     let config =

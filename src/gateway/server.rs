@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -69,8 +70,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(opts.max_connections));
     let builder = Arc::new(http_builder(&opts));
+    // Every connection task, so the ones left when the grace period ends
+    // can be aborted (a detached task would outlive the gateway).
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(p) => p,
@@ -98,7 +103,7 @@ pub async fn serve(
             handshake_timeout: opts.handshake_timeout,
             watcher: graceful.watcher(),
         };
-        tokio::spawn(async move {
+        connections.spawn(async move {
             conn.run(tcp, peer).await;
             drop(permit);
         });
@@ -112,7 +117,9 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!(event = "shutdown_complete", "all connections closed"),
         () = tokio::time::sleep(opts.shutdown_grace) => {
-            tracing::warn!(event = "shutdown_grace_expired", "grace period over; closing remaining connections");
+            tracing::warn!(event = "shutdown_grace_expired", open = connections.len(),
+                "grace period over; closing remaining connections");
+            connections.abort_all();
         }
     }
 }
