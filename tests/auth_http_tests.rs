@@ -402,3 +402,173 @@ async fn malformed_authorization_is_400_invalid_request() {
     assert_eq!(resp.json()["error"], "invalid_token");
     assert!(!String::from_utf8_lossy(&resp.body).contains("garbage"));
 }
+
+async fn info(gw: &TestGateway, token: &str) -> TestResponse {
+    gw.client()
+        .send(gw.addr(), authed("GET", "/auth/session", token, ""))
+        .await
+}
+
+fn session_token(resp: &TestResponse) -> String {
+    resp.json()["session_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_user_ends_one_of_their_own_sessions_but_not_someone_elses() {
+    let gw = TestGateway::start(|c, _| {
+        c.auth.users = vec![
+            user("alice", "pw-alice-1", &[]),
+            user("carol", "pw-carol-1", &[]),
+        ];
+    })
+    .await;
+    let phone = session_token(&login(&gw, "alice", "pw-alice-1").await);
+    let laptop = session_token(&login(&gw, "alice", "pw-alice-1").await);
+    let carol = session_token(&login(&gw, "carol", "pw-carol-1").await);
+
+    let listed = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/sessions", &phone, ""))
+        .await
+        .json();
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{listed}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let laptop_sid = info(&gw, &laptop).await.json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sessions.iter().any(|s| s["sid"] == laptop_sid.as_str()));
+
+    let carol_sid = info(&gw, &carol).await.json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let foreign = gw
+        .client()
+        .send(
+            gw.addr(),
+            authed("DELETE", &format!("/auth/sessions/{carol_sid}"), &phone, ""),
+        )
+        .await;
+    assert_eq!(
+        foreign.status, 404,
+        "another user's session is not found: {foreign:?}"
+    );
+    assert_eq!(info(&gw, &carol).await.status, 200);
+
+    let ended = gw
+        .client()
+        .send(
+            gw.addr(),
+            authed(
+                "DELETE",
+                &format!("/auth/sessions/{laptop_sid}"),
+                &phone,
+                "",
+            ),
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{ended:?}");
+    assert_eq!(info(&gw, &laptop).await.status, 401);
+    assert_eq!(
+        info(&gw, &phone).await.status,
+        200,
+        "only the named session ends"
+    );
+}
+
+#[tokio::test]
+async fn admin_revokes_exactly_one_token_or_one_session() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let admin = gw.token("root", &["admin"]);
+    let (first, second) = (gw.token("bob", &[]), gw.token("bob", &[]));
+    let client = gw.client();
+    let revoke = |body: serde_json::Value| {
+        client.send(
+            gw.addr(),
+            with_json(authed("POST", "/admin/revoke", &admin, ""), &body),
+        )
+    };
+    let first_jti = info(&gw, &first).await.json()["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(revoke(json!({"jti": first_jti})).await.status, 200);
+    assert_eq!(info(&gw, &first).await.status, 401);
+    assert_eq!(
+        info(&gw, &second).await.status,
+        200,
+        "a jti names one token"
+    );
+
+    let second_sid = info(&gw, &second).await.json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(revoke(json!({"sid": second_sid})).await.status, 200);
+    assert_eq!(info(&gw, &second).await.status, 401);
+
+    // Exactly one target per call: an ambiguous or empty body revokes nothing.
+    let third = gw.token("bob", &[]);
+    let third_jti = info(&gw, &third).await.json()["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for body in [json!({"jti": third_jti, "sub": "bob"}), json!({})] {
+        let refused = revoke(body.clone()).await;
+        assert_eq!(refused.status, 400, "{body}: {refused:?}");
+        assert_eq!(refused.json()["error"], "invalid_request");
+    }
+    assert_eq!(info(&gw, &third).await.status, 200);
+    assert_eq!(info(&gw, &admin).await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_pairing_requests_are_refused_without_spending_the_code() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    let code = gw.pairing_code();
+    let client = gw.client();
+    let bare = Request::post("/auth/pair")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let missing = client.send(gw.addr(), bare).await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["error"], "invalid_request");
+
+    let broken = Request::post("/auth/pair")
+        .header("x-pairing-code", code.clone())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"bind\": ")))
+        .unwrap();
+    let broken = client.send(gw.addr(), broken).await;
+    assert_eq!(
+        broken.status, 400,
+        "a broken body never yields an unbound session"
+    );
+    assert!(!String::from_utf8_lossy(&broken.body).contains(&code));
+
+    let good = Request::post("/auth/pair")
+        .header("x-pairing-code", code)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_token_response(&client.send(gw.addr(), good).await);
+}
+
+#[tokio::test]
+async fn refresh_with_a_broken_body_is_400_and_names_the_expected_shape() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    for body in [&b"not json"[..], b"{\"token\": \"x\"}", b""] {
+        let req = Request::post("/auth/refresh")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let resp = gw.client().send(gw.addr(), req).await;
+        assert_eq!(resp.status, 400, "{resp:?}");
+        let text = resp.json()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("refresh_token"), "{text}");
+    }
+}
