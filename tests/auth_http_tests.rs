@@ -565,10 +565,7 @@ async fn refresh_with_a_broken_body_is_400_and_names_the_expected_shape() {
             .unwrap();
         let resp = gw.client().send(gw.addr(), req).await;
         assert_eq!(resp.status, 400, "{resp:?}");
-        let text = resp.json()["message"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let text = resp.json()["message"].as_str().unwrap().to_owned();
         assert!(text.contains("refresh_token"), "{text}");
     }
 }

@@ -557,6 +557,82 @@ async fn dead_upstream_port_gives_502() {
     );
 }
 
+/// An upstream that answers every request with `reply`, verbatim.
+async fn raw_upstream(reply: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(reply).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn error_code(front: &Front, path: &str) -> (StatusCode, Value) {
+    let (parts, body) = send(get_req(front, path, &[])).await;
+    (parts.status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn garbage_from_upstream_is_502_bad_upstream_response() {
+    let up = raw_upstream(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+    let front = spawn_front(&config(up), &[], Some(identity())).await;
+    let (status, body) = error_code(&front, "/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["error"], "bad_upstream_response");
+    assert!(
+        !body.to_string().contains("SSH"),
+        "upstream bytes never echoed: {body}"
+    );
+}
+
+#[tokio::test]
+async fn switching_protocols_to_a_plain_request_is_502_not_a_tunnel() {
+    // An upstream may not turn an ordinary request into a raw tunnel.
+    let up = raw_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await;
+    let front = spawn_front(&config(up), &[], Some(identity())).await;
+    let (status, body) = error_code(&front, "/chat").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["error"], "bad_upstream_response");
+}
+
+#[tokio::test]
+async fn connect_and_asterisk_targets_are_refused_not_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (front, _up, _) = setup(&[]).await;
+    for head in [
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 400"), "{head:?} -> {text}");
+        assert!(text.contains("invalid_request"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn upstream_slower_than_response_timeout_gives_504() {
     let (front, _up, _) = setup(&[]).await;
