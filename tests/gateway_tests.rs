@@ -469,3 +469,72 @@ async fn h2_multiplexing_shares_the_auth_rate_limit() {
         "{statuses:?}"
     );
 }
+
+/// Log lines written on this thread (the test runtime is single-threaded,
+/// so the gateway's async tasks log here too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn provided_certificate_near_expiry_raises_the_expiry_alert() {
+    use clawgate::config::KeyAlgorithm;
+    use clawgate::gateway::certificate_manager::{generate_root, issue_server_cert};
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let now = std::time::SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 20 * DAY, now).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let gw = common::TestGateway::start(|c, dir| {
+        let (crt, key) = (dir.join("provided.crt"), dir.join("provided.key"));
+        std::fs::write(&crt, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        c.tls.cert_path = Some(crt);
+        c.tls.key_path = Some(key);
+        c.tls.renew_before = 30 * DAY; // also the alert threshold
+        c.tls.check_interval = Duration::from_millis(50);
+    })
+    .await;
+    let alerted = common::eventually(Duration::from_secs(5), || {
+        captured.text().lines().any(|line| {
+            line.contains(r#""alert":"certificate_expiring""#)
+                && line.contains(r#""cert":"server""#)
+        })
+    })
+    .await;
+    assert!(
+        alerted,
+        "no expiry alert for a 10-day certificate:\n{}",
+        captured.text()
+    );
+    // Provided files are never replaced by the gateway: the operator renews them.
+    let served = gw.running.certificates().current();
+    assert!(
+        served.not_after < now + 11 * DAY,
+        "still the provided certificate"
+    );
+    assert!(gw.running.certificates().root_path().is_none());
+}
