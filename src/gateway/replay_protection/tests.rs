@@ -101,6 +101,68 @@ fn nonce_length_bounds_are_exact() {
 }
 
 #[test]
+fn every_accepted_nonce_spelling_decodes_to_16_to_64_bytes() {
+    for chars in 1..=100 {
+        let raw = "A".repeat(chars);
+        match parse_nonce(Some(raw.as_bytes())) {
+            Ok((_, len)) => {
+                assert!((MIN_NONCE_CHARS..=MAX_NONCE_CHARS).contains(&chars));
+                assert!(
+                    (MIN_NONCE_BYTES..=MAX_NONCE_BYTES).contains(&len),
+                    "{chars}"
+                );
+            }
+            Err(e) => assert_eq!(e, ReplayError::MalformedNonce, "{chars}"),
+        }
+    }
+}
+
+#[test]
+fn capacity_refusal_first_reclaims_slots_of_dead_entries() {
+    let g = guard(300, 0, 2);
+    let ts = NOW.to_string();
+    g.check_at("s", Some(&nonce(10)), Some(&ts), NOW).unwrap();
+    g.check_at("s", Some(&nonce(11)), Some(&ts), NOW).unwrap();
+    // Entries that are gone but still counted until moka's housekeeping
+    // runs (in service: expired on moka's clock; here: invalidated, which
+    // moka also only reaps in housekeeping).
+    g.seen.invalidate_all();
+    assert_eq!(g.live_nonces(), 2);
+    g.check_at("s", Some(&nonce(12)), Some(&ts), NOW).unwrap();
+    assert_eq!(g.live_nonces(), 1);
+    // Live entries are never reclaimed: at capacity the guard refuses.
+    g.check_at("s", Some(&nonce(13)), Some(&ts), NOW).unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(14)), Some(&ts), NOW),
+        Err(ReplayError::CapacityExhausted)
+    );
+    assert_eq!(
+        g.check_at("s", Some(&nonce(12)), Some(&ts), NOW),
+        Err(ReplayError::CapacityExhausted),
+        "a replay at capacity is refused too"
+    );
+}
+
+#[test]
+fn debug_shows_settings_and_count_but_no_nonce_or_session() {
+    let g = guard(300, 30, 10);
+    let n = nonce(20);
+    g.check_at("session-distinctive", Some(&n), Some(&NOW.to_string()), NOW)
+        .unwrap();
+    let text = format!("{g:?}");
+    for expected in [
+        "acceptance_secs: 330",
+        "max_nonces: 10",
+        "live: 1",
+        "enabled",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    assert!(!text.contains(&n), "{text}");
+    assert!(!text.contains("session-distinctive"), "{text}");
+}
+
+#[test]
 fn nonce_must_be_canonical_unpadded_base64url() {
     let good = URL_SAFE_NO_PAD.encode([0u8; 16]); // 22 chars, last one 'A'
     let padded = format!("{good}==");
