@@ -79,6 +79,43 @@ fn rejected_requests_take_no_slot() {
 }
 
 #[test]
+fn timestamp_window_is_inclusive_on_both_sides() {
+    let g = guard(300, 30, 10);
+    let ts = |t: u64| t.to_string();
+    // Exactly window + leeway ahead is accepted; one second more is not.
+    g.check_at("s", Some(&nonce(30)), Some(&ts(NOW + 330)), NOW)
+        .unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(31)), Some(&ts(NOW + 331)), NOW),
+        Err(ReplayError::Future)
+    );
+    g.check_at("s", Some(&nonce(32)), Some(&ts(NOW - 330)), NOW)
+        .unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(33)), Some(&ts(NOW - 331)), NOW),
+        Err(ReplayError::Stale)
+    );
+    assert_eq!(g.live_nonces(), 2, "refused requests take no slot");
+}
+
+#[test]
+fn applies_only_to_configured_methods_exactly_and_only_when_enabled() {
+    let g = guard(300, 30, 10);
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        assert!(g.applies_to(method), "{method}");
+    }
+    for method in ["GET", "HEAD", "OPTIONS", "post", "Post", "POST "] {
+        assert!(!g.applies_to(method), "{method:?}");
+    }
+    let disabled = ReplayConfig {
+        enabled: false,
+        ..ReplayConfig::default()
+    };
+    let g = ReplayGuard::new(&disabled, Duration::from_secs(30));
+    assert!(!g.applies_to("POST"));
+}
+
+#[test]
 fn nonce_key_separates_session_and_nonce_boundaries() {
     assert_ne!(nonce_key("ab", b"c"), nonce_key("a", b"bc"));
     assert_ne!(nonce_key("s1", b"n"), nonce_key("s2", b"n"));
