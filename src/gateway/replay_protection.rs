@@ -324,12 +324,11 @@ fn parse_nonce(raw: Option<&[u8]>) -> Result<([u8; MAX_NONCE_BYTES], usize), Rep
     let mut out = [0u8; MAX_NONCE_BYTES];
     // URL_SAFE_NO_PAD is strict: no padding, no trailing bits, so one nonce
     // has exactly one accepted spelling (a re-encoding cannot dodge the cache).
+    // At least MIN_NONCE_CHARS characters always decode to at least
+    // MIN_NONCE_BYTES bytes (asserted at compile time below).
     let len = URL_SAFE_NO_PAD
         .decode_slice(raw, &mut out)
         .map_err(|_| ReplayError::MalformedNonce)?;
-    if len < MIN_NONCE_BYTES {
-        return Err(ReplayError::MalformedNonce);
-    }
     Ok((out, len))
 }
 
@@ -370,6 +369,11 @@ pub const MAX_NONCE_BYTES: usize = 64;
 const MIN_NONCE_CHARS: usize = 22;
 /// base64url characters for [`MAX_NONCE_BYTES`]: ⌈64 × 8 / 6⌉ = 86.
 const MAX_NONCE_CHARS: usize = 86;
+// The character bounds imply the byte bounds: ⌊22 × 6 / 8⌋ = 16 and
+// ⌊86 × 6 / 8⌋ = 64, so the decoded length needs no second check.
+const _: () = assert!(
+    MIN_NONCE_CHARS * 6 / 8 >= MIN_NONCE_BYTES && MAX_NONCE_CHARS * 6 / 8 <= MAX_NONCE_BYTES
+);
 /// Most digits in a timestamp: 12 covers every date until the year 33658
 /// and keeps the value below 10¹², far from overflow.
 const MAX_TIMESTAMP_DIGITS: usize = 12;

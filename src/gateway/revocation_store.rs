@@ -275,17 +275,13 @@ impl RevocationStore {
         }
         loop {
             match events.recv().await {
-                Ok(event) if event.revocation.covers(jti, sid, sub, iat_unix) => return,
-                Ok(_) => {}
+                Ok(event) if !event.revocation.covers(jti, sid, sub, iat_unix) => {}
                 // Missed events: the memory set has them all.
-                Err(RecvError::Lagged(_)) => {
-                    if self.is_revoked(jti, sid, sub, iat_unix) {
-                        return;
-                    }
-                }
-                // Unreachable while `self` is borrowed; ending the wait
-                // (closing the stream) is the safe answer anyway.
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Lagged(_)) if !self.is_revoked(jti, sid, sub, iat_unix) => {}
+                // A matching event, a re-check that found the token revoked,
+                // or `Closed` (impossible while `self`, which owns the
+                // sender, is borrowed): end the wait, closing the stream.
+                Ok(_) | Err(_) => return,
             }
         }
     }

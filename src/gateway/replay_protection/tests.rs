@@ -79,6 +79,43 @@ fn rejected_requests_take_no_slot() {
 }
 
 #[test]
+fn timestamp_window_is_inclusive_on_both_sides() {
+    let g = guard(300, 30, 10);
+    let ts = |t: u64| t.to_string();
+    // Exactly window + leeway ahead is accepted; one second more is not.
+    g.check_at("s", Some(&nonce(30)), Some(&ts(NOW + 330)), NOW)
+        .unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(31)), Some(&ts(NOW + 331)), NOW),
+        Err(ReplayError::Future)
+    );
+    g.check_at("s", Some(&nonce(32)), Some(&ts(NOW - 330)), NOW)
+        .unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(33)), Some(&ts(NOW - 331)), NOW),
+        Err(ReplayError::Stale)
+    );
+    assert_eq!(g.live_nonces(), 2, "refused requests take no slot");
+}
+
+#[test]
+fn applies_only_to_configured_methods_exactly_and_only_when_enabled() {
+    let g = guard(300, 30, 10);
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        assert!(g.applies_to(method), "{method}");
+    }
+    for method in ["GET", "HEAD", "OPTIONS", "post", "Post", "POST "] {
+        assert!(!g.applies_to(method), "{method:?}");
+    }
+    let disabled = ReplayConfig {
+        enabled: false,
+        ..ReplayConfig::default()
+    };
+    let g = ReplayGuard::new(&disabled, Duration::from_secs(30));
+    assert!(!g.applies_to("POST"));
+}
+
+#[test]
 fn nonce_key_separates_session_and_nonce_boundaries() {
     assert_ne!(nonce_key("ab", b"c"), nonce_key("a", b"bc"));
     assert_ne!(nonce_key("s1", b"n"), nonce_key("s2", b"n"));
@@ -98,6 +135,68 @@ fn nonce_length_bounds_are_exact() {
         ok(&URL_SAFE_NO_PAD.encode([7u8; 65])),
         Err(ReplayError::MalformedNonce)
     );
+}
+
+#[test]
+fn every_accepted_nonce_spelling_decodes_to_16_to_64_bytes() {
+    for chars in 1..=100 {
+        let raw = "A".repeat(chars);
+        match parse_nonce(Some(raw.as_bytes())) {
+            Ok((_, len)) => {
+                assert!((MIN_NONCE_CHARS..=MAX_NONCE_CHARS).contains(&chars));
+                assert!(
+                    (MIN_NONCE_BYTES..=MAX_NONCE_BYTES).contains(&len),
+                    "{chars}"
+                );
+            }
+            Err(e) => assert_eq!(e, ReplayError::MalformedNonce, "{chars}"),
+        }
+    }
+}
+
+#[test]
+fn capacity_refusal_first_reclaims_slots_of_dead_entries() {
+    let g = guard(300, 0, 2);
+    let ts = NOW.to_string();
+    g.check_at("s", Some(&nonce(10)), Some(&ts), NOW).unwrap();
+    g.check_at("s", Some(&nonce(11)), Some(&ts), NOW).unwrap();
+    // Entries that are gone but still counted until moka's housekeeping
+    // runs (in service: expired on moka's clock; here: invalidated, which
+    // moka also only reaps in housekeeping).
+    g.seen.invalidate_all();
+    assert_eq!(g.live_nonces(), 2);
+    g.check_at("s", Some(&nonce(12)), Some(&ts), NOW).unwrap();
+    assert_eq!(g.live_nonces(), 1);
+    // Live entries are never reclaimed: at capacity the guard refuses.
+    g.check_at("s", Some(&nonce(13)), Some(&ts), NOW).unwrap();
+    assert_eq!(
+        g.check_at("s", Some(&nonce(14)), Some(&ts), NOW),
+        Err(ReplayError::CapacityExhausted)
+    );
+    assert_eq!(
+        g.check_at("s", Some(&nonce(12)), Some(&ts), NOW),
+        Err(ReplayError::CapacityExhausted),
+        "a replay at capacity is refused too"
+    );
+}
+
+#[test]
+fn debug_shows_settings_and_count_but_no_nonce_or_session() {
+    let g = guard(300, 30, 10);
+    let n = nonce(20);
+    g.check_at("session-distinctive", Some(&n), Some(&NOW.to_string()), NOW)
+        .unwrap();
+    let text = format!("{g:?}");
+    for expected in [
+        "acceptance_secs: 330",
+        "max_nonces: 10",
+        "live: 1",
+        "enabled",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    assert!(!text.contains(&n), "{text}");
+    assert!(!text.contains("session-distinctive"), "{text}");
 }
 
 #[test]

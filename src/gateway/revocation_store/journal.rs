@@ -118,6 +118,13 @@ impl Journal {
         result.map_err(|e| self.failure("append to", e))
     }
 
+    /// Test hook: the next appends go to `file` (e.g. `/dev/full`, where a
+    /// write fails with ENOSPC and truncation with EINVAL).
+    #[cfg(test)]
+    pub(super) fn use_handle(&mut self, file: File) {
+        self.file = Some(file);
+    }
+
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         #[cfg(test)]
         let fail = self.fail_writes;
@@ -237,34 +244,25 @@ fn merge(live: &mut HashMap<(&'static str, String), Record>, new: Record) {
     };
     let merged = match live.remove(&key) {
         None => new,
-        Some(old) => widen(old, new),
+        Some(old) => widen(&old, new),
     };
     live.insert(key, merged);
 }
 
-fn widen(old: Record, new: Record) -> Record {
+/// Merges two records of one id. They share a key, hence a kind, so only
+/// the times widen: the later `at`, the later `until` and `issued_before`.
+fn widen(old: &Record, new: Record) -> Record {
     let at = old.at.max(new.at);
     let until = old.revocation.until().max(new.revocation.until());
-    let revocation = match (old.revocation, new.revocation) {
-        (
-            Revocation::Subject {
-                issued_before: a, ..
-            },
-            Revocation::Subject {
-                sub,
-                issued_before: b,
-                ..
-            },
-        ) => Revocation::subject(sub, a.max(b), until),
-        // Records merged here share a key, hence a kind.
-        (
-            _,
-            Revocation::Subject {
-                sub, issued_before, ..
-            },
-        ) => Revocation::subject(sub, issued_before, until),
-        (_, Revocation::Token { jti, .. }) => Revocation::token(jti, until),
-        (_, Revocation::Session { sid, .. }) => Revocation::session(sid, until),
+    let revocation = match new.revocation {
+        Revocation::Token { jti, .. } => Revocation::token(jti, until),
+        Revocation::Session { sid, .. } => Revocation::session(sid, until),
+        Revocation::Subject {
+            sub, issued_before, ..
+        } => {
+            let cut = issued_before.max(old.revocation.issued_before());
+            Revocation::subject(sub, cut, until)
+        }
     };
     Record { at, revocation }
 }

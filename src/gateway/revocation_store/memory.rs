@@ -34,17 +34,15 @@ impl MemorySet {
 
     /// Adds (or widens) a revocation; atomic per id.
     pub(super) fn insert(&self, revocation: &Revocation, now: u64) {
-        let (cache, id, issued_before) = match revocation {
-            Revocation::Token { jti, .. } => (&self.tokens, jti, u64::MAX),
-            Revocation::Session { sid, .. } => (&self.sessions, sid, u64::MAX),
-            Revocation::Subject {
-                sub, issued_before, ..
-            } => (&self.subjects, sub, *issued_before),
+        let cache = match revocation {
+            Revocation::Token { .. } => &self.tokens,
+            Revocation::Session { .. } => &self.sessions,
+            Revocation::Subject { .. } => &self.subjects,
         };
-        let until = revocation.until();
+        let (issued_before, until) = (revocation.issued_before(), revocation.until());
         // Two revocations of one id merge to the wider one: a later
         // `issued_before` covers every token an earlier one covered.
-        cache.entry_by_ref(id.as_str()).and_upsert_with(|old| {
+        cache.entry_by_ref(revocation.id()).and_upsert_with(|old| {
             let (issued_before, until) = match old.map(|e| e.into_value()) {
                 Some(o) => (o.issued_before.max(issued_before), o.until.max(until)),
                 None => (issued_before, until),

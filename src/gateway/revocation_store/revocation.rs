@@ -68,6 +68,15 @@ impl Revocation {
         }
     }
 
+    /// Tokens issued at or before this Unix second are covered: the cut of
+    /// a subject revocation, every token (`u64::MAX`) for a `jti` or `sid`.
+    pub(super) fn issued_before(&self) -> u64 {
+        match self {
+            Self::Token { .. } | Self::Session { .. } => u64::MAX,
+            Self::Subject { issued_before, .. } => *issued_before,
+        }
+    }
+
     /// Whether this revocation applies to a token with these claims
     /// (ignoring `until`).
     pub fn covers(&self, jti: &str, sid: &str, sub: &str, iat_unix: u64) -> bool {

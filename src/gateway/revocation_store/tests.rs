@@ -347,6 +347,276 @@ async fn lagging_waiter_rechecks_the_memory_set() {
     assert!(poll!(&mut wait).is_ready());
 }
 
+#[tokio::test]
+async fn lagging_waiter_keeps_waiting_when_its_token_was_not_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    // Unconstrained: one poll drains every buffered event (tokio's
+    // cooperative budget would otherwise return Pending part-way).
+    let mut wait = Box::pin(tokio::task::unconstrained(
+        store.wait_revoked("jti-1", "sid-1", "alice", NOW),
+    ));
+    assert!(poll!(&mut wait).is_pending());
+    // A flood of unrelated events (sent directly: no fsync per event).
+    for i in 0..(EVENT_CAPACITY + 10) {
+        let revocation = Revocation::token(format!("other-{i}"), NOW + HOUR);
+        store.memory.insert(&revocation, NOW);
+        let _ = store.events.send(RevocationEvent {
+            revocation,
+            revoked_at: NOW,
+        });
+    }
+    assert!(
+        poll!(&mut wait).is_pending(),
+        "a lag alone must not end the wait"
+    );
+    store
+        .revoke(Revocation::subject("alice", NOW, NOW + HOUR))
+        .unwrap();
+    assert!(poll!(&mut wait).is_ready());
+}
+
+#[test]
+fn corrupt_journal_is_left_untouched_when_no_copy_can_be_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let original = format!("garbage line\n{}\n", token_line("kept", NOW, NOW + HOUR));
+    fs::write(&path, &original).unwrap();
+    // A directory where the copy would go: fs::copy fails, even for root.
+    let copy = dir
+        .path()
+        .join(format!("{}.corrupt-{NOW}", journal::JOURNAL_FILE));
+    fs::create_dir(&copy).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (1, 1));
+    assert!(!report.compacted, "compacting would destroy the only copy");
+    let reason = degraded_reason(&store);
+    assert!(reason.contains("not compacted"), "{reason}");
+    assert!(reason.contains("cannot keep a copy"), "{reason}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), original);
+    assert!(store.is_revoked_at("kept", "-", "-", 0, NOW));
+    // The load problem stays after a successful append.
+    store.revoke(Revocation::token("new", NOW + HOUR)).unwrap();
+    assert!(matches!(store.health(), StoreHealth::Degraded { .. }));
+    drop(store);
+
+    // Once a copy can be kept, the next start keeps it and compacts.
+    fs::remove_dir(&copy).unwrap();
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 1));
+    assert!(report.compacted);
+    assert!(fs::read_to_string(&copy).unwrap().contains("garbage line"));
+    assert!(!journal_text(dir.path()).contains("garbage line"));
+    assert!(store.is_revoked_at("new", "-", "-", 0, NOW));
+}
+
+#[test]
+fn failed_compaction_degrades_until_the_next_append_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    // The last record lacks its newline (a hand-edited journal).
+    let original = format!(
+        "{}\n{}",
+        token_line("expired", NOW - HOUR, NOW - 1),
+        token_line("kept", NOW, NOW + HOUR)
+    );
+    fs::write(&path, &original).unwrap();
+    // A directory where write_atomic puts its temporary file.
+    let temp = dir.path().join(format!(
+        "{}.tmp.{}",
+        journal::JOURNAL_FILE,
+        std::process::id()
+    ));
+    fs::create_dir(&temp).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert!(!report.compacted);
+    assert_eq!((report.loaded, report.expired_dropped), (1, 1));
+    assert!(degraded_reason(&store).contains("cannot compact"));
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        original,
+        "not rewritten"
+    );
+    assert!(store.is_revoked_at("kept", "-", "-", 0, NOW));
+    assert!(!store.is_revoked_at("expired", "-", "-", 0, NOW));
+
+    // An uncompacted journal is still correct: the next append clears it.
+    store.revoke(Revocation::token("next", NOW + HOUR)).unwrap();
+    assert_eq!(store.health(), StoreHealth::Healthy);
+    drop(store);
+
+    fs::remove_dir(&temp).unwrap();
+    let (store, report) = open_at(dir.path(), NOW);
+    // "kept" got its newline before "next" was appended: both read back.
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+    assert!(report.compacted);
+    assert!(store.is_revoked_at("kept", "-", "-", 0, NOW));
+    assert!(store.is_revoked_at("next", "-", "-", 0, NOW));
+}
+
+#[test]
+fn failed_append_that_cannot_be_cut_off_starts_the_next_record_on_a_new_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store
+        .revoke(Revocation::token("before", NOW + HOUR))
+        .unwrap();
+    // What a failed append leaves behind: half a line...
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(br#"{"at":1700000000,"kind":"tok"#).unwrap();
+    drop(file);
+    // ...and a handle on which the write fails and so does the truncation
+    // that would remove it (/dev/full: ENOSPC, then EINVAL).
+    let full = fs::OpenOptions::new()
+        .append(true)
+        .open("/dev/full")
+        .unwrap();
+    lock(&store.journal).use_handle(full);
+
+    let err = store
+        .revoke(Revocation::token("lost", NOW + HOUR))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotPersisted { .. }), "{err}");
+    assert!(store.is_revoked_at("lost", "-", "-", 0, NOW));
+    assert!(degraded_reason(&store).contains("append"));
+
+    // The broken handle was dropped: the next append reopens the journal,
+    // ends the partial line first, and succeeds.
+    store.revoke(Revocation::token("next", NOW + HOUR)).unwrap();
+    assert_eq!(store.health(), StoreHealth::Healthy);
+    let text = journal_text(dir.path());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[1], r#"{"at":1700000000,"kind":"tok"#);
+    assert!(lines[2].contains(r#""jti":"next""#), "{text}");
+    drop(store);
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 1));
+    assert!(store.is_revoked_at("before", "-", "-", 0, NOW));
+    assert!(store.is_revoked_at("next", "-", "-", 0, NOW));
+}
+
+#[test]
+fn blank_lines_in_the_journal_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let a = token_line("a", NOW, NOW + HOUR);
+    let b = token_line("b", NOW + 1, NOW + HOUR);
+    fs::write(&path, format!("\n  \n{a}\n\t\r\n{b}\n\n")).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+    assert!(!report.torn_tail);
+    assert_eq!(report.health, StoreHealth::Healthy);
+    assert!(store.is_revoked_at("a", "-", "-", 0, NOW));
+    assert!(store.is_revoked_at("b", "-", "-", 0, NOW));
+    assert_eq!(journal_text(dir.path()), format!("{a}\n{b}\n"), "compacted");
+}
+
+#[test]
+fn journal_lines_longer_than_4_kib_count_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    // Valid JSON padded with trailing spaces: only the length cap refuses it.
+    let padded = |jti: &str, len: usize| {
+        let line = token_line(jti, NOW, NOW + HOUR);
+        format!("{line}{}", " ".repeat(len - line.len()))
+    };
+    let longest = padded("at-limit", 4_096);
+    let too_long = padded("over-limit", 4_097);
+    assert!(serde_json::from_str::<journal::Record>(&too_long).is_ok());
+    fs::write(&path, format!("{longest}\n{too_long}\n")).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (1, 1));
+    assert!(store.is_revoked_at("at-limit", "-", "-", 0, NOW));
+    assert!(!store.is_revoked_at("over-limit", "-", "-", 0, NOW));
+    assert!(degraded_reason(&store).contains("unreadable"));
+}
+
+#[test]
+fn duplicate_records_merge_to_the_latest_until_of_each_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let session = |at: u64, until: u64| {
+        format!(r#"{{"at":{at},"kind":"session","sid":"s","until":{until}}}"#)
+    };
+    let lines = [
+        token_line("t", NOW, NOW + 2 * HOUR),
+        session(NOW, NOW + HOUR),
+        // Later records with a shorter (token) or longer (session) until.
+        token_line("t", NOW + 1, NOW + HOUR),
+        session(NOW + 1, NOW + 3 * HOUR),
+    ];
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!(report.loaded, 2);
+    let later = NOW + 2 * HOUR;
+    assert!(store.is_revoked_at("t", "-", "-", 0, later));
+    assert!(store.is_revoked_at("-", "s", "-", 0, NOW + 3 * HOUR));
+    assert!(!store.is_revoked_at("t", "-", "-", 0, later + 1));
+    let text = journal_text(dir.path());
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains(&token_line("t", NOW + 1, NOW + 2 * HOUR)),
+        "{text}"
+    );
+    assert!(text.contains(&session(NOW + 1, NOW + 3 * HOUR)), "{text}");
+}
+
+#[test]
+fn len_counts_one_entry_per_revoked_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    assert!(store.is_empty());
+    for revocation in [
+        Revocation::token("j", NOW + HOUR),
+        Revocation::session("s", NOW + HOUR),
+        Revocation::subject("u", NOW, NOW + HOUR),
+        Revocation::subject("u", NOW + 5, NOW + HOUR),
+    ] {
+        store.revoke(revocation).unwrap();
+    }
+    store.run_pending_tasks();
+    assert_eq!(store.len(), 3, "two revocations of one subject merge");
+    assert!(!store.is_empty());
+    drop(store);
+
+    let (store, report) = open_at(dir.path(), NOW);
+    store.run_pending_tasks();
+    assert_eq!(store.len(), 3);
+    assert_eq!(report.loaded, 3);
+}
+
+#[test]
+fn debug_shows_health_but_no_revoked_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    store
+        .revoke(Revocation::token("jti-distinctive", NOW + HOUR))
+        .unwrap();
+    let text = format!("{store:?}");
+    assert!(text.contains("Healthy"), "{text}");
+    assert!(!text.contains("jti-distinctive"), "{text}");
+
+    let blocker = dir.path().join("file");
+    fs::write(&blocker, b"").unwrap();
+    let (store, _) = open_at(&blocker.join("state"), NOW);
+    let _ = store.revoke(Revocation::session("sid-distinctive", NOW + HOUR));
+    let text = format!("{store:?}");
+    assert!(text.contains("Degraded"), "{text}");
+    assert!(!text.contains("sid-distinctive"), "{text}");
+}
+
+fn token_line(jti: &str, at: u64, until: u64) -> String {
+    format!(r#"{{"at":{at},"kind":"token","jti":"{jti}","until":{until}}}"#)
+}
+
 mod capture {
     use std::io;
     use std::sync::{Arc, Mutex};
