@@ -437,6 +437,45 @@ async fn shutdown_grace_cuts_a_request_that_outlives_it() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_websocket_tunnels_and_the_metrics_listener() {
+    let (gw, _, _) =
+        gateway_with_upstream(|c, _| c.server.shutdown_grace = Duration::from_millis(500)).await;
+    let token = gw.token("alice", &[]);
+    let mut ws = ws_connect(&gw, Some(format!("clawgate.bearer, {token}")))
+        .await
+        .expect("upgrade");
+    ws.send(Message::text("before")).await.unwrap();
+    let echoed = tokio::time::timeout(PROMPTLY, ws.next()).await.unwrap();
+    assert_eq!(echoed.unwrap().unwrap(), Message::text("before"));
+    let metrics_addr = gw.running.metrics_addr().unwrap();
+
+    let common::TestGateway { running, dir, .. } = gw;
+    running.shutdown().await;
+    // The upgraded connection is no HTTP connection the server drains: it
+    // must be closed explicitly, or it would outlive the gateway.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "WebSocket tunnel outlived the gateway");
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "metrics listener still accepting after shutdown");
+    drop(dir);
+}
+
+#[tokio::test]
 async fn h2_multiplexing_shares_the_auth_rate_limit() {
     let gw = common::TestGateway::start(|c, _| c.auth.rate_limit_per_minute = 5).await;
     let client = TestClient::with_alpn(&gw.ca_path(), &[b"h2"]);

@@ -111,7 +111,7 @@ fn alert_if_expiring(certs: &CertificateManager, alert_before: Duration, clock: 
 pub(super) async fn serve_metrics(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-) -> Result<SocketAddr, Error> {
+) -> Result<(SocketAddr, JoinHandle<()>), Error> {
     let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
         context: format!("cannot listen on {addr} for metrics"),
         source,
@@ -135,12 +135,12 @@ pub(super) async fn serve_metrics(
             }
         }),
     );
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(event = "metrics_listener_failed", %error, "metrics listener stopped");
         }
     });
-    Ok(bound)
+    Ok((bound, task))
 }
 
 /// Logs what opening the revocation store found.

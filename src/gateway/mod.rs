@@ -117,13 +117,13 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|source| io("reading the listen address", source))?;
-        let metrics_addr = if self.config.metrics.enabled {
-            Some(
+        let (metrics_addr, metrics_task) = if self.config.metrics.enabled {
+            let (bound, task) =
                 lifecycle::serve_metrics(self.config.metrics.listen, Arc::clone(&self.metrics))
-                    .await?,
-            )
+                    .await?;
+            (Some(bound), Some(task))
         } else {
-            None
+            (None, None)
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = http::router(
@@ -156,9 +156,16 @@ impl Gateway {
                 let _ = stop_rx.await;
             },
         );
+        let proxy = self.proxy.clone();
         let task = tokio::spawn(async move {
             serve.await;
-            for task in background {
+            // The server has drained (or given up on) its connections; what
+            // it does not track stops now: tunnels, the metrics listener and
+            // the background loops.
+            if let Some(proxy) = proxy {
+                proxy.close_tunnels();
+            }
+            for task in background.into_iter().chain(metrics_task) {
                 task.abort();
             }
         });

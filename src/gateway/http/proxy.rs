@@ -56,6 +56,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
 use self::public_paths::PublicPaths;
@@ -175,6 +176,9 @@ struct Inner {
     public_paths: PublicPaths,
     forward_authorization: bool,
     trusted_proxies: Vec<IpAddr>,
+    /// Set when the gateway stops: WebSocket tunnels (which no longer
+    /// belong to an HTTP connection the server could drain) close then.
+    closing: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -204,10 +208,17 @@ impl Proxy {
             public_paths: PublicPaths::new(&upstream.public_paths),
             forward_authorization: upstream.danger_forward_authorization,
             trusted_proxies: trusted_proxies.iter().map(IpAddr::to_canonical).collect(),
+            closing: watch::Sender::new(false),
         };
         Ok(Some(Self {
             inner: Arc::new(inner),
         }))
+    }
+
+    /// Closes every open WebSocket tunnel, and any opened later: for
+    /// gateway shutdown, once the server has stopped accepting.
+    pub fn close_tunnels(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Whether `path` (the URI path, no query) is a configured public path:
@@ -347,7 +358,14 @@ impl Proxy {
         parts.extensions.clear();
         headers::rewrite_upgrade_response(&mut parts.headers, offered_bearer);
         let authority = self.inner.authority.clone();
-        tokio::spawn(streams::splice(client, upstream, session_end, authority));
+        let closing = self.inner.closing.subscribe();
+        tokio::spawn(streams::splice(
+            client,
+            upstream,
+            session_end,
+            closing,
+            authority,
+        ));
         Response::from_parts(parts, Body::empty())
     }
 }

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 use super::{ProxyError, SessionEnd};
 
@@ -30,12 +31,14 @@ pub(super) fn session_bound(body: Incoming, session_end: Option<SessionEnd>) -> 
     }
 }
 
-/// Splices the two upgraded connections until either side closes or the
-/// session ends; then both are shut down (TLS close_notify, FIN).
+/// Splices the two upgraded connections until either side closes, the
+/// session ends or the gateway stops; then both are shut down (TLS
+/// close_notify, FIN).
 pub(super) async fn splice(
     client: OnUpgrade,
     upstream: OnUpgrade,
     session_end: Option<SessionEnd>,
+    mut closing: watch::Receiver<bool>,
     authority: Authority,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -64,6 +67,10 @@ pub(super) async fn splice(
         }
         () = session_end => {
             tracing::debug!(upstream = %authority, "session ended; closing websocket");
+        }
+        // An error means the proxy itself is gone: close as well.
+        _ = closing.wait_for(|closing| *closing) => {
+            tracing::debug!(upstream = %authority, "gateway stopping; closing websocket");
         }
     }
     // Bounded so a peer that stopped reading cannot keep the task alive.
