@@ -626,3 +626,276 @@ async fn reload_refuses_a_leaf_that_does_not_chain_to_the_root() {
     assert!(err.to_string().contains("does not chain"), "{err}");
     assert_eq!(gw.running.certificates().current(), before);
 }
+
+// ---- provided files: what is refused and why ---------------------------
+
+#[test]
+fn key_and_certificate_debug_never_show_key_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    let loaded = load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), now).unwrap();
+    let manager = CertificateManager::init(&tls_in(dir.path()), Arc::new(SystemClock)).unwrap();
+    let served_key = std::fs::read_to_string(dir.path().join("certs/gateway.key")).unwrap();
+
+    let pair = format!("{leaf:?}");
+    let loaded_debug = format!("{loaded:?}");
+    let resolver = format!("{:?}", manager.resolver());
+    assert_eq!(pair, "PemPair { .. }");
+    assert!(
+        loaded_debug.contains(&loaded.info.fingerprint_sha256),
+        "{loaded_debug}"
+    );
+    assert!(
+        resolver.contains(&manager.current().fingerprint_sha256),
+        "{resolver}"
+    );
+    let key_lines = leaf.key_pem.lines().chain(served_key.lines());
+    for line in key_lines.filter(|l| !l.starts_with("-----")) {
+        for rendered in [&pair, &loaded_debug, &resolver] {
+            assert!(!rendered.contains(line), "{rendered}");
+        }
+    }
+}
+
+#[test]
+fn certificate_from_the_future_is_refused_with_its_start_time() {
+    let now = SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 100 * DAY, now).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now + 10 * DAY).unwrap();
+    let der = certs::parse_chain(leaf.cert_pem.as_bytes()).unwrap();
+    let starts = certs::inspect(&der[0]).unwrap().not_before;
+    let err = load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), now).unwrap_err();
+    assert!(
+        matches!(&err, CertError::NotYetValid { not_before } if *not_before == certs::rfc3339(starts)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&certs::rfc3339(starts)),
+        "the operator sees when it becomes valid: {err}"
+    );
+    load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), starts)
+        .expect("valid from its not_before on");
+}
+
+#[test]
+fn key_file_without_a_key_names_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::write(
+        &key,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = load_files(&data("ec.crt"), &key, SystemTime::now()).unwrap_err();
+    assert!(
+        matches!(&err, CertError::NoPrivateKey { path: Some(p) } if *p == key),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&key.display().to_string()), "{msg}");
+    assert!(msg.contains("PKCS#8, SEC1 or PKCS#1"), "{msg}");
+}
+
+#[test]
+fn only_dns_names_and_well_formed_ip_addresses_are_listed_as_names() {
+    // A subjectAltName with a DNS name, an IPv4 and an IPv6 address, an
+    // 8-byte address/mask (the name-constraints form, not an address), an
+    // e-mail address and a URI: only the first three are host names.
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag, u8::try_from(body.len()).unwrap()];
+        out.extend_from_slice(body);
+        out
+    }
+    let v6: [u8; 16] = "2001:db8::1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let names = [
+        tlv(0x82, b"gw.example"),
+        tlv(0x87, &[192, 0, 2, 7]),
+        tlv(0x87, &v6),
+        tlv(0x87, &[10, 0, 0, 0, 255, 0, 0, 0]),
+        tlv(0x81, b"ops@gw.example"),
+        tlv(0x86, b"https://gw.example/"),
+    ]
+    .concat();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 17],
+            tlv(0x30, &names),
+        ));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let info = certs::inspect(cert.der()).unwrap();
+    assert_eq!(info.sans, ["gw.example", "192.0.2.7", "2001:db8::1"]);
+}
+
+#[test]
+fn validity_that_starts_before_1970_reads_as_starting_at_the_epoch() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["old.example".to_owned()]).unwrap();
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(-365 * 86_400).unwrap();
+    let until = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    params.not_after = time::OffsetDateTime::from(until);
+    let cert = params.self_signed(&key).unwrap();
+    let loaded = load_pem(
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+        SystemTime::now(),
+    )
+    .expect("valid today");
+    assert_eq!(loaded.info.not_before, SystemTime::UNIX_EPOCH);
+    assert_eq!(loaded.info.not_after, until);
+}
+
+// ---- generated mode: files, reloads and `cert generate` -----------------
+
+#[test]
+fn generated_mode_points_clients_at_the_root_it_serves_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let manager = CertificateManager::init(&config, Arc::new(SystemClock)).unwrap();
+    let path = manager.root_path().unwrap();
+    assert_eq!(path, config.cert_dir.join("ca.crt"));
+    assert!(!manager.is_provided());
+    assert!(manager.provided_paths().is_none());
+    let on_disk = certs::parse_chain(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        certs::inspect(&on_disk[0]).unwrap(),
+        manager.root().unwrap()
+    );
+    assert_eq!(manager.current().issuer, manager.root().unwrap().subject);
+}
+
+#[test]
+fn reload_of_unchanged_generated_files_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let now = SystemTime::now();
+    let manager = CertificateManager::init(&config, Arc::new(ManualClock::new(now))).unwrap();
+    let (before, root) = (manager.current(), manager.root());
+    assert_eq!(
+        manager.reload_files_at(now).unwrap(),
+        RenewOutcome::Unchanged
+    );
+    assert_eq!(manager.current(), before);
+    assert_eq!(manager.root(), root);
+}
+
+#[test]
+fn generate_with_a_new_root_replaces_it_and_a_reload_serves_the_new_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let now = SystemTime::now();
+    let manager = CertificateManager::init(&config, Arc::new(ManualClock::new(now))).unwrap();
+    let old_root = manager.root().unwrap();
+
+    let (leaf, root) = certs::generate_into(&config, true, now).unwrap();
+    assert_ne!(root.fingerprint_sha256, old_root.fingerprint_sha256);
+    assert!(root.is_ca && !leaf.is_ca);
+    let chain =
+        certs::parse_chain(&std::fs::read(config.cert_dir.join("gateway.crt")).unwrap()).unwrap();
+    assert_eq!(
+        fingerprint(&chain[1]),
+        root.fingerprint_sha256,
+        "leaf chains to the new root"
+    );
+    assert_eq!(certs::describe(&config).unwrap()[1].1, root);
+
+    // The running manager picks both up on reload (SIGHUP).
+    assert_eq!(
+        manager.reload_files_at(now).unwrap(),
+        RenewOutcome::Swapped(leaf.clone())
+    );
+    assert_eq!(manager.current(), leaf);
+    assert_eq!(manager.root().unwrap(), root);
+
+    // Without --new-root the root stays.
+    let (_, same_root) = certs::generate_into(&config, false, now).unwrap();
+    assert_eq!(same_root, root);
+}
+
+#[test]
+fn describe_without_generated_files_names_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_in(dir.path());
+    let err = certs::describe(&config).unwrap_err();
+    let expected = config.cert_dir.join("gateway.crt");
+    assert!(
+        matches!(&err, CertError::Io { path, source } if *path == expected
+            && source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&expected.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn cert_dir_that_cannot_be_created_fails_closed_naming_the_file() {
+    // A regular file where the directory should be: mkdir fails (ENOTDIR),
+    // even for root.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let config = TlsConfig {
+        cert_dir: blocker.join("certs"),
+        ..TlsConfig::default()
+    };
+    let err = CertificateManager::init(&config, Arc::new(SystemClock))
+        .err()
+        .expect("no manager without a certificate");
+    let key = config.cert_dir.join("ca.key");
+    assert!(
+        matches!(&err, CertError::Io { path, .. } if *path == key),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&key.display().to_string()),
+        "{err}"
+    );
+}
+
+// ---- provided mode: reload (SIGHUP) ------------------------------------
+
+#[test]
+fn reload_of_provided_files_swaps_a_changed_pair_and_keeps_it_over_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let now = SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 10 * DAY, now).unwrap();
+    let issue = || issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, DAY, now).unwrap();
+    let first = issue();
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    let config = TlsConfig {
+        cert_path: Some(cert.clone()),
+        key_path: Some(key.clone()),
+        ..tls_in(dir.path())
+    };
+    let manager = CertificateManager::init(&config, Arc::new(ManualClock::new(now))).unwrap();
+    assert_eq!(
+        manager.reload_files_at(now).unwrap(),
+        RenewOutcome::Unchanged
+    );
+
+    let second = issue();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    std::fs::write(&key, &second.key_pem).unwrap();
+    let RenewOutcome::Swapped(info) = manager.reload_files_at(now).unwrap() else {
+        panic!("the files changed")
+    };
+    assert_eq!(manager.current(), info);
+    assert!(manager.root().is_none(), "provided mode has no local root");
+
+    // A new certificate with the old key: refused, the second pair stays.
+    std::fs::write(&cert, &issue().cert_pem).unwrap();
+    let err = manager.reload_files_at(now).unwrap_err();
+    assert!(matches!(err, CertError::KeyMismatch), "{err}");
+    assert_eq!(manager.current(), info);
+}

@@ -171,6 +171,22 @@ async fn expired_pinned_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn pinned_certificate_is_refused_before_its_validity_starts() {
+    // Valid from tomorrow (validity ends in three days, lasts two).
+    let early = self_signed_client_until(
+        "early",
+        time::OffsetDateTime::now_utc() + time::Duration::days(3),
+    );
+    let fx = Fixture::start(|t, _| {
+        t.client_auth = ClientAuth::Required;
+        t.client_cert_fingerprints = vec![early.fingerprint()];
+    })
+    .await;
+    assert!(fx.exchange_as(Some(&early)).await.is_err());
+    assert_eq!(fx.server.last_seen(1).await, Err("client_cert_rejected"));
+}
+
+#[tokio::test]
 async fn optional_admits_a_client_without_a_certificate() {
     let ca = ClientCa::new("clients");
     let fx = Fixture::start(|t, dir| {

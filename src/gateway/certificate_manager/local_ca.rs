@@ -58,9 +58,10 @@ pub(super) fn ensure_root(
         }
         (false, false) => {
             let root = write_root(dir, config, now)?;
+            let path = crt.display();
             tracing::warn!(
                 event = "local_root_generated",
-                path = %crt.display(),
+                %path,
                 "generated a new local root; clients must trust this ca.crt"
             );
             Ok(root)
@@ -97,14 +98,17 @@ pub(super) fn renew_root(
 ) -> Result<PemPair, CertError> {
     let root = write_root(dir, config, now)?;
     let new = inspect_pem(&root.cert_pem)?;
+    let ca_cert = dir.join(CA_CERT);
+    let path = ca_cert.display();
+    let (old_not_after, new_not_after) = (rfc3339(old.not_after), rfc3339(new.not_after));
     tracing::warn!(
         event = "local_root_renewed",
         alert = "local_root_renewed",
-        path = %dir.join(CA_CERT).display(),
+        %path,
         old_fingerprint = %old.fingerprint_sha256,
-        old_not_after = %rfc3339(old.not_after),
+        %old_not_after,
         new_fingerprint = %new.fingerprint_sha256,
-        new_not_after = %rfc3339(new.not_after),
+        %new_not_after,
         "the local root was renewed before it expires: every client must now trust the new ca.crt; \
          clients that trust only the old root will reject the gateway"
     );

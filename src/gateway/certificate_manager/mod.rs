@@ -403,3 +403,6 @@ pub fn renew_threshold(config: &TlsConfig, info: &CertInfo) -> Duration {
         .unwrap_or(Duration::ZERO);
     config.renew_before.min(lifetime / 3)
 }
+
+#[cfg(test)]
+mod tests;

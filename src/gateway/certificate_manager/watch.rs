@@ -243,8 +243,9 @@ pub(crate) fn report(
             return false;
         }
     };
+    let not_after = rfc3339(info.not_after);
     tracing::info!(event = "certificate_swapped", source, fingerprint = %info.fingerprint_sha256,
-        not_after = %rfc3339(info.not_after), "new server certificate in service");
+        %not_after, "new server certificate in service");
     if let Some(m) = metrics {
         m.certs.renewal(label);
         publish_expiry(certs, m);
@@ -263,77 +264,4 @@ pub(crate) fn publish_expiry(certs: &CertificateManager, metrics: &Metrics) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(path: &Path, text: &str) {
-        std::fs::write(path, text).unwrap();
-    }
-
-    #[test]
-    fn a_change_is_acted_on_only_once_it_is_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        write(&cert, "a");
-        write(&key, "a");
-        let mut d = Debounce::new();
-        assert!(!d.observe(FileStamp::of(&cert, &key)), "first sighting");
-        assert!(d.observe(FileStamp::of(&cert, &key)), "stable: act");
-        assert!(!d.observe(FileStamp::of(&cert, &key)), "already acted on");
-
-        write(&cert, "half");
-        assert!(!d.observe(FileStamp::of(&cert, &key)));
-        write(&cert, "half written, now complete");
-        assert!(
-            !d.observe(FileStamp::of(&cert, &key)),
-            "changed again: wait"
-        );
-        assert!(d.observe(FileStamp::of(&cert, &key)), "stable again: act");
-    }
-
-    #[test]
-    fn going_back_to_the_acted_on_state_cancels_a_pending_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        write(&cert, "a");
-        write(&key, "a");
-        let mut d = Debounce::new();
-        let original = FileStamp::of(&cert, &key);
-        d.observe(original.clone());
-        assert!(d.observe(original.clone()));
-        let other = FileStamp(vec![]);
-        assert!(!d.observe(other.clone()));
-        assert!(!d.observe(original), "back to the applied state");
-        assert!(!d.observe(other), "the pending count was reset");
-    }
-
-    #[test]
-    fn stamp_sees_a_symlink_swap_of_the_data_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for generation in ["..v1", "..v2"] {
-            std::fs::create_dir(root.join(generation)).unwrap();
-            // Same size and content in both generations: only the target differs.
-            write(&root.join(generation).join("tls.crt"), "same");
-            write(&root.join(generation).join("tls.key"), "same");
-        }
-        std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
-        std::os::unix::fs::symlink("..data/tls.crt", root.join("tls.crt")).unwrap();
-        std::os::unix::fs::symlink("..data/tls.key", root.join("tls.key")).unwrap();
-        let (cert, key) = (root.join("tls.crt"), root.join("tls.key"));
-        let before = FileStamp::of(&cert, &key);
-        std::os::unix::fs::symlink("..v2", root.join("..tmp")).unwrap();
-        std::fs::rename(root.join("..tmp"), root.join("..data")).unwrap();
-        assert_ne!(before, FileStamp::of(&cert, &key));
-    }
-
-    #[test]
-    fn a_missing_file_is_a_state_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        let missing = FileStamp::of(&cert, &key);
-        write(&cert, "a");
-        write(&key, "a");
-        assert_ne!(missing, FileStamp::of(&cert, &key));
-    }
-}
+mod tests;

@@ -144,7 +144,7 @@ struct State {
 }
 
 /// The canonical form of an offer, or `None` if it cannot be a code.
-fn normalize(offered: &str) -> Option<Zeroizing<[u8; CODE_LEN]>> {
+pub(super) fn normalize(offered: &str) -> Option<Zeroizing<[u8; CODE_LEN]>> {
     if offered.len() > MAX_OFFER_BYTES {
         return None;
     }

@@ -157,6 +157,53 @@ fn pairing_code_debug_and_errors_hide_the_code() {
     assert!(!rendered.contains(&code[..4]), "{rendered}");
 }
 
+#[test]
+fn an_offer_longer_than_64_bytes_is_refused_even_around_the_right_code() {
+    let p = pairing(5, 900);
+    let code = p.reveal().to_owned();
+    // Separators are ignored, so only the length cap refuses this offer.
+    let padded = format!("{code}{}", "-".repeat(64 - code.len() + 1));
+    assert_eq!(padded.len(), 65);
+    assert_eq!(p.redeem_at(&padded, NOW), Err(PairingError::Invalid));
+    assert!(!p.is_used());
+    let at_the_cap = format!("{code}{}", "-".repeat(64 - code.len()));
+    assert_eq!(p.redeem_at(&at_the_cap, NOW), Ok(()));
+}
+
+#[test]
+fn offers_read_lookalikes_as_digits_and_refuse_foreign_symbols() {
+    let canonical = |s: &str| pairing::normalize(s).map(|c| *c);
+    assert_eq!(
+        canonical("oIl0-1234-5678"),
+        Some(*b"011012345678"),
+        "O reads as 0, I and L as 1, case and dashes do not matter"
+    );
+    assert_eq!(canonical("7kq2 m9xd 4htb"), Some(*b"7KQ2M9XD4HTB"));
+    // U is outside Crockford base32; punctuation and non-ASCII are not separators.
+    for offer in [
+        "7KQ2-M9XD-4HTU",
+        "7KQ2_M9XD_4HTB",
+        "7KQ2-M9XD-4HTé",
+        "7KQ2-M9XD-4HT",
+    ] {
+        assert_eq!(canonical(offer), None, "{offer}");
+    }
+}
+
+#[test]
+fn an_offer_with_a_foreign_symbol_counts_as_a_wrong_code() {
+    let p = pairing(2, 900);
+    let code = p.reveal().to_owned();
+    let foreign = format!("U{}", &code[1..]);
+    assert_eq!(p.redeem_at(&foreign, NOW), Err(PairingError::Invalid));
+    assert_eq!(
+        p.redeem_at(&foreign, NOW),
+        Err(PairingError::LockedOut {
+            retry_after: Duration::from_secs(900)
+        })
+    );
+}
+
 // ---- passwords ----------------------------------------------------------
 
 /// Light parameters keep debug-build tests fast; the production parameters
@@ -260,6 +307,10 @@ fn bad_hash_is_a_startup_error_naming_the_user_not_the_hash() {
             "not argon2id",
         ),
         ("$argon2id$v=19$m=8,t=1,p=1", "salt or hash missing"),
+        (
+            "$argon2id$v=16$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$dGhpcyBpcyBub3QgYSBoYXNo",
+            "not argon2 version 19",
+        ),
     ];
     for (hash, problem) in cases {
         let users = [UserConfig {
@@ -282,6 +333,32 @@ fn verifier_debug_hides_hashes() {
     let rendered = format!("{v:?}");
     assert!(!rendered.contains("argon2"), "{rendered}");
     assert!(!rendered.contains(&users[0].password_hash), "{rendered}");
+}
+
+#[test]
+fn users_hashed_with_other_parameters_are_named_in_a_warning_without_their_hash() {
+    let first = user("alice", "pw-alice-123456", &[]);
+    let odd_params = Params::new(Params::MIN_M_COST * 2, 2, 1, Some(32)).unwrap();
+    let odd = UserConfig {
+        name: "bob".to_owned(),
+        password_hash: password::hash_with("pw-bob-123456", odd_params).unwrap(),
+        scopes: Vec::new(),
+    };
+    let logs = capture::Logs::default();
+    let v = tracing::subscriber::with_default(logs.subscriber(), || {
+        PasswordVerifier::new(&[first.clone(), odd.clone()]).unwrap()
+    });
+    let text = logs.text();
+    assert!(text.contains(r#""user":"bob""#), "{text}");
+    assert!(text.contains("parameters differ"), "{text}");
+    assert!(
+        !text.contains("alice"),
+        "alice shares the dummy's parameters: {text}"
+    );
+    assert!(!text.contains(&odd.password_hash), "{text}");
+    assert!(!text.contains("$argon2id$"), "{text}");
+    // The odd user still logs in: the warning is about timing, not validity.
+    assert_eq!(v.verify("bob", "pw-bob-123456").unwrap().name, "bob");
 }
 
 // ---- rate limiter -------------------------------------------------------
@@ -328,9 +405,64 @@ fn full_rate_table_puts_newcomers_in_one_shared_window() {
 }
 
 #[test]
+fn rate_limiter_debug_shows_its_size_but_no_key() {
+    let r = RateLimiter::new(3);
+    r.check_at("203.0.113.7", NOW).unwrap();
+    r.check_at("carol", NOW).unwrap();
+    r.run_pending_tasks();
+    let rendered = format!("{r:?}");
+    assert_eq!(rendered, "RateLimiter { limit_per_minute: 3, keys: 2 }");
+}
+
+#[test]
 fn credential_types_are_shareable_across_threads() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&pairing(5, 900));
     send_sync(&verifier());
     send_sync(&RateLimiter::new(1));
+}
+
+/// Log events as JSON lines, for asserting what a warning names.
+mod capture {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub(super) struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Logs {
+        pub(super) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+            keep_interest_per_thread();
+            let logs = self.clone();
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(move || logs.clone())
+                .finish()
+        }
+
+        pub(super) fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// With a single dispatcher registered, tracing-core caches a callsite's
+    /// interest from the default subscriber of whichever thread hits it
+    /// first: a parallel test without a subscriber would switch the event
+    /// off for this one. A second, permanent dispatcher makes every
+    /// registration ask all live subscribers instead.
+    fn keep_interest_per_thread() {
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    }
 }
