@@ -650,6 +650,16 @@ fn refresh_token_reuse_within_grace_returns_the_same_pair() {
 }
 
 #[test]
+fn without_a_grace_window_an_immediate_replay_is_reuse() {
+    let fx = Fx::with(|t, _| t.refresh_grace = Duration::ZERO);
+    let first = fx.issue("carol", &[]);
+    let second = fx.refresh(&first).unwrap();
+    assert_eq!(fx.refresh(&first).unwrap_err(), SessionError::RefreshReused);
+    assert_eq!(fx.auth(&second).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.refresh(&second).unwrap_err(), SessionError::TokenRevoked);
+}
+
+#[test]
 fn logout_beats_the_grace_window() {
     let fx = Fx::new();
     let first = fx.login("alice", ALICE_PW).unwrap();
@@ -1146,6 +1156,40 @@ fn the_binding_policy_is_reported_as_configured() {
         let fx = Fx::with(|_, a| a.binding = policy);
         assert_eq!(fx.sm.binding_policy(), policy);
     }
+}
+
+#[test]
+fn a_bound_pairs_response_names_its_binding() {
+    let fx = Fx::with(|_, a| a.binding = BindingPolicy::Optional);
+    let bound = fx
+        .sm
+        .issue_bound_at("carol", vec![], None, IssueMethod::Cli, Some(x5t(7)), t0())
+        .unwrap();
+    let body = bound.response_json(t0());
+    let x5t = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    assert_eq!(body["cnf"], serde_json::json!({ "x5t#S256": x5t }));
+    assert_eq!(body.as_object().unwrap().len(), 6);
+    let unbound = fx.issue("carol", &[]).response_json(t0());
+    assert!(unbound.get("cnf").is_none(), "{unbound}");
+}
+
+#[test]
+fn the_exposed_key_ring_policy_and_store_are_the_ones_in_use() {
+    use clawgate::gateway::session_token::{self as st, TokenPolicy, TokenType};
+    let fx = Fx::new();
+    assert!(Arc::ptr_eq(fx.sm.keyring(), &fx.keyring));
+    assert!(Arc::ptr_eq(fx.sm.store(), &fx.store));
+    assert_eq!(fx.sm.policy(), &TokenPolicy::from_config(&fx.tokens));
+    let pair = fx.issue("carol", &[]);
+    let token = pair.session_token();
+    let claims = st::verify_at(
+        fx.sm.keyring(),
+        fx.sm.policy(),
+        token,
+        TokenType::Session,
+        t0(),
+    );
+    assert_eq!(claims.unwrap().sub(), "carol");
 }
 
 // ---------------------------------------------------------------- secrets
