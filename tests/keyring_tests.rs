@@ -1,6 +1,7 @@
 //! The keys directory with real keys and files: first start, rotation,
-//! staging, pruning, hand edits picked up by reloads, and no key material in
-//! Debug output.
+//! staging, pruning, hand edits picked up by reloads, unusable entries
+//! skipped with their reason, the watcher's change detection, and no key
+//! material in Debug output or logs.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::fs;

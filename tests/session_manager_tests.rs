@@ -2,8 +2,8 @@
 //! journal in a temporary directory, and a manual clock: issuing (pairing,
 //! login, CLI), refresh rotation, reuse detection and the grace window, the
 //! idle and absolute limits, the per-user limit, logout and revocation,
-//! restarts, a failing store, binding, and secrets kept out of Debug output
-//! and logs.
+//! restarts, a failing store, binding, start-up configuration errors, the
+//! stable error codes, and secrets kept out of Debug output and logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
