@@ -1,6 +1,7 @@
 //! The keys directory with real keys and files: first start, rotation,
-//! staging, pruning, hand edits picked up by reloads, and no key material in
-//! Debug output.
+//! staging, pruning, hand edits picked up by reloads, unusable entries
+//! skipped with their reason, the watcher's change detection, and no key
+//! material in Debug output or logs.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::fs;
@@ -455,4 +456,308 @@ fn key_file_parser_rejects_without_quoting_content() {
     let err = keyring::parse_key_file(b"k4.secret.SECRET-CANARY").unwrap_err();
     assert!(!err.to_string().contains("SECRET-CANARY"), "{err}");
     assert!(keyring::parse_key_file(b"").is_err());
+}
+
+#[test]
+fn unusable_key_entries_are_skipped_with_their_reason_and_the_ring_keeps_its_keys() {
+    let (_tmp, dir) = keys_dir();
+    let ring = KeyRing::open_or_init_at(&dir, t0()).unwrap();
+    let signer = ring.signer().unwrap().kid().to_owned();
+    let good = fs::read_to_string(&ring.keys()[0].file).unwrap();
+    fs::create_dir(dir.join("1800000000-dir.key")).unwrap();
+    // A valid key padded past the size cap is refused, not read.
+    fs::write(
+        dir.join("next-big.key"),
+        format!("{}{good}", " ".repeat(2_000)),
+    )
+    .unwrap();
+    let report = ring.reload();
+    let mut skipped: Vec<(String, String, bool)> = report
+        .skipped
+        .iter()
+        .map(|s| {
+            let name = s.path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, s.reason.clone(), s.kept_previous)
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "1800000000-dir.key".to_owned(),
+                "not a regular file".to_owned(),
+                false
+            ),
+            (
+                "next-big.key".to_owned(),
+                "too large for a key file".to_owned(),
+                false
+            ),
+        ]
+    );
+    assert!(!report.changed(), "{report:?}");
+    assert_eq!(ring.signer().unwrap().kid(), signer);
+    assert_eq!(ring.keys().len(), 1);
+}
+
+#[test]
+fn a_key_file_name_that_is_not_utf8_is_skipped_and_never_signs() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let (_tmp, dir) = keys_dir();
+    let ring = KeyRing::open_or_init_at(&dir, t0()).unwrap();
+    let signer = ring.signer().unwrap().kid().to_owned();
+    let (_other_tmp, other_dir) = keys_dir();
+    let other = KeyRing::open_or_init_at(&other_dir, t0()).unwrap();
+    // A valid key under a newer activation time, in a name that is not UTF-8.
+    let odd = dir.join(OsStr::from_bytes(b"1800000000-\xff.key"));
+    fs::copy(&other.keys()[0].file, &odd).unwrap();
+    let report = ring.reload();
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(report.skipped[0].path, odd);
+    assert_eq!(report.skipped[0].reason, "file name is not UTF-8");
+    assert!(!report.skipped[0].kept_previous);
+    assert_eq!(ring.signer().unwrap().kid(), signer);
+    assert!(
+        ring.verifying_key(other.signer().unwrap().kid()).is_none(),
+        "its key does not verify either"
+    );
+}
+
+#[test]
+fn the_same_key_in_two_files_is_listed_once_with_a_warning() {
+    let (_tmp, dir) = keys_dir();
+    let ring = KeyRing::open_or_init_at(&dir, t0()).unwrap();
+    let signer = ring.keys()[0].clone();
+    let copy = dir.join("copy.key");
+    fs::copy(&signer.file, &copy).unwrap();
+    let report = ring.reload();
+    assert!(!report.changed(), "{report:?}");
+    let keys = ring.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(
+        (keys[0].status, &keys[0].file),
+        (KeyStatus::Signing, &signer.file),
+        "listed under its first place: the signer"
+    );
+    let expected = format!(
+        "{}: same key as {}; ignored",
+        copy.display(),
+        signer.file.display()
+    );
+    assert_eq!(report.warnings, std::slice::from_ref(&expected));
+    assert_eq!(keyring::inspect(&dir).unwrap().warnings, [expected]);
+}
+
+#[test]
+fn a_keys_dir_under_a_regular_file_is_an_io_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    fs::write(&file, "not a directory").unwrap();
+    let dir = file.join("keys");
+    for err in [
+        KeyRing::open_or_init_at(&dir, t0()).unwrap_err(),
+        keyring::generate(&dir, t0()).unwrap_err(),
+    ] {
+        match &err {
+            KeyError::Io { path, source } => {
+                assert_eq!(path, &dir);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory);
+            }
+            other => panic!("unexpected error: {other:?}"),
+        }
+        assert!(err.to_string().starts_with(&dir.display().to_string()));
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
+#[test]
+fn a_verifying_key_is_the_published_public_half_of_its_kid() {
+    use pasetors::keys::AsymmetricPublicKey;
+    use pasetors::version4::V4;
+    let (_tmp, dir) = keys_dir();
+    let ring = KeyRing::open_or_init_at(&dir, t0()).unwrap();
+    keyring::generate(&dir, at(1)).unwrap();
+    ring.reload();
+    let published = ring.public_keys();
+    assert_eq!(published.len(), 2);
+    for entry in &published {
+        let key = ring.verifying_key(&entry.kid).unwrap();
+        assert_eq!(key.kid(), entry.kid);
+        assert_eq!(key.to_paserk(), entry.public);
+        let parsed = AsymmetricPublicKey::<V4>::try_from(key.to_paserk()).unwrap();
+        assert_eq!(parsed.as_bytes(), key.public_key().as_bytes());
+    }
+    assert_ne!(
+        ring.verifying_key(&published[0].kid).unwrap().to_paserk(),
+        ring.verifying_key(&published[1].kid).unwrap().to_paserk()
+    );
+}
+
+#[test]
+fn open_or_init_activates_the_first_key_at_the_current_time() {
+    let (_tmp, dir) = keys_dir();
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ring = KeyRing::open_or_init(&dir).unwrap();
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let info = &ring.keys()[0];
+    assert_eq!(info.status, KeyStatus::Signing);
+    let activated = info
+        .activated_at
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((before..=after).contains(&activated), "{activated}");
+    assert_eq!(ring.dir(), dir);
+}
+
+#[test]
+fn key_status_labels_match_the_published_json() {
+    for status in [KeyStatus::Signing, KeyStatus::Staged, KeyStatus::Retired] {
+        let json = serde_json::to_value(status).unwrap();
+        assert_eq!(json, status.as_str());
+    }
+    assert_eq!(KeyStatus::Staged.as_str(), "staged");
+}
+
+/// Runs `f` with every log event captured, and returns the log text.
+fn captured_logs(f: impl FnOnce()) -> String {
+    let buffer = SharedBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .finish();
+    // tracing caches each callsite's interest: with a second dispatcher
+    // registered, a callsite first hit by another test's thread (which has
+    // none) is not cached as "never".
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f();
+    });
+    buffer.contents()
+}
+
+#[test]
+fn reload_logs_skips_removals_and_an_unreadable_dir_without_key_material() {
+    let (_tmp, dir) = keys_dir();
+    let ring = KeyRing::open_or_init_at(&dir, t0()).unwrap();
+    let staged = keyring::generate(&dir, at(1)).unwrap();
+    ring.reload();
+    let secret = fs::read_to_string(&staged.file).unwrap();
+    let junk = dir.join("junk.key");
+    let moved = dir.with_file_name("moved");
+    let logs = captured_logs(|| {
+        fs::write(&junk, "not a key SECRET-CANARY").unwrap();
+        fs::remove_file(&staged.file).unwrap();
+        ring.reload().log();
+        fs::rename(&dir, &moved).unwrap();
+        ring.reload().log();
+    });
+    assert!(logs.contains("key file skipped"), "{logs}");
+    assert!(logs.contains(&junk.display().to_string()), "{logs}");
+    assert!(logs.contains("not a PASERK k4.secret key"), "{logs}");
+    assert!(logs.contains("verification key removed"), "{logs}");
+    assert!(logs.contains(&staged.kid), "{logs}");
+    assert!(
+        logs.contains("keys directory unreadable; keeping the loaded keys"),
+        "{logs}"
+    );
+    assert!(logs.contains(&dir.display().to_string()), "{logs}");
+    assert!(!logs.contains("SECRET-CANARY"), "{logs}");
+    assert!(!logs.contains(secret.trim()), "{logs}");
+    assert!(ring.signer().is_ok(), "the unreadable dir kept the signer");
+}
+
+#[test]
+fn list_returns_the_usable_keys_and_logs_the_skipped_files() {
+    let (_tmp, dir) = keys_dir();
+    let signer = keyring::generate(&dir, t0()).unwrap();
+    let junk = dir.join("junk.key");
+    fs::write(&junk, "k4.secret.SECRET-CANARY").unwrap();
+    let mut listed = Vec::new();
+    let logs = captured_logs(|| listed = keyring::list(&dir).unwrap());
+    assert_eq!(listed, [signer]);
+    assert!(logs.contains("key file skipped"), "{logs}");
+    assert!(logs.contains(&junk.display().to_string()), "{logs}");
+    assert!(
+        logs.contains("invalid k4.secret key (encoding, length or public half)"),
+        "{logs}"
+    );
+    assert!(!logs.contains("SECRET-CANARY"), "{logs}");
+}
+
+#[tokio::test]
+async fn watcher_reloads_only_when_the_directory_fingerprint_changes() {
+    let (_tmp, dir) = keys_dir();
+    let ring = Arc::new(KeyRing::open_or_init_at(&dir, t0()).unwrap());
+    let staged = keyring::generate(&dir, at(1)).unwrap();
+    ring.reload();
+    let (_other_tmp, other_dir) = keys_dir();
+    let other = keyring::generate(&other_dir, t0()).unwrap();
+    // Same name, size, inode and mtime, new content: the fingerprint cannot
+    // tell, so polls leave the loaded key in place.
+    let mtime = fs::metadata(&staged.file).unwrap().modified().unwrap();
+    fs::write(&staged.file, fs::read(&other.file).unwrap()).unwrap();
+    let file = fs::File::options().write(true).open(&staged.file).unwrap();
+    file.set_modified(mtime).unwrap();
+    let watcher = Arc::clone(&ring).spawn_watcher(Duration::from_millis(10));
+    // About five polls; a watcher that reloaded on every poll would have
+    // swapped the key by now.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(ring.verifying_key(&staged.kid).is_some());
+    assert!(ring.verifying_key(&other.kid).is_none());
+    // A new mtime is a change: a poll reloads.
+    file.set_modified(at(3_600)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ring.verifying_key(&other.kid).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watcher never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(ring.verifying_key(&staged.kid).is_none());
+    drop(ring);
+    tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn contents(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -2,8 +2,8 @@
 //! journal in a temporary directory, and a manual clock: issuing (pairing,
 //! login, CLI), refresh rotation, reuse detection and the grace window, the
 //! idle and absolute limits, the per-user limit, logout and revocation,
-//! restarts, a failing store, binding, and secrets kept out of Debug output
-//! and logs.
+//! restarts, a failing store, binding, start-up configuration errors, the
+//! stable error codes, and secrets kept out of Debug output and logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -355,6 +355,240 @@ fn unusable_user_hash_is_a_startup_error_naming_the_user() {
     assert!(!message.contains("garbage-secret-ish"), "{message}");
 }
 
+fn try_new(tokens: &TokensConfig, auth: &AuthConfig) -> Result<SessionManager, SessionError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
+    let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
+    let (store, _) = RevocationStore::open(&tmp.path().join("state"), Arc::clone(&clock));
+    SessionManager::new(tokens, auth, keyring, Arc::new(store), clock)
+}
+
+#[test]
+fn unusable_token_lifetimes_are_startup_errors_naming_the_key() {
+    let auth = AuthConfig::default();
+    type Tweak = fn(&mut TokensConfig);
+    let cases: [(Tweak, &str); 5] = [
+        (
+            |t| t.session_ttl = Duration::from_millis(999),
+            "[tokens] session_ttl must be at least 1s",
+        ),
+        (
+            |t| t.idle_timeout = Duration::ZERO,
+            "[tokens] idle_timeout must be at least 1s",
+        ),
+        (
+            |t| {
+                t.session_ttl = 2 * HOUR;
+                t.absolute_timeout = HOUR;
+            },
+            "[tokens] absolute_timeout must be at least session_ttl",
+        ),
+        (
+            |t| t.max_sessions_per_user = 0,
+            "[tokens] max_sessions_per_user must be at least 1",
+        ),
+        (
+            |t| t.absolute_timeout = Duration::from_secs(101 * 365 * 86_400),
+            "[tokens] absolute_timeout must be at most 100 years",
+        ),
+    ];
+    for (tweak, message) in cases {
+        let mut tokens = TokensConfig::default();
+        tweak(&mut tokens);
+        let err = try_new(&tokens, &auth).unwrap_err();
+        assert_eq!(err, SessionError::InvalidConfig(message.to_owned()));
+        assert_eq!(err.code(), "invalid_config");
+        assert_eq!(err.to_string(), message);
+    }
+    // The idle limit only matters when refresh tokens are issued.
+    let tokens = TokensConfig {
+        refresh: false,
+        idle_timeout: Duration::ZERO,
+        ..TokensConfig::default()
+    };
+    try_new(&tokens, &auth).expect("no refresh, no idle limit");
+}
+
+#[test]
+fn user_names_and_scopes_that_cannot_go_into_a_token_are_startup_errors() {
+    let long = "x".repeat(257);
+    let cases = [
+        (user("", "pw", &[]), "name \"\""),
+        (user("eve\nadmin", "pw", &[]), "name \"eve\\nadmin\""),
+        (user(&long, "pw", &[]), "must be 1-256 bytes"),
+        (
+            user("erin", "pw", &["read", "two words"]),
+            "scope \"two words\"",
+        ),
+        (user("erin", "pw", &["quote\""]), "scope \"quote\\\"\""),
+        (user("erin", "pw", &[""]), "scope \"\""),
+    ];
+    for (bad, fragment) in cases {
+        let auth = AuthConfig {
+            users: vec![user("alice", ALICE_PW, &["read"]), bad],
+            ..AuthConfig::default()
+        };
+        let err = try_new(&TokensConfig::default(), &auth).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(err.code(), "invalid_config");
+        assert!(message.starts_with("[auth.users] "), "{message}");
+        assert!(message.contains(fragment), "{fragment} not in {message}");
+    }
+    let edge = AuthConfig {
+        users: vec![user(&"y".repeat(256), "pw", &["a:b/c~!"])],
+        ..AuthConfig::default()
+    };
+    try_new(&TokensConfig::default(), &edge).expect("256 bytes and visible ASCII are fine");
+}
+
+#[test]
+fn issuing_without_a_signing_key_is_the_servers_fault_and_spends_no_pairing_code() {
+    let fx = Fx::new();
+    let empty = fx.tmp.path().join("empty-keys");
+    std::fs::create_dir(&empty).unwrap();
+    let keyring = Arc::new(KeyRing::open(&empty).unwrap());
+    let clock: Arc<dyn Clock> = fx.clock.clone();
+    let sm = SessionManager::new(
+        &fx.tokens,
+        &fx.auth,
+        Arc::clone(&keyring),
+        Arc::clone(&fx.store),
+        clock,
+    )
+    .unwrap();
+    let err = sm
+        .issue("carol", vec![], None, IssueMethod::Cli)
+        .unwrap_err();
+    assert_eq!(err, SessionError::Mint(TokenError::NoSigningKey));
+    assert_eq!(err.code(), "mint_failed");
+    let code = sm.pairing_code().unwrap().reveal().to_owned();
+    let err = sm.pair(&code, client(), None).unwrap_err();
+    assert_eq!(err, SessionError::Mint(TokenError::NoSigningKey));
+    // Once a key is activated, the same code still pairs.
+    clawgate::gateway::keyring::rotate(&empty, t0()).unwrap();
+    keyring.reload();
+    let pair = sm.pair(&code, client(), None).unwrap();
+    assert_eq!(
+        sm.authenticate(pair.session_token()).unwrap().subject(),
+        "owner"
+    );
+}
+
+#[test]
+fn an_issue_that_cannot_go_into_a_token_is_the_callers_error() {
+    let fx = Fx::new();
+    let issue = |sub: &str, scopes: &[&str], ttl: Option<Duration>| {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        fx.sm.issue(sub, scopes, ttl, IssueMethod::Cli)
+    };
+    let cases = [
+        (
+            issue("", &[], None),
+            "sub must be 1-256 characters, no control characters",
+        ),
+        (
+            issue("carol", &["two words"], None),
+            "each scope must be 1-128 visible ASCII characters, no '\"' or '\\'",
+        ),
+        (
+            issue("carol", &[], Some(Duration::ZERO)),
+            "ttl must be at least 1s",
+        ),
+        (
+            issue("carol", &[], Some(Duration::from_millis(500))),
+            "ttl must be at least 1s",
+        ),
+    ];
+    for (result, reason) in cases {
+        let err = result.unwrap_err();
+        assert_eq!(err, SessionError::InvalidRequest(reason));
+        assert_eq!(err.code(), "invalid_request");
+    }
+    // A TTL past the absolute limit is clamped to it, not refused.
+    let pair = issue("carol", &[], Some(365 * 24 * HOUR)).unwrap();
+    assert_eq!(pair.session_claims().exp, t0() + 30 * 24 * HOUR);
+}
+
+#[test]
+fn an_overlong_user_name_is_refused_like_a_wrong_password_without_argon2() {
+    let fx = Fx::with(|_, a| a.login_attempts_per_user_per_minute = 1);
+    let long = "a".repeat(257);
+    let runs = fx.sm.password_verifier().argon2_runs();
+    for _ in 0..3 {
+        let err = fx.login(&long, ALICE_PW).unwrap_err();
+        assert_eq!(err, SessionError::InvalidCredentials, "never rate_limited");
+    }
+    assert_eq!(fx.sm.password_verifier().argon2_runs(), runs);
+}
+
+#[test]
+fn error_codes_are_stable_and_distinct() {
+    let wait = Duration::from_secs(7);
+    let cases = [
+        (
+            SessionError::InvalidToken(TokenError::Expired),
+            "invalid_token",
+        ),
+        (SessionError::TokenRevoked, "token_revoked"),
+        (SessionError::RefreshDisabled, "refresh_disabled"),
+        (SessionError::RefreshReused, "refresh_reused"),
+        (SessionError::SessionExpired, "session_expired"),
+        (SessionError::PairingDisabled, "pairing_disabled"),
+        (SessionError::PairingInvalid, "pairing_invalid"),
+        (SessionError::PairingUsed, "pairing_used"),
+        (
+            SessionError::PairingLocked { retry_after: wait },
+            "pairing_locked",
+        ),
+        (
+            SessionError::RateLimited { retry_after: wait },
+            "rate_limited",
+        ),
+        (SessionError::InvalidCredentials, "invalid_credentials"),
+        (SessionError::BindingRequired, "binding_required"),
+        (
+            SessionError::Binding(clawgate::gateway::binding::BindingError::ProofStale),
+            "proof_stale",
+        ),
+        (SessionError::Forbidden, "insufficient_scope"),
+        (SessionError::NotFound, "session_not_found"),
+        (SessionError::InvalidRequest("x"), "invalid_request"),
+        (SessionError::Mint(TokenError::Signing), "mint_failed"),
+        (
+            SessionError::InvalidConfig("x".to_owned()),
+            "invalid_config",
+        ),
+        (SessionError::Random, "random_failed"),
+    ];
+    let mut codes = std::collections::HashSet::new();
+    for (error, code) in &cases {
+        assert_eq!(error.code(), *code, "{error:?}");
+        assert!(codes.insert(*code), "{code} used twice");
+        let expected = matches!(
+            error,
+            SessionError::PairingLocked { .. } | SessionError::RateLimited { .. }
+        )
+        .then_some(wait);
+        assert_eq!(error.retry_after(), expected, "{error:?}");
+    }
+    assert_eq!(
+        SessionError::RateLimited { retry_after: wait }.to_string(),
+        "too many login attempts; retry in 7 s"
+    );
+}
+
+#[test]
+fn issue_methods_have_stable_labels() {
+    let labels = [
+        IssueMethod::Pair,
+        IssueMethod::Login,
+        IssueMethod::Refresh,
+        IssueMethod::Cli,
+    ]
+    .map(IssueMethod::as_str);
+    assert_eq!(labels, ["pair", "login", "refresh", "cli"]);
+}
+
 // ---------------------------------------------------------------- refresh
 
 #[test]
@@ -413,6 +647,16 @@ fn refresh_token_reuse_within_grace_returns_the_same_pair() {
     fx.auth(&second).expect("no family revocation");
     fx.refresh(&second)
         .expect("the new refresh token still works");
+}
+
+#[test]
+fn without_a_grace_window_an_immediate_replay_is_reuse() {
+    let fx = Fx::with(|t, _| t.refresh_grace = Duration::ZERO);
+    let first = fx.issue("carol", &[]);
+    let second = fx.refresh(&first).unwrap();
+    assert_eq!(fx.refresh(&first).unwrap_err(), SessionError::RefreshReused);
+    assert_eq!(fx.auth(&second).unwrap_err(), SessionError::TokenRevoked);
+    assert_eq!(fx.refresh(&second).unwrap_err(), SessionError::TokenRevoked);
 }
 
 #[test]
@@ -588,6 +832,25 @@ fn revoke_own_by_jti_ends_that_whole_session() {
         SessionError::TokenRevoked
     );
     assert_eq!(fx.sm.list(&me).len(), 1);
+}
+
+#[test]
+fn revoke_own_naming_the_asking_session_logs_it_out() {
+    let fx = Fx::new();
+    let by_sid = fx.login("alice", ALICE_PW).unwrap();
+    let by_jti = fx.login("alice", ALICE_PW).unwrap();
+    let kept = fx.login("alice", ALICE_PW).unwrap();
+    let me = fx.auth(&by_sid).unwrap();
+    fx.sm.revoke_own(&me, me.session_id()).unwrap();
+    let me = fx.auth(&by_jti).unwrap();
+    fx.sm.revoke_own(&me, me.jti()).unwrap();
+    for pair in [&by_sid, &by_jti] {
+        assert_eq!(fx.auth(pair).unwrap_err(), SessionError::TokenRevoked);
+        assert_eq!(fx.refresh(pair).unwrap_err(), SessionError::TokenRevoked);
+    }
+    let listed = fx.sm.list(&fx.auth(&kept).unwrap());
+    assert_eq!(listed.len(), 1, "both left the listing");
+    assert_eq!(listed[0].sid, kept.session_claims().sid);
 }
 
 #[test]
@@ -873,6 +1136,62 @@ fn session_info_names_idle_and_absolute_limits() {
     assert_eq!(listed[0]["current"], true);
 }
 
+#[test]
+fn without_refresh_the_idle_limit_serializes_as_null() {
+    let fx = Fx::with(|t, _| t.refresh = false);
+    let pair = fx.issue("carol", &[]);
+    let json = serde_json::to_value(fx.sm.info(&fx.auth(&pair).unwrap())).unwrap();
+    assert!(json["idle_expires_at"].is_null(), "{json}");
+    assert_eq!(json["exp"], "2023-11-15T22:13:20Z");
+    assert_eq!(json["absolute_expires_at"], "2023-12-14T22:13:20Z");
+}
+
+#[test]
+fn the_binding_policy_is_reported_as_configured() {
+    for policy in [
+        BindingPolicy::Off,
+        BindingPolicy::Optional,
+        BindingPolicy::Required,
+    ] {
+        let fx = Fx::with(|_, a| a.binding = policy);
+        assert_eq!(fx.sm.binding_policy(), policy);
+    }
+}
+
+#[test]
+fn a_bound_pairs_response_names_its_binding() {
+    let fx = Fx::with(|_, a| a.binding = BindingPolicy::Optional);
+    let bound = fx
+        .sm
+        .issue_bound_at("carol", vec![], None, IssueMethod::Cli, Some(x5t(7)), t0())
+        .unwrap();
+    let body = bound.response_json(t0());
+    let x5t = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    assert_eq!(body["cnf"], serde_json::json!({ "x5t#S256": x5t }));
+    assert_eq!(body.as_object().unwrap().len(), 6);
+    let unbound = fx.issue("carol", &[]).response_json(t0());
+    assert!(unbound.get("cnf").is_none(), "{unbound}");
+}
+
+#[test]
+fn the_exposed_key_ring_policy_and_store_are_the_ones_in_use() {
+    use clawgate::gateway::session_token::{self as st, TokenPolicy, TokenType};
+    let fx = Fx::new();
+    assert!(Arc::ptr_eq(fx.sm.keyring(), &fx.keyring));
+    assert!(Arc::ptr_eq(fx.sm.store(), &fx.store));
+    assert_eq!(fx.sm.policy(), &TokenPolicy::from_config(&fx.tokens));
+    let pair = fx.issue("carol", &[]);
+    let token = pair.session_token();
+    let claims = st::verify_at(
+        fx.sm.keyring(),
+        fx.sm.policy(),
+        token,
+        TokenType::Session,
+        t0(),
+    );
+    assert_eq!(claims.unwrap().sub(), "carol");
+}
+
 // ---------------------------------------------------------------- secrets
 
 #[test]
@@ -927,10 +1246,16 @@ fn logs_of_a_session_life_cycle_contain_no_secret() {
             .login(ALICE_PW, "typed into the name field", client(), None);
         let first = fx.login("alice", ALICE_PW).unwrap();
         let second = fx.refresh(&first).unwrap();
+        let replayed = fx.refresh(&first).unwrap();
+        assert_eq!(replayed.session_token(), second.session_token());
         fx.advance(MINUTE);
         let _ = fx.refresh(&first);
         let third = fx.login("alice", ALICE_PW).unwrap();
         fx.sm.logout(&fx.auth(&third).unwrap()).unwrap();
+        let admin = fx.admin();
+        fx.sm
+            .admin_revoke(&admin, AdminRevoke::Subject("bob".to_owned()))
+            .unwrap();
         for pair in [&owner, &first, &second, &third] {
             secrets.push(pair.session_token().to_owned());
             secrets.push(pair.refresh_token().unwrap().to_owned());
@@ -940,7 +1265,9 @@ fn logs_of_a_session_life_cycle_contain_no_secret() {
     for event in [
         "session_issued",
         "session_refreshed",
+        "refresh_grace_replay",
         "refresh_reuse_detected",
+        "admin_revoke",
         "session_revoked",
         "pairing_failed",
         "login_failed",
@@ -948,6 +1275,7 @@ fn logs_of_a_session_life_cycle_contain_no_secret() {
         assert!(logs.contains(event), "no {event} event in: {logs}");
     }
     assert!(logs.contains("\"sid_prefix\""), "{logs}");
+    assert!(logs.contains("\"by\":\"root\""), "{logs}");
     for secret in &secrets {
         assert!(
             !logs.contains(secret.as_str()),

@@ -95,13 +95,12 @@ pub fn prune(dir: &Path, retain: Duration, now: SystemTime) -> Result<Vec<KeyInf
     let scan = scan(dir, &[])?;
     let mut removed = Vec::new();
     for info in scan.keys.into_iter().map(|k| k.info) {
-        // Only retired activated keys carry a retirement time.
-        let Some(retired_at) = info.retired_at else {
+        // Only retired activated keys carry a retirement time (`classify`);
+        // the status check guards that invariant, as removal is for good.
+        let removable = info.status == KeyStatus::Retired && !info.unmanaged;
+        let Some(retired_at) = info.retired_at.filter(|_| removable) else {
             continue;
         };
-        if info.status != KeyStatus::Retired || info.unmanaged {
-            continue;
-        }
         if now.duration_since(retired_at).is_ok_and(|age| age > retain) {
             fs::remove_file(&info.file).map_err(|source| io_error(&info.file, source))?;
             removed.push(info);
@@ -381,3 +380,6 @@ fn inode(meta: &fs::Metadata) -> u64 {
 fn inode(_meta: &fs::Metadata) -> u64 {
     0
 }
+
+#[cfg(test)]
+mod tests;

@@ -80,3 +80,40 @@ fn promotion_keeps_the_name_after_the_prefix() {
         Some(Role::Activated(7))
     );
 }
+
+#[test]
+fn create_refuses_to_overwrite_an_existing_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let kid = create(dir, |_| "fixed.key".to_owned()).unwrap();
+    let path = dir.join("fixed.key");
+    let before = fs::read(&path).unwrap();
+    let (material, _) = load(&path).unwrap();
+    assert_eq!(material.public.kid, kid);
+
+    let err = create(dir, |_| "fixed.key".to_owned()).unwrap_err();
+    match err {
+        KeyError::Io { path: at, source } => {
+            assert_eq!(at, path);
+            assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
+        }
+        other => panic!("unexpected error: {other:?}"),
+    }
+    assert_eq!(fs::read(&path).unwrap(), before, "the first key is intact");
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    create(dir, |_| "good.key".to_owned()).unwrap();
+    let good = fs::read_to_string(dir.join("good.key")).unwrap();
+    fs::create_dir(dir.join("dir.key")).unwrap();
+    // A valid key padded past the size cap: refused before it is read.
+    let padded = format!("{}{good}", " ".repeat(2_000));
+    fs::write(dir.join("big.key"), padded).unwrap();
+    assert_eq!(load(&dir.join("dir.key")).err(), Some("not a regular file"));
+    assert_eq!(load(&dir.join("big.key")).err(), Some(TOO_LARGE));
+    assert_eq!(load(&dir.join("missing.key")).err(), Some("cannot be read"));
+    assert!(load(&dir.join("good.key")).is_ok());
+}
