@@ -30,6 +30,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod gateway;
 pub mod secret_file;
+#[cfg(test)]
+mod test_logs;
 
 pub use config::Config;
 pub use error::Error;

@@ -509,40 +509,16 @@ async fn h2_multiplexing_shares_the_auth_rate_limit() {
     );
 }
 
-/// Log lines written on this thread (the test runtime is single-threaded,
-/// so the gateway's async tasks log here too).
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn provided_certificate_near_expiry_raises_the_expiry_alert() {
     use clawgate::config::KeyAlgorithm;
     use clawgate::gateway::certificate_manager::{generate_root, issue_server_cert};
     const DAY: Duration = Duration::from_secs(86_400);
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The test runtime is single-threaded: the gateway's async tasks log
+    // on this thread, to this default.
+    let captured = common::logs::LogBuffer::default();
+    let _guard = tracing::subscriber::set_default(captured.json_subscriber());
 
     let now = std::time::SystemTime::now();
     let root = generate_root(KeyAlgorithm::EcdsaP256, 20 * DAY, now).unwrap();

@@ -4,6 +4,9 @@
 //! material in Debug output or logs.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
+mod common;
+
+use common::logs::LogBuffer;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -630,21 +633,13 @@ fn key_status_labels_match_the_published_json() {
 
 /// Runs `f` with every log event captured, and returns the log text.
 fn captured_logs(f: impl FnOnce()) -> String {
-    let buffer = SharedBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .finish();
-    // tracing caches each callsite's interest: with a second dispatcher
-    // registered, a callsite first hit by another test's thread (which has
-    // none) is not cached as "never".
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let buffer = LogBuffer::default();
+    let subscriber = buffer.text_subscriber();
     tracing::subscriber::with_default(subscriber, || {
         tracing::callsite::rebuild_interest_cache();
         f();
     });
-    buffer.contents()
+    buffer.text()
 }
 
 #[test]
@@ -732,32 +727,4 @@ async fn watcher_reloads_only_when_the_directory_fingerprint_changes() {
         .await
         .unwrap()
         .unwrap();
-}
-
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    fn contents(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }

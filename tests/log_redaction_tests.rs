@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use common::logs::LogBuffer;
 
 use bytes::Bytes;
 use clawgate::config::UserConfig;
@@ -15,29 +14,10 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_whole_session_life_cycle_logs_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let captured = LogBuffer::default();
+    tracing::subscriber::set_global_default(captured.json_subscriber()).unwrap();
 
     let password = "hunter2-very-secret";
     let (gw, _, _) = gateway_with_upstream(|c, _| {
@@ -129,7 +109,7 @@ async fn a_whole_session_life_cycle_logs_no_secret() {
     let cert_key = std::fs::read_to_string(gw.config.tls.cert_dir.join("gateway.key")).unwrap();
     secrets.push(cert_key.lines().nth(1).unwrap().to_owned());
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("auth_rejected"),
         "the life cycle must have produced auth logs:\n{logs}"

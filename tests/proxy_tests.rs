@@ -10,9 +10,9 @@
 
 mod common;
 
+use common::logs::LogBuffer;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -700,7 +700,7 @@ async fn failure_log_names_the_code_and_never_the_token() {
     let text = logs().text();
     let line = text
         .lines()
-        .find(|l| l.contains(&dead.to_string()))
+        .find(|l| l.contains("upstream forwarding failed") && l.contains(&dead.to_string()))
         .unwrap_or_default();
     assert!(line.contains("upstream_unavailable"), "{text}");
     assert!(!text.contains("topsecret"), "secret in log: {text}");
@@ -712,40 +712,9 @@ fn logs() -> &'static LogBuffer {
     static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false);
-        tracing::subscriber::set_global_default(subscriber.finish()).unwrap();
+        tracing::subscriber::set_global_default(logs.text_subscriber()).unwrap();
         logs
     })
-}
-
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
 }
 
 #[tokio::test]

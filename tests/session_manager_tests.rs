@@ -6,10 +6,12 @@
 //! stable error codes, and secrets kept out of Debug output and logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+mod common;
+
+use common::logs::LogBuffer;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -1222,17 +1224,8 @@ fn debug_output_contains_no_token_or_code() {
 
 #[test]
 fn logs_of_a_session_life_cycle_contain_no_secret() {
-    let buffer = SharedBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(buffer.clone())
-        .json()
-        .finish();
-    // tracing caches each callsite's interest. While only one dispatcher
-    // is registered, a callsite first hit by another test's thread (which
-    // has none) is cached as "never"; with two registered, every
-    // registration consults all of them.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let buffer = LogBuffer::default();
+    let subscriber = buffer.json_subscriber();
     let mut secrets = vec![ALICE_PW.to_owned()];
     tracing::subscriber::with_default(subscriber, || {
         let fx = Fx::new();
@@ -1261,7 +1254,7 @@ fn logs_of_a_session_life_cycle_contain_no_secret() {
             secrets.push(pair.refresh_token().unwrap().to_owned());
         }
     });
-    let logs = buffer.contents();
+    let logs = buffer.text();
     for event in [
         "session_issued",
         "session_refreshed",
@@ -1281,34 +1274,6 @@ fn logs_of_a_session_life_cycle_contain_no_secret() {
             !logs.contains(secret.as_str()),
             "secret leaked into: {logs}"
         );
-    }
-}
-
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    fn contents(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 

@@ -8,6 +8,7 @@
     clippy::expect_used
 )]
 
+pub mod logs;
 pub mod upstream;
 
 use std::net::SocketAddr;

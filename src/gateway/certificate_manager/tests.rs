@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::clock::ManualClock;
 use crate::gateway::metrics::Metrics;
+use crate::test_logs::Logs;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -42,7 +43,7 @@ fn unix(t: SystemTime) -> i64 {
 fn a_first_run_root_is_announced_with_the_file_clients_must_trust() {
     let dir = tempfile::tempdir().unwrap();
     let config = short_lived(dir.path());
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let manager = tracing::subscriber::with_default(logs.subscriber(), || {
         manager_at(&config, SystemTime::now())
     });
@@ -56,7 +57,7 @@ fn a_first_run_root_is_announced_with_the_file_clients_must_trust() {
     assert_eq!(generated["fields"]["path"], path.display().to_string());
 
     // A second start reuses the root and says nothing about it.
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     tracing::subscriber::with_default(logs.subscriber(), || manager_at(&config, SystemTime::now()));
     assert!(!logs.text().contains("local_root"), "{}", logs.text());
 }
@@ -68,7 +69,7 @@ fn a_renewed_root_is_announced_with_old_and_new_fingerprints() {
     let t0 = SystemTime::now();
     let manager = manager_at(&config, t0);
     let old = manager.root().unwrap();
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let outcome = tracing::subscriber::with_default(logs.subscriber(), || {
         manager.refresh_at(t0 + 91 * DAY).unwrap()
     });
@@ -104,7 +105,7 @@ fn a_reported_root_renewal_is_counted_and_publishes_both_expiry_times() {
         panic!("root renewal was due: {result:?}")
     };
     let (leaf, root) = (leaf.clone(), root.clone());
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let reported = tracing::subscriber::with_default(logs.subscriber(), || {
         report(&manager, Some(&metrics), result)
     });
@@ -154,7 +155,7 @@ fn a_renewal_that_cannot_write_keeps_serving_and_raises_the_renewal_alert() {
     );
 
     let metrics = Metrics::new();
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let reported = tracing::subscriber::with_default(logs.subscriber(), || {
         report(&manager, Some(&metrics), result)
     });
@@ -172,58 +173,4 @@ fn a_renewal_that_cannot_write_keeps_serving_and_raises_the_renewal_alert() {
     assert_eq!(failed["fields"]["source"], "generated");
     let error = failed["fields"]["error"].as_str().unwrap();
     assert!(error.contains(&leaf_path.display().to_string()), "{error}");
-}
-
-/// Log events captured as JSON lines.
-pub(super) mod capture {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
-
-    impl Logs {
-        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-            keep_interest_per_thread();
-            let logs = self.clone();
-            tracing_subscriber::fmt()
-                .json()
-                .with_max_level(tracing::Level::TRACE)
-                .with_writer(move || logs.clone())
-                .finish()
-        }
-
-        pub(crate) fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-
-        /// Every event, parsed.
-        pub(crate) fn events(&self) -> Vec<serde_json::Value> {
-            self.text()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        }
-    }
-
-    impl io::Write for Logs {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// With a single dispatcher registered, tracing-core caches a callsite's
-    /// interest from the default subscriber of whichever thread hits it
-    /// first: a parallel test without a subscriber would switch the event
-    /// off for this one. A second, permanent dispatcher makes every
-    /// registration ask all live subscribers instead.
-    fn keep_interest_per_thread() {
-        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    }
 }

@@ -5,6 +5,7 @@ use argon2::{Params, PasswordHash};
 
 use super::*;
 use crate::config::{AuthConfig, UserConfig};
+use crate::test_logs::Logs;
 
 const NOW: u64 = 1_700_000_000;
 
@@ -344,7 +345,7 @@ fn users_hashed_with_other_parameters_are_named_in_a_warning_without_their_hash(
         password_hash: password::hash_with("pw-bob-123456", odd_params).unwrap(),
         scopes: Vec::new(),
     };
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let v = tracing::subscriber::with_default(logs.subscriber(), || {
         PasswordVerifier::new(&[first.clone(), odd.clone()]).unwrap()
     });
@@ -420,49 +421,4 @@ fn credential_types_are_shareable_across_threads() {
     send_sync(&pairing(5, 900));
     send_sync(&verifier());
     send_sync(&RateLimiter::new(1));
-}
-
-/// Log events as JSON lines, for asserting what a warning names.
-mod capture {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    pub(super) struct Logs(Arc<Mutex<Vec<u8>>>);
-
-    impl Logs {
-        pub(super) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-            keep_interest_per_thread();
-            let logs = self.clone();
-            tracing_subscriber::fmt()
-                .json()
-                .with_writer(move || logs.clone())
-                .finish()
-        }
-
-        pub(super) fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
-
-    impl io::Write for Logs {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// With a single dispatcher registered, tracing-core caches a callsite's
-    /// interest from the default subscriber of whichever thread hits it
-    /// first: a parallel test without a subscriber would switch the event
-    /// off for this one. A second, permanent dispatcher makes every
-    /// registration ask all live subscribers instead.
-    fn keep_interest_per_thread() {
-        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    }
 }

@@ -8,6 +8,7 @@ use futures_util::poll;
 use super::*;
 use crate::clock::ManualClock;
 use crate::secret_file::mode_of;
+use crate::test_logs::Logs;
 
 const NOW: u64 = 1_700_000_000;
 const HOUR: u64 = 3_600;
@@ -281,7 +282,7 @@ fn full_disk_reports_the_error_keeps_enforcing_and_recovers() {
 
 #[test]
 fn degraded_store_logs_a_stable_alert_without_token_material() {
-    let logs = capture::Logs::default();
+    let logs = Logs::default();
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("file");
     fs::write(&blocker, b"").unwrap();
@@ -615,39 +616,6 @@ fn debug_shows_health_but_no_revoked_ids() {
 
 fn token_line(jti: &str, at: u64, until: u64) -> String {
     format!(r#"{{"at":{at},"kind":"token","jti":"{jti}","until":{until}}}"#)
-}
-
-mod capture {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    pub(super) struct Logs(Arc<Mutex<Vec<u8>>>);
-
-    impl Logs {
-        pub(super) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-            let logs = self.clone();
-            tracing_subscriber::fmt()
-                .json()
-                .with_writer(move || logs.clone())
-                .finish()
-        }
-
-        pub(super) fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
-
-    impl io::Write for Logs {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 }
 
 #[test]

@@ -6,8 +6,8 @@ use tracing::instrument::WithSubscriber as _;
 use super::*;
 use crate::clock::Clock;
 use crate::config::{KeyAlgorithm, TlsConfig};
-use crate::gateway::certificate_manager::tests::capture::Logs;
 use crate::gateway::certificate_manager::{PemPair, generate_root, issue_server_cert};
+use crate::test_logs::Logs;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
