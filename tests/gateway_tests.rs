@@ -398,13 +398,13 @@ async fn body_over_the_limit_is_413_even_when_streamed() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_an_in_flight_request_finish() {
-    let (gw, _, _) =
+    let (gw, upstream, _) =
         gateway_with_upstream(|c, _| c.server.shutdown_grace = Duration::from_secs(5)).await;
     let token = gw.token("alice", &[]);
     let client = gw.client();
     let tls = client.connect(gw.addr()).await.unwrap();
     let in_flight = tokio::spawn(send_on(tls, authed("GET", "/delay?ms=400", &token, "")));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    upstream.delay_started.notified().await;
     let common::TestGateway { running, dir, .. } = gw;
     running.shutdown().await;
     let resp = in_flight.await.unwrap();
@@ -417,21 +417,26 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
 
 #[tokio::test]
 async fn shutdown_grace_cuts_a_request_that_outlives_it() {
-    let (gw, _, _) =
+    let (gw, upstream, _) =
         gateway_with_upstream(|c, _| c.server.shutdown_grace = Duration::from_millis(200)).await;
     let token = gw.token("alice", &[]);
     let client = gw.client();
     let tls = client.connect(gw.addr()).await.unwrap();
     // Far longer than the grace: the gateway must not wait for it.
     let in_flight = tokio::spawn(send_on(tls, authed("GET", "/delay?ms=30000", &token, "")));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    upstream.delay_started.notified().await;
     let common::TestGateway { running, dir, .. } = gw;
     let stopped = tokio::time::timeout(Duration::from_secs(10), running.shutdown()).await;
     assert!(stopped.is_ok(), "shutdown waited past its grace period");
     let cut = tokio::time::timeout(Duration::from_secs(10), in_flight).await;
+    let Ok(outcome) = cut else {
+        panic!("the connection outlived the gateway's shutdown");
+    };
+    // send_on panics when the connection drops mid-request.
     assert!(
-        cut.is_ok(),
-        "the connection outlived the gateway's shutdown"
+        outcome.is_err(),
+        "the request was answered after the grace period: {:?}",
+        outcome.map(|r| r.status)
     );
     drop(dir);
 }

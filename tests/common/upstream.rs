@@ -32,6 +32,8 @@ pub struct Upstream {
     pub ws_protocols: Arc<Mutex<Vec<Option<String>>>>,
     pub ws_closed: Arc<Notify>,
     pub sse_finish: Arc<Notify>,
+    /// Notified when a `/delay` request arrives (it is then in flight).
+    pub delay_started: Arc<Notify>,
 }
 
 pub async fn spawn_upstream() -> (SocketAddr, Upstream) {
@@ -139,7 +141,11 @@ pub async fn ws_echo(mut socket: WebSocket, state: Upstream) {
 }
 
 /// Answers after `?ms=N` milliseconds.
-pub async fn delay(Query(q): Query<BTreeMap<String, u64>>) -> &'static str {
+pub async fn delay(
+    State(state): State<Upstream>,
+    Query(q): Query<BTreeMap<String, u64>>,
+) -> &'static str {
+    state.delay_started.notify_one();
     tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(0))).await;
     "done"
 }
