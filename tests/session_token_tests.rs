@@ -668,3 +668,77 @@ fn policy_comes_from_the_tokens_config() {
     assert_eq!(policy.audience, config.audience);
     assert_eq!(policy.leeway, config.leeway);
 }
+
+#[test]
+fn signed_payload_that_is_not_utf8_is_malformed_claims_not_a_bad_signature() {
+    let f = fixture();
+    let kid = f.ring.signer().unwrap().kid().to_owned();
+    let footer = kid_footer(&kid);
+    let secret = signer_secret(&f);
+    let token = PublicToken::sign(
+        &secret,
+        b"{\"sub\": \"\xff\xfe\"}",
+        Some(footer.as_bytes()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        verify_session(&f, &token, t0()).unwrap_err(),
+        TokenError::MalformedClaims
+    );
+}
+
+#[test]
+fn signed_token_of_an_unknown_type_is_wrong_type() {
+    let f = fixture();
+    for typ in ["admin", "Session", ""] {
+        let token = sign_ours(&f, &payload(&json!({ "typ": typ })));
+        assert_eq!(
+            verify_session(&f, &token, t0()).unwrap_err(),
+            TokenError::WrongType,
+            "typ {typ:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_body_or_dotted_footer_is_malformed_before_decoding() {
+    let f = fixture();
+    let (body, footer) = parts(session(&f).expose());
+    let empty_body = format!("v4.public..{footer}");
+    let dotted_footer = format!("{}.extra", assemble(&body, &footer));
+    for token in [empty_body, dotted_footer] {
+        assert_eq!(
+            verify_session(&f, &token, t0()).unwrap_err(),
+            TokenError::Malformed,
+            "{token}"
+        );
+    }
+}
+
+#[test]
+fn clock_forms_read_the_time_from_the_clock() {
+    use clawgate::clock::ManualClock;
+    let f = fixture();
+    let clock = ManualClock::new(t0());
+    let minted = st::mint(
+        &f.ring,
+        &f.policy,
+        TokenDraft::session("alice", HOUR),
+        &clock,
+    )
+    .unwrap();
+    assert_eq!(minted.claims().iat, t0());
+    let verify = |clock: &ManualClock| {
+        st::verify(
+            &f.ring,
+            &f.policy,
+            minted.expose(),
+            TokenType::Session,
+            clock,
+        )
+    };
+    assert_eq!(verify(&clock).unwrap().sub(), "alice");
+    clock.advance(HOUR + LEEWAY + Duration::from_secs(1));
+    assert_eq!(verify(&clock).unwrap_err(), TokenError::Expired);
+}
