@@ -417,6 +417,8 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
 
 #[tokio::test]
 async fn shutdown_grace_cuts_a_request_that_outlives_it() {
+    let logs = common::logs::LogBuffer::default();
+    let _guard = tracing::subscriber::set_default(logs.json_subscriber());
     let (gw, upstream, _) =
         gateway_with_upstream(|c, _| c.server.shutdown_grace = Duration::from_millis(200)).await;
     let token = gw.token("alice", &[]);
@@ -437,6 +439,12 @@ async fn shutdown_grace_cuts_a_request_that_outlives_it() {
         outcome.is_err(),
         "the request was answered after the grace period: {:?}",
         outcome.map(|r| r.status)
+    );
+    assert!(
+        logs.text()
+            .contains(r#""event":"shutdown_grace_expired","open":1"#),
+        "{}",
+        logs.text()
     );
     drop(dir);
 }
