@@ -286,21 +286,48 @@ fn open_append(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// If the file ends inside a line (an earlier failed append), ends that
-/// line, so the next record starts on its own line.
+/// If the file ends inside a line, settles that line before the next record
+/// goes after it: a whole record that only lacks its newline (a hand-edited
+/// journal) gets one; anything else is the torn rest of a write that was
+/// never acknowledged (the append failed, or the process died before its
+/// fsync returned) and is cut off, as loading already ignores it. Ending it
+/// with a newline instead would turn it into a "corrupt" line at the next
+/// start: a false alarm.
 fn end_on_line_boundary(file: &mut File) -> io::Result<()> {
     let len = file.metadata()?.len();
-    if len == 0 {
+    let tail_start = last_line_start(file, len)?;
+    if tail_start == len {
         return Ok(());
     }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] != b'\n' {
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(tail_start))?;
+    // One byte over the line cap is enough to call it over-long.
+    Read::by_ref(file)
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_to_end(&mut tail)?;
+    if matches!(parse_line(&tail), Line::Record(_)) {
         file.write_all(b"\n")?;
-        file.sync_data()?;
+    } else {
+        file.set_len(tail_start)?;
     }
-    Ok(())
+    file.sync_data()
+}
+
+/// The offset just past the file's last newline (0 when it has none).
+fn last_line_start(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut chunk = [0u8; 4_096];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let window = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(window)?;
+        if let Some(i) = window.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// File name of the journal inside the state directory.

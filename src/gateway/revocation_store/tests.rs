@@ -458,7 +458,7 @@ fn failed_compaction_degrades_until_the_next_append_and_loses_nothing() {
 }
 
 #[test]
-fn failed_append_that_cannot_be_cut_off_starts_the_next_record_on_a_new_line() {
+fn torn_rest_of_a_failed_append_is_cut_at_the_next_open_not_reported_as_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open_at(dir.path(), NOW);
     store
@@ -485,19 +485,53 @@ fn failed_append_that_cannot_be_cut_off_starts_the_next_record_on_a_new_line() {
     assert!(degraded_reason(&store).contains("append"));
 
     // The broken handle was dropped: the next append reopens the journal,
-    // ends the partial line first, and succeeds.
+    // cuts the torn half line (never acknowledged), and succeeds.
     store.revoke(Revocation::token("next", NOW + HOUR)).unwrap();
     assert_eq!(store.health(), StoreHealth::Healthy);
     let text = journal_text(dir.path());
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
-    assert_eq!(lines[1], r#"{"at":1700000000,"kind":"tok"#);
-    assert!(lines[2].contains(r#""jti":"next""#), "{text}");
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains(r#""jti":"before""#), "{text}");
+    assert!(lines[1].contains(r#""jti":"next""#), "{text}");
     drop(store);
 
     let (store, report) = open_at(dir.path(), NOW);
-    assert_eq!((report.loaded, report.corrupt_lines), (2, 1));
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+    assert_eq!(report.health, StoreHealth::Healthy, "no false alarm");
     assert!(store.is_revoked_at("before", "-", "-", 0, NOW));
+    assert!(store.is_revoked_at("next", "-", "-", 0, NOW));
+}
+
+#[test]
+fn torn_tail_left_by_a_failed_compaction_is_cut_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let kept = token_line("kept", NOW, NOW + HOUR);
+    // A crash mid-write left a torn last line longer than one read chunk.
+    let torn = format!(
+        r#"{{"at":{NOW},"kind":"token","jti":"{}"#,
+        "x".repeat(5_000)
+    );
+    fs::write(&path, format!("{kept}\n{torn}")).unwrap();
+    let temp = dir.path().join(format!(
+        "{}.tmp.{}",
+        journal::JOURNAL_FILE,
+        std::process::id()
+    ));
+    fs::create_dir(&temp).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert!(report.torn_tail && !report.compacted);
+    store.revoke(Revocation::token("next", NOW + HOUR)).unwrap();
+    assert_eq!(store.health(), StoreHealth::Healthy);
+    drop(store);
+    fs::remove_dir(&temp).unwrap();
+
+    let (store, report) = open_at(dir.path(), NOW);
+    assert_eq!((report.loaded, report.corrupt_lines), (2, 0));
+    assert!(!report.torn_tail);
+    assert_eq!(report.health, StoreHealth::Healthy, "no false alarm");
+    assert!(store.is_revoked_at("kept", "-", "-", 0, NOW));
     assert!(store.is_revoked_at("next", "-", "-", 0, NOW));
 }
 
