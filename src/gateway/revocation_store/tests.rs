@@ -1,5 +1,6 @@
 use std::fs;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +8,7 @@ use futures_util::poll;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::secret_file::mode_of;
+use crate::secret_file::{mode_of, temp_path};
 use crate::test_logs::Logs;
 
 const NOW: u64 = 1_700_000_000;
@@ -25,6 +26,14 @@ fn open_at(dir: &Path, unix: u64) -> (RevocationStore, OpenReport) {
 
 fn journal_text(dir: &Path) -> String {
     fs::read_to_string(dir.join(journal::JOURNAL_FILE)).unwrap()
+}
+
+/// Puts a directory where `write_atomic` writes its temporary file, so
+/// compaction fails; remove it to let compaction work again.
+fn block_compaction(dir: &Path) -> PathBuf {
+    let temp = temp_path(&dir.join(journal::JOURNAL_FILE));
+    fs::create_dir(&temp).unwrap();
+    temp
 }
 
 fn degraded_reason(store: &RevocationStore) -> String {
@@ -423,13 +432,7 @@ fn failed_compaction_degrades_until_the_next_append_and_loses_nothing() {
         token_line("kept", NOW, NOW + HOUR)
     );
     fs::write(&path, &original).unwrap();
-    // A directory where write_atomic puts its temporary file.
-    let temp = dir.path().join(format!(
-        "{}.tmp.{}",
-        journal::JOURNAL_FILE,
-        std::process::id()
-    ));
-    fs::create_dir(&temp).unwrap();
+    let temp = block_compaction(dir.path());
 
     let (store, report) = open_at(dir.path(), NOW);
     assert!(!report.compacted);
@@ -513,12 +516,7 @@ fn torn_tail_left_by_a_failed_compaction_is_cut_before_the_next_append() {
         "x".repeat(5_000)
     );
     fs::write(&path, format!("{kept}\n{torn}")).unwrap();
-    let temp = dir.path().join(format!(
-        "{}.tmp.{}",
-        journal::JOURNAL_FILE,
-        std::process::id()
-    ));
-    fs::create_dir(&temp).unwrap();
+    let temp = block_compaction(dir.path());
 
     let (store, report) = open_at(dir.path(), NOW);
     assert!(report.torn_tail && !report.compacted);
