@@ -38,6 +38,21 @@ async fn login(gw: &TestGateway, name: &str, password: &str) -> TestResponse {
         .await
 }
 
+async fn get_session(gw: &TestGateway, token: &str) -> TestResponse {
+    gw.client()
+        .send(gw.addr(), authed("GET", "/auth/session", token, ""))
+        .await
+}
+
+async fn admin_revoke(gw: &TestGateway, token: &str, body: serde_json::Value) -> TestResponse {
+    gw.client()
+        .send(
+            gw.addr(),
+            with_json(authed("POST", "/admin/revoke", token, ""), &body),
+        )
+        .await
+}
+
 fn assert_token_response(resp: &TestResponse) {
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.header("cache-control"), Some("no-store"));
@@ -69,10 +84,7 @@ async fn pairing_code_is_exchanged_once_for_tokens() {
     let first = pair(code.clone()).await;
     assert_token_response(&first);
     let token = first.json()["session_token"].as_str().unwrap().to_owned();
-    let session = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
-        .await;
+    let session = get_session(&gw, &token).await;
     assert_eq!(session.status, 200);
     assert!(!session.body.is_empty());
     let again = pair(code).await;
@@ -115,10 +127,7 @@ async fn login_refresh_logout_round_trip() {
         body["refresh_token"].as_str().unwrap().to_owned(),
     );
 
-    let info = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &session, ""))
-        .await;
+    let info = get_session(&gw, &session).await;
     assert_eq!(info.status, 200);
     assert_eq!(info.header("cache-control"), Some("no-store"));
     let text = String::from_utf8_lossy(&info.body).to_string();
@@ -150,10 +159,7 @@ async fn login_refresh_logout_round_trip() {
         .send(gw.addr(), authed("POST", "/auth/logout", &new_session, ""))
         .await;
     assert_eq!(out.status, 200);
-    let after = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &new_session, ""))
-        .await;
+    let after = get_session(&gw, &new_session).await;
     assert_eq!(after.status, 401);
     assert_eq!(
         after.header("www-authenticate"),
@@ -198,10 +204,7 @@ async fn refresh_token_reuse_revokes_the_family() {
         )
         .await;
     assert_eq!(reused.status, 401, "{reused:?}");
-    let after = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &rotated, ""))
-        .await;
+    let after = get_session(&gw, &rotated).await;
     assert_eq!(after.status, 401, "family must be revoked after reuse");
 }
 
@@ -217,15 +220,9 @@ async fn sixth_login_evicts_the_first_session() {
                 .to_owned(),
         );
     }
-    let first = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &tokens[0], ""))
-        .await;
+    let first = get_session(&gw, &tokens[0]).await;
     assert_eq!(first.status, 401);
-    let last = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &tokens[5], ""))
-        .await;
+    let last = get_session(&gw, &tokens[5]).await;
     assert_eq!(last.status, 200);
 }
 
@@ -235,36 +232,15 @@ async fn admin_revoke_needs_the_admin_scope() {
     let plain = gw.token("bob", &[]);
     let admin = gw.token("root", &["admin"]);
     let victim = gw.token("carol", &[]);
-    let denied = gw
-        .client()
-        .send(
-            gw.addr(),
-            with_json(
-                authed("POST", "/admin/revoke", &plain, ""),
-                &json!({"sub": "carol"}),
-            ),
-        )
-        .await;
+    let denied = admin_revoke(&gw, &plain, json!({"sub": "carol"})).await;
     assert_eq!(denied.status, 403, "{denied:?}");
     assert_eq!(
         denied.header("www-authenticate"),
         Some("Bearer error=\"insufficient_scope\"")
     );
-    let ok = gw
-        .client()
-        .send(
-            gw.addr(),
-            with_json(
-                authed("POST", "/admin/revoke", &admin, ""),
-                &json!({"sub": "carol"}),
-            ),
-        )
-        .await;
+    let ok = admin_revoke(&gw, &admin, json!({"sub": "carol"})).await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    let after = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &victim, ""))
-        .await;
+    let after = get_session(&gw, &victim).await;
     assert_eq!(after.status, 401);
 }
 
@@ -300,10 +276,7 @@ async fn revoked_token_stays_rejected_after_a_restart() {
         dir,
         config,
     };
-    let resp = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
-        .await;
+    let resp = get_session(&gw, &token).await;
     assert_eq!(resp.status, 401, "revocation lost across restart");
 }
 
@@ -321,10 +294,7 @@ async fn failing_store_degrades_health_but_still_enforces() {
         .send(gw.addr(), authed("POST", "/auth/logout", &token, ""))
         .await;
     assert_eq!(out.status, 200);
-    let resp = gw
-        .client()
-        .send(gw.addr(), authed("GET", "/auth/session", &token, ""))
-        .await;
+    let resp = get_session(&gw, &token).await;
     assert_eq!(resp.status, 401, "revocation must hold in memory");
     let health = gw.client().get(gw.addr(), "/health").await;
     assert_eq!(health.status, 200);
@@ -351,10 +321,7 @@ async fn key_rotation_while_serving_keeps_old_tokens_and_signs_with_the_new_key(
     let new = gw.token("alice", &[]);
     assert_ne!(old, new);
     for token in [&old, &new] {
-        let resp = gw
-            .client()
-            .send(gw.addr(), authed("GET", "/auth/session", token, ""))
-            .await;
+        let resp = get_session(&gw, token).await;
         assert_eq!(resp.status, 200);
     }
     let keys = gw
@@ -403,12 +370,6 @@ async fn malformed_authorization_is_400_invalid_request() {
     assert!(!String::from_utf8_lossy(&resp.body).contains("garbage"));
 }
 
-async fn info(gw: &TestGateway, token: &str) -> TestResponse {
-    gw.client()
-        .send(gw.addr(), authed("GET", "/auth/session", token, ""))
-        .await
-}
-
 fn session_token(resp: &TestResponse) -> String {
     resp.json()["session_token"].as_str().unwrap().to_owned()
 }
@@ -434,13 +395,13 @@ async fn a_user_ends_one_of_their_own_sessions_but_not_someone_elses() {
     let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{listed}");
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    let laptop_sid = info(&gw, &laptop).await.json()["sid"]
+    let laptop_sid = get_session(&gw, &laptop).await.json()["sid"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(sessions.iter().any(|s| s["sid"] == laptop_sid.as_str()));
 
-    let carol_sid = info(&gw, &carol).await.json()["sid"]
+    let carol_sid = get_session(&gw, &carol).await.json()["sid"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -455,7 +416,7 @@ async fn a_user_ends_one_of_their_own_sessions_but_not_someone_elses() {
         foreign.status, 404,
         "another user's session is not found: {foreign:?}"
     );
-    assert_eq!(info(&gw, &carol).await.status, 200);
+    assert_eq!(get_session(&gw, &carol).await.status, 200);
 
     let ended = gw
         .client()
@@ -470,9 +431,9 @@ async fn a_user_ends_one_of_their_own_sessions_but_not_someone_elses() {
         )
         .await;
     assert_eq!(ended.status, 200, "{ended:?}");
-    assert_eq!(info(&gw, &laptop).await.status, 401);
+    assert_eq!(get_session(&gw, &laptop).await.status, 401);
     assert_eq!(
-        info(&gw, &phone).await.status,
+        get_session(&gw, &phone).await.status,
         200,
         "only the named session ends"
     );
@@ -483,35 +444,29 @@ async fn admin_revokes_exactly_one_token_or_one_session() {
     let gw = TestGateway::start(|_, _| {}).await;
     let admin = gw.token("root", &["admin"]);
     let (first, second) = (gw.token("bob", &[]), gw.token("bob", &[]));
-    let client = gw.client();
-    let revoke = |body: serde_json::Value| {
-        client.send(
-            gw.addr(),
-            with_json(authed("POST", "/admin/revoke", &admin, ""), &body),
-        )
-    };
-    let first_jti = info(&gw, &first).await.json()["jti"]
+    let revoke = |body: serde_json::Value| admin_revoke(&gw, &admin, body);
+    let first_jti = get_session(&gw, &first).await.json()["jti"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(revoke(json!({"jti": first_jti})).await.status, 200);
-    assert_eq!(info(&gw, &first).await.status, 401);
+    assert_eq!(get_session(&gw, &first).await.status, 401);
     assert_eq!(
-        info(&gw, &second).await.status,
+        get_session(&gw, &second).await.status,
         200,
         "a jti names one token"
     );
 
-    let second_sid = info(&gw, &second).await.json()["sid"]
+    let second_sid = get_session(&gw, &second).await.json()["sid"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(revoke(json!({"sid": second_sid})).await.status, 200);
-    assert_eq!(info(&gw, &second).await.status, 401);
+    assert_eq!(get_session(&gw, &second).await.status, 401);
 
     // Exactly one target per call: an ambiguous or empty body revokes nothing.
     let third = gw.token("bob", &[]);
-    let third_jti = info(&gw, &third).await.json()["jti"]
+    let third_jti = get_session(&gw, &third).await.json()["jti"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -520,8 +475,8 @@ async fn admin_revokes_exactly_one_token_or_one_session() {
         assert_eq!(refused.status, 400, "{body}: {refused:?}");
         assert_eq!(refused.json()["error"], "invalid_request");
     }
-    assert_eq!(info(&gw, &third).await.status, 200);
-    assert_eq!(info(&gw, &admin).await.status, 200);
+    assert_eq!(get_session(&gw, &third).await.status, 200);
+    assert_eq!(get_session(&gw, &admin).await.status, 200);
 }
 
 #[tokio::test]
