@@ -77,6 +77,13 @@ async fn server_prefers_aes256_when_client_offers_everything() {
     assert_eq!(suite, Some(CipherSuite::TLS13_AES_256_GCM_SHA384));
 }
 
+/// Exactly one handshake with `result` is in the gateway's metrics.
+async fn assert_handshake_counted(gw: &TestGateway, result: &str) {
+    let scraped = gw.metrics_text().await;
+    let line = format!("clawgate_tls_handshakes_total{{result=\"{result}\"}} 1");
+    assert!(scraped.contains(&line), "{scraped}");
+}
+
 #[tokio::test]
 async fn tls12_only_client_is_refused() {
     let gw = TestGateway::start(|_, _| {}).await;
@@ -85,11 +92,7 @@ async fn tls12_only_client_is_refused() {
         .await
         .expect_err("TLS 1.2 must fail");
     assert!(err.to_string().contains("ProtocolVersion"), "{err}");
-    let scraped = gw.metrics_text().await;
-    assert!(
-        scraped.contains("clawgate_tls_handshakes_total{result=\"protocol_version\"} 1"),
-        "{scraped}"
-    );
+    assert_handshake_counted(&gw, "protocol_version").await;
 }
 
 #[tokio::test]
@@ -105,11 +108,7 @@ async fn aes128_only_client_is_refused_with_a_named_reason() {
         .await
         .expect_err("AES-128 only must fail");
     assert!(err.to_string().contains("HandshakeFailure"), "{err}");
-    let scraped = gw.metrics_text().await;
-    assert!(
-        scraped.contains("clawgate_tls_handshakes_total{result=\"no_cipher_suite\"} 1"),
-        "{scraped}"
-    );
+    assert_handshake_counted(&gw, "no_cipher_suite").await;
 }
 
 #[tokio::test]
@@ -245,11 +244,7 @@ async fn silent_client_is_dropped_at_the_handshake_timeout() {
         buf.is_empty(),
         "nothing is sent before a ClientHello: {buf:?}"
     );
-    let metrics = gw.metrics_text().await;
-    assert!(
-        metrics.contains("clawgate_tls_handshakes_total{result=\"timeout\"} 1"),
-        "{metrics}"
-    );
+    assert_handshake_counted(&gw, "timeout").await;
 }
 
 #[tokio::test]
