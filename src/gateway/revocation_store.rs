@@ -274,14 +274,16 @@ impl RevocationStore {
             return;
         }
         loop {
-            match events.recv().await {
-                Ok(event) if !event.revocation.covers(jti, sid, sub, iat_unix) => {}
+            let revoked = match events.recv().await {
+                Ok(event) => event.revocation.covers(jti, sid, sub, iat_unix),
                 // Missed events: the memory set has them all.
-                Err(RecvError::Lagged(_)) if !self.is_revoked(jti, sid, sub, iat_unix) => {}
-                // A matching event, a re-check that found the token revoked,
-                // or `Closed` (impossible while `self`, which owns the
-                // sender, is borrowed): end the wait, closing the stream.
-                Ok(_) | Err(_) => return,
+                Err(RecvError::Lagged(_)) => self.is_revoked(jti, sid, sub, iat_unix),
+                // Impossible while `self`, which owns the sender, is
+                // borrowed; ending the wait (closing the stream) is safe.
+                Err(RecvError::Closed) => true,
+            };
+            if revoked {
+                return;
             }
         }
     }

@@ -193,7 +193,7 @@ fn read(path: &Path, now: u64) -> io::Result<LoadOutcome> {
     };
     let mut reader = BufReader::new(file);
     let mut outcome = LoadOutcome::default();
-    let mut live: HashMap<(&'static str, String), Record> = HashMap::new();
+    let mut live: HashMap<RecordKey, Record> = HashMap::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -235,13 +235,15 @@ fn parse_line(raw: &[u8]) -> Line {
     }
 }
 
+/// One revoked id: its kind and the id.
+type RecordKey = (std::mem::Discriminant<Revocation>, String);
+
 /// Keeps one record per id: the widest `until` and `issued_before`.
-fn merge(live: &mut HashMap<(&'static str, String), Record>, new: Record) {
-    let key = match &new.revocation {
-        Revocation::Token { jti, .. } => ("token", jti.clone()),
-        Revocation::Session { sid, .. } => ("session", sid.clone()),
-        Revocation::Subject { sub, .. } => ("subject", sub.clone()),
-    };
+fn merge(live: &mut HashMap<RecordKey, Record>, new: Record) {
+    let key = (
+        std::mem::discriminant(&new.revocation),
+        new.revocation.id().to_owned(),
+    );
     let merged = match live.remove(&key) {
         None => new,
         Some(old) => widen(&old, new),
