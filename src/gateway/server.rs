@@ -113,6 +113,11 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        // Responses are written whole by hyper; Nagle would only delay the
+        // last segment of each (issue 12). A failure costs latency, not safety.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(event = "set_nodelay_failed", %error, "TCP_NODELAY not set");
+        }
         let conn = Connection {
             shared: Arc::clone(&shared),
             stopping: stopping.clone(),
