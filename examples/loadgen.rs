@@ -179,7 +179,10 @@ fn start_gateway(
         .port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = format!(
-        "[server]\nlisten = \"{addr}\"\nmax_connections = 20000\n\
+        // One loopback address holds every connection, idle for minutes:
+        // lift the per-address cap and the first-request/idle deadlines.
+        "[server]\nlisten = \"{addr}\"\nmax_connections = 20000\nmax_connections_per_ip = 0\n\
+         header_read_timeout = \"10m\"\nidle_timeout = \"10m\"\n\
          [tls]\ncert_dir = {certs:?}\n[tokens]\nkeys_dir = {keys:?}\n[state]\ndir = {state:?}\n\
          [auth]\npairing = false\n[upstream]\nurl = \"http://{upstream}\"\npublic_paths = [\"/public/*\"]\n[metrics]\nenabled = false\n[log]\nlevel = \"warn\"\n",
         certs = dir.join("certs"),

@@ -113,6 +113,18 @@ impl Config {
             "must be above 0",
         );
         p.check(
+            !s.idle_timeout.is_zero(),
+            "server",
+            "idle_timeout",
+            "must be above 0",
+        );
+        p.check(
+            !s.auth_body_timeout.is_zero(),
+            "server",
+            "auth_body_timeout",
+            "must be above 0",
+        );
+        p.check(
             !s.handshake_timeout.is_zero(),
             "server",
             "handshake_timeout",

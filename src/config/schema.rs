@@ -50,18 +50,31 @@ pub struct ServerConfig {
     /// Time allowed for the TLS handshake.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
-    /// Time allowed to receive the request head (slowloris guard).
+    /// Time allowed to receive a request head (slowloris guard). The first
+    /// head of a connection must be complete this long after the TLS
+    /// handshake, protocol detection included, over HTTP/1.1 and HTTP/2.
     #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed
+    /// (HTTP/2 gets a GOAWAY first).
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
     /// Time allowed between two chunks of a request body.
     #[serde(deserialize_with = "duration")]
     pub body_read_timeout: Duration,
+    /// Total time allowed to receive a whole `/auth/*` or `/admin/revoke`
+    /// request body, however it trickles in.
+    #[serde(deserialize_with = "duration")]
+    pub auth_body_timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_header_bytes: usize,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: u64,
-    /// Most TLS connections open at once; further ones wait in the kernel backlog.
+    /// Most TLS connections open at once; further ones are closed at accept.
     pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one
+    /// /64); further ones are closed at accept. 0 turns the cap off.
+    pub max_connections_per_ip: usize,
     /// Peers whose `X-Forwarded-*` headers are trusted (exact addresses).
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -73,10 +86,13 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
+            auth_body_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             max_connections: 16_384,
+            max_connections_per_ip: 256,
             trusted_proxies: Vec::new(),
         }
     }

@@ -94,3 +94,25 @@ fn fingerprints_are_normalized() {
     assert_eq!(normalize_fingerprint(&fp).unwrap(), "ab".repeat(32));
     assert!(normalize_fingerprint("abc").is_none());
 }
+
+#[test]
+fn connection_deadlines_must_be_above_zero() {
+    let text = "[server]\nidle_timeout = \"0s\"\nauth_body_timeout = \"0s\"\n";
+    let ConfigError::Invalid(problems) = Config::from_toml(text).unwrap_err() else {
+        panic!("expected Invalid");
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("[server] idle_timeout")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("[server] auth_body_timeout")),
+        "{problems:?}"
+    );
+    let off = Config::from_toml("[server]\nmax_connections_per_ip = 0\n").unwrap();
+    assert_eq!(off.server.max_connections_per_ip, 0);
+}

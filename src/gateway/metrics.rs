@@ -91,6 +91,8 @@ pub struct TlsMetrics {
     handshakes: Family<Label, Counter>,
     handshake_seconds: Histogram,
     open_connections: Gauge,
+    refused: Family<Label, Counter>,
+    closed: Family<Label, Counter>,
 }
 
 impl TlsMetrics {
@@ -99,6 +101,8 @@ impl TlsMetrics {
             handshakes: Family::default(),
             handshake_seconds: latency_histogram(),
             open_connections: Gauge::default(),
+            refused: Family::default(),
+            closed: Family::default(),
         };
         registry.register(
             "tls_handshakes",
@@ -115,6 +119,16 @@ impl TlsMetrics {
             "TLS connections open now",
             m.open_connections.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept, before the TLS handshake, by reason",
+            m.refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed by a deadline (first request, idle), by deadline",
+            m.closed.clone(),
+        );
         m
     }
 
@@ -128,6 +142,16 @@ impl TlsMetrics {
     pub fn connection_opened(&self) -> OpenConnection {
         self.open_connections.inc();
         OpenConnection(self.open_connections.clone())
+    }
+
+    /// Counts a connection closed at accept (`reason`: `per_ip_limit`, `server_full`).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Counts a connection closed by a deadline (`deadline`: `first_request`, `idle`).
+    pub fn timed_out(&self, deadline: &'static str) {
+        self.closed.get_or_create(&[("deadline", deadline)]).inc();
     }
 
     /// Handshakes recorded with `result` so far.

@@ -203,6 +203,7 @@ impl Gateway {
             max_body_bytes: usize::try_from(self.config.server.max_body_bytes)
                 .unwrap_or(usize::MAX),
             body_read_timeout: self.config.server.body_read_timeout,
+            auth_body_timeout: self.config.server.auth_body_timeout,
         }
     }
 
@@ -210,8 +211,10 @@ impl Gateway {
         let s = &self.config.server;
         ServeOptions {
             max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
             handshake_timeout: s.handshake_timeout,
             header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
             shutdown_grace: s.shutdown_grace,
         }

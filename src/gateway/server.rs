@@ -1,28 +1,33 @@
 //! The accept loop: TCP → TLS 1.3 handshake (with a timeout, metrics and a
-//! plain-words log line when it fails) → HTTP/1.1 or HTTP/2 by ALPN → the
-//! router. A semaphore caps open connections (further ones wait in the
-//! kernel backlog); shutdown stops accepting and drains in-flight requests
-//! for a grace period.
+//! plain-words log line when it fails) → HTTP/1.1 or HTTP/2 → the router.
+//!
+//! The loop never waits for a free slot: a connection over `max_connections`
+//! or over its address's `max_connections_per_ip` is closed at accept, before
+//! any TLS work, so a full server keeps draining its backlog and cannot be
+//! made to queue everyone else behind an attacker. Every connection then has
+//! deadlines: its first complete request head within `header_read_timeout`
+//! of the handshake (protocol detection included), and no stretch of
+//! `idle_timeout` without a request in progress. Shutdown stops accepting
+//! and drains in-flight requests for a grace period.
 
-use std::convert::Infallible;
+mod activity;
+mod client_slots;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
+use self::activity::{Activity, ConnectionService, Deadlines, Step};
+use self::client_slots::{ClientSlot, ClientSlots};
 use crate::gateway::certificate_manager::fingerprint_hex;
 use crate::gateway::metrics::TlsMetrics;
 use crate::gateway::tls_config::describe_handshake_error;
@@ -32,10 +37,15 @@ use crate::gateway::tls_config::describe_handshake_error;
 pub struct ServeOptions {
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one client address (0: no cap).
+    pub max_connections_per_ip: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request head (HTTP/1.1).
+    /// Time allowed to receive a request head; the first one counts from
+    /// the end of the handshake (HTTP/1.1 and HTTP/2).
     pub header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
     /// Largest request head, in bytes.
     pub max_header_bytes: usize,
     /// Time in-flight requests get after shutdown starts.
@@ -52,10 +62,6 @@ pub struct ConnectionInfo {
     pub client_cert_sha256: Option<String>,
 }
 
-/// Most HTTP/2 streams one connection may have open at once, so
-/// multiplexing cannot multiply a client's share of the server.
-const MAX_CONCURRENT_STREAMS: u32 = 128;
-
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
 /// drains for `opts.shutdown_grace`.
 pub async fn serve(
@@ -66,23 +72,29 @@ pub async fn serve(
     metrics: Arc<TlsMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(opts.max_connections));
-    let builder = Arc::new(http_builder(&opts));
+    let (stop, stopping) = watch::channel(false);
+    let admission = Admission {
+        slots: Arc::new(Semaphore::new(opts.max_connections)),
+        clients: ClientSlots::new(opts.max_connections_per_ip),
+        metrics: Arc::clone(&metrics),
+    };
+    let shared = Arc::new(Shared {
+        acceptor: TlsAcceptor::from(tls),
+        app,
+        builder: http_builder(&opts),
+        metrics,
+        handshake_timeout: opts.handshake_timeout,
+        deadlines: Deadlines {
+            first_request: opts.header_read_timeout,
+            idle: opts.idle_timeout,
+        },
+    });
     // Every connection task, so the ones left when the grace period ends
     // can be aborted (a detached task would outlive the gateway).
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -95,27 +107,36 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Invariant: accept never waits for a slot; a connection without
+        // one is closed here, before the handshake costs anything.
+        let Some(admitted) = admission.admit(peer) else {
+            drop(tcp);
+            continue;
+        };
+        // Responses are written whole by hyper; Nagle would only delay the
+        // last segment of each (issue 12). A failure costs latency, not safety.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(event = "set_nodelay_failed", %error, "TCP_NODELAY not set");
+        }
         let conn = Connection {
-            acceptor: acceptor.clone(),
-            app: app.clone(),
-            builder: Arc::clone(&builder),
-            metrics: Arc::clone(&metrics),
-            handshake_timeout: opts.handshake_timeout,
-            watcher: graceful.watcher(),
+            shared: Arc::clone(&shared),
+            stopping: stopping.clone(),
         };
         connections.spawn(async move {
             conn.run(tcp, peer).await;
-            drop(permit);
+            drop(admitted);
         });
     }
     drop(listener);
     tracing::info!(
         event = "shutdown_started",
-        open = graceful.count(),
+        open = connections.len(),
         "draining connections"
     );
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(event = "shutdown_complete", "all connections closed"),
+        () = drained => tracing::info!(event = "shutdown_complete", "all connections closed"),
         () = tokio::time::sleep(opts.shutdown_grace) => {
             tracing::warn!(event = "shutdown_grace_expired", open = connections.len(),
                 "grace period over; closing remaining connections");
@@ -136,39 +157,74 @@ fn http_builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30));
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
 }
 
-struct Connection {
+/// Admission at accept: a global slot and a slot of the client's address.
+struct Admission {
+    slots: Arc<Semaphore>,
+    clients: Arc<ClientSlots>,
+    metrics: Arc<TlsMetrics>,
+}
+
+impl Admission {
+    fn admit(&self, peer: SocketAddr) -> Option<(OwnedSemaphorePermit, ClientSlot)> {
+        let Some(client) = self.clients.try_acquire(peer.ip()) else {
+            self.refuse("per_ip_limit", peer);
+            return None;
+        };
+        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+            self.refuse("server_full", peer);
+            return None;
+        };
+        Some((permit, client))
+    }
+
+    fn refuse(&self, reason: &'static str, peer: SocketAddr) {
+        self.metrics.refused(reason);
+        // Debug only: the volume of these is the attacker's to choose; the
+        // metric is the signal.
+        tracing::debug!(event = "connection_refused", reason, client = %peer,
+            "connection closed at accept");
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
     acceptor: TlsAcceptor,
     app: Router,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: auto::Builder<TokioExecutor>,
     metrics: Arc<TlsMetrics>,
     handshake_timeout: Duration,
-    watcher: hyper_util::server::graceful::Watcher,
+    deadlines: Deadlines,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl Connection {
     async fn run(self, tcp: TcpStream, peer: SocketAddr) {
-        let _open = self.metrics.connection_opened();
+        let _open = self.shared.metrics.connection_opened();
         let started = Instant::now();
-        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp))
-            .await
-        {
+        let handshake = self.shared.acceptor.accept(tcp);
+        let tls = match tokio::time::timeout(self.shared.handshake_timeout, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
                 self.log_handshake_failure(&error, peer, started.elapsed());
                 return;
             }
             Err(_) => {
-                self.metrics.handshake("timeout", started.elapsed());
+                self.shared.metrics.handshake("timeout", started.elapsed());
                 tracing::info!(event = "tls_handshake_failed", tls.result = "timeout", client = %peer,
                     "TLS handshake did not complete in time");
                 return;
             }
         };
-        self.metrics.handshake("ok", started.elapsed());
+        self.shared.metrics.handshake("ok", started.elapsed());
         let info = ConnectionInfo {
             peer,
             client_cert_sha256: tls
@@ -178,19 +234,73 @@ impl Connection {
                 .and_then(|c| c.first())
                 .map(|c| fingerprint_hex(c)),
         };
-        let service = self
-            .app
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(info.peer));
-                req.extensions_mut().insert(info.clone());
-                req
-            });
-        let service = TowerToHyperService::new(service.map_err(|e: Infallible| match e {}));
+        let activity = Activity::new();
+        let service = ConnectionService {
+            app: self.shared.app.clone(),
+            info,
+            activity: Arc::clone(&activity),
+        };
         let conn = self
+            .shared
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(tls), service);
-        if let Err(error) = self.watcher.watch(conn.into_owned()).await {
+            .serve_connection_with_upgrades(TokioIo::new(tls), service)
+            .into_owned();
+        if let Err(error) = self.drive(conn, &activity).await {
             tracing::debug!(event = "connection_error", client = %peer, %error, "connection ended with an error");
+        }
+    }
+
+    /// Polls the connection to its end under its deadlines and the server's
+    /// shutdown signal. A connection that never sent a complete request is
+    /// dropped at its deadline; an idle one is asked to close (HTTP/2
+    /// GOAWAY) and dropped `IDLE_CLOSE_GRACE` later if it has not.
+    async fn drive(mut self, conn: HttpConnection, activity: &Activity) -> Result<(), BoxError> {
+        let deadlines = self.shared.deadlines;
+        tokio::pin!(conn);
+        let timer = tokio::time::sleep(deadlines.first_request);
+        tokio::pin!(timer);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => return result,
+                () = timer.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    if closing {
+                        // Invariant: after the close request only a request
+                        // in progress keeps the connection; hyper ends it.
+                        if !activity.busy() {
+                            return Ok(());
+                        }
+                        timer.as_mut().reset(now + deadlines.idle);
+                        continue;
+                    }
+                    match activity.step(deadlines, now) {
+                        Step::WaitUntil(at) => timer.as_mut().reset(at),
+                        Step::Close(deadline) => {
+                            self.shared.metrics.timed_out(deadline);
+                            if deadline == "first_request" {
+                                // Nothing was ever asked: nothing to lose.
+                                return Ok(());
+                            }
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                            timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
+                        }
+                    }
+                }
+                () = activity.became_idle(), if !closing => {
+                    // Re-arm for the idle deadline, counted from now.
+                    timer.as_mut().reset(tokio::time::Instant::now());
+                }
+                changed = self.stopping.changed(), if !closing => {
+                    // Server shutdown (or the server gone): finish what is
+                    // in flight; `serve` aborts us after the grace period.
+                    let _ = changed;
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    timer.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                }
+            }
         }
     }
 
@@ -202,8 +312,33 @@ impl Connection {
                 ("io_error", "the connection failed during the TLS handshake"),
                 describe_handshake_error,
             );
-        self.metrics.handshake(result, elapsed);
+        self.shared.metrics.handshake(result, elapsed);
         // The operator gets the cause; the client got only a TLS alert.
         tracing::info!(event = "tls_handshake_failed", tls.result = result, client = %peer, detail = %error, "{why}");
     }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type HttpConnection = auto::UpgradeableConnection<
+    'static,
+    TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
+    ConnectionService,
+    TokioExecutor,
+>;
+
+/// Most HTTP/2 streams one connection may have open at once, so
+/// multiplexing cannot multiply a client's share of the server.
+const MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// HTTP/2 PING interval and the time allowed for its answer: a peer that
+/// stops answering is closed within 30 + 20 = 50 s, even with a stream
+/// open. (Answering PINGs does not count as a request: an HTTP/2 connection
+/// with no stream open is still closed at `idle_timeout`.)
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long an idle connection asked to close (HTTP/2: GOAWAY, then a PING
+/// round trip) may take before it is dropped; a request that raced the
+/// GOAWAY still finishes, only a silent peer is cut.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);

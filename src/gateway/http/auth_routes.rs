@@ -8,9 +8,10 @@
 //! refresh token.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,9 +21,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::AppState;
 use super::auth::{CurrentSession, proof_header, record_binding, request_target};
 use super::error::{ApiError, binding_error, json_error, session_error};
+use super::{AUTH_BODY_LIMIT, AppState};
 use crate::gateway::binding::{self, BindingError, Presented, ProofChecker};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
@@ -299,6 +300,36 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
             response
         }
     }
+}
+
+/// Reads the whole request body within `deadline`, counted once from the
+/// first poll, so a body that trickles a byte at a time cannot hold the
+/// request (and its connection) for longer: the per-chunk
+/// `body_read_timeout` alone resets on every byte. 408 beyond the
+/// deadline, 413 beyond the `/auth/*` size limit.
+pub async fn whole_body(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, AUTH_BODY_LIMIT);
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(error)) if is_too_large(&error) => ApiError::PayloadTooLarge.into_response(),
+        // A pause over `body_read_timeout`, or the total deadline.
+        Ok(Err(_)) | Err(_) => ApiError::RequestTimeout.into_response(),
+    }
+}
+
+fn is_too_large(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Runs a revocation, counts it by `kind`, and answers `{"status":"revoked"}`.

@@ -72,6 +72,9 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// Longest pause while receiving a request body (408 beyond).
     pub body_read_timeout: Duration,
+    /// Total time to receive a whole `/auth/*` or `/admin/revoke` body
+    /// (408 beyond), however slowly it trickles.
+    pub auth_body_timeout: Duration,
 }
 
 /// Builds the router with every layer in place.
@@ -83,7 +86,7 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
-        .merge(auth_router(&state, &proofs))
+        .merge(auth_router(&state, &proofs, limits.auth_body_timeout))
         .fallback_service(upstream_service(&state, proofs))
         .with_state(state.clone());
     routes.layer(
@@ -110,7 +113,11 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
 /// `/auth/*` and `/admin/revoke`, rate limited per client address. Local
 /// routes do not take replay headers: the tokens they mint rotate, and
 /// their effects (logout, revoke) are idempotent.
-fn auth_router(state: &AppState, proofs: &Arc<ProofChecker>) -> Router<AppState> {
+fn auth_router(
+    state: &AppState,
+    proofs: &Arc<ProofChecker>,
+    body_timeout: Duration,
+) -> Router<AppState> {
     let bearer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
         .proofs(Arc::clone(proofs))
         .metrics(
@@ -131,6 +138,12 @@ fn auth_router(state: &AppState, proofs: &Arc<ProofChecker>) -> Router<AppState>
         .route("/auth/login", post(auth_routes::login))
         .route("/auth/refresh", post(auth_routes::refresh))
         .merge(with_session)
+        // Inside the rate limit (a refused request reads no body); outside
+        // the handlers and bearer auth, which get the body already whole.
+        .route_layer(middleware::from_fn_with_state(
+            body_timeout,
+            auth_routes::whole_body,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth_routes::rate_limit,
@@ -169,7 +182,7 @@ fn upstream_service(
 }
 
 /// Login and refresh bodies are small JSON documents.
-const AUTH_BODY_LIMIT: usize = 16 * 1024;
+pub(crate) const AUTH_BODY_LIMIT: usize = 16 * 1024;
 
 async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
