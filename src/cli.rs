@@ -13,10 +13,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use clawgate::Config;
+use clawgate::config::BindingPolicy;
+use clawgate::gateway::binding;
 use clawgate::gateway::certificate_manager::rfc3339;
 use clawgate::gateway::credentials::hash_password;
 use clawgate::gateway::keyring::{self, KeyInfo, KeyRing};
-use clawgate::gateway::session_token::{self, TokenDraft, TokenError, TokenPolicy, TokenType};
+use clawgate::gateway::session_token::{
+    self, Confirmation, TokenDraft, TokenError, TokenPolicy, TokenType,
+};
 
 /// `clawgate keys generate|rotate|list|prune`.
 pub(crate) fn keys(action: &str, dir: &Path, config: &Config) -> anyhow::Result<()> {
@@ -66,18 +70,28 @@ fn print_key(key: &KeyInfo) {
     );
 }
 
+/// A command-line argument the configuration does not allow (exit 64).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(String);
+
 /// `clawgate token issue`: mints a session token offline with the signer.
+///
+/// The token must be one the gateway accepts and can revoke for its whole
+/// life: `ttl` may not exceed `[tokens] absolute_timeout` (a revocation
+/// lasts that long, no longer), and under `[auth] binding = "required"` it
+/// must be bound to `client_key` (a `k4.public` PASERK).
 pub(crate) fn token_issue(
     dir: &Path,
     config: &Config,
     sub: &str,
     ttl: Option<Duration>,
     scopes: &[String],
+    client_key: Option<&str>,
 ) -> anyhow::Result<()> {
+    let draft = token_draft(config, sub, ttl, scopes, client_key)?;
     let ring =
         KeyRing::open(dir).with_context(|| format!("opening keys directory {}", dir.display()))?;
-    let ttl = ttl.unwrap_or(config.tokens.session_ttl);
-    let draft = TokenDraft::session(sub, ttl).with_scope(scopes.iter().cloned());
     let minted = session_token::mint_at(
         &ring,
         &TokenPolicy::from_config(&config.tokens),
@@ -87,6 +101,47 @@ pub(crate) fn token_issue(
     // The user asked for this token: stdout is its only destination.
     println!("{}", minted.expose());
     Ok(())
+}
+
+/// Refuses what the gateway would refuse, with the reason and the fix.
+fn token_draft(
+    config: &Config,
+    sub: &str,
+    ttl: Option<Duration>,
+    scopes: &[String],
+    client_key: Option<&str>,
+) -> anyhow::Result<TokenDraft> {
+    let absolute = config.tokens.absolute_timeout;
+    let ttl = ttl.unwrap_or(config.tokens.session_ttl);
+    // Refused, not clamped: a silently shorter token surprises whoever
+    // scripted the longer one.
+    if ttl.as_secs() > absolute.as_secs() {
+        return Err(UsageError(format!(
+            "--ttl {}s is longer than [tokens] absolute_timeout ({}s): the gateway refuses \
+             such a token (revocations last that long, no longer); use a shorter --ttl",
+            ttl.as_secs(),
+            absolute.as_secs()
+        ))
+        .into());
+    }
+    let draft = TokenDraft::session(sub, ttl).with_scope(scopes.iter().cloned());
+    let Some(key) = client_key else {
+        if config.auth.binding == BindingPolicy::Required {
+            return Err(UsageError(
+                "[auth] binding = \"required\": the gateway refuses unbound tokens; \
+                 pass --client-key with the k4.public PASERK of the key that will sign proofs"
+                    .to_owned(),
+            )
+            .into());
+        }
+        return Ok(draft);
+    };
+    let kpid = binding::client_key_id(key)
+        .map_err(|_| UsageError("--client-key is not a k4.public PASERK".to_owned()))?;
+    Ok(draft.with_cnf(Confirmation {
+        kpid: Some(kpid),
+        x5t_s256: None,
+    }))
 }
 
 /// `clawgate token verify`: signature and claims against the keys

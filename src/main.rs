@@ -102,12 +102,18 @@ enum TokenAction {
         /// Subject (`sub`).
         #[arg(long)]
         sub: String,
-        /// Lifetime, e.g. "1h" (default: [tokens] session_ttl).
+        /// Lifetime, e.g. "1h" (default: [tokens] session_ttl); at most
+        /// [tokens] absolute_timeout.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<std::time::Duration>,
         /// A scope to grant; repeat for several.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Bind the token to this key (a `k4.public` PASERK): each request
+        /// then needs a proof signed by it. Required under
+        /// [auth] binding = "required".
+        #[arg(long)]
+        client_key: Option<String>,
     },
     /// Check a token's signature and claims.
     Verify {
@@ -144,11 +150,9 @@ struct Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
-        let code = if error.downcast_ref::<ConfigError>().is_some() {
-            EX_USAGE
-        } else {
-            1
-        };
+        let usage = error.downcast_ref::<ConfigError>().is_some()
+            || error.downcast_ref::<cli::UsageError>().is_some();
+        let code = if usage { EX_USAGE } else { 1 };
         Self { code, error }
     }
 }
@@ -199,9 +203,19 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Token { action, dirs } => {
             let (config, dir) = keys_dir(&dirs)?;
             match action {
-                TokenAction::Issue { sub, ttl, scopes } => {
-                    Ok(cli::token_issue(&dir, &config, &sub, ttl, &scopes)?)
-                }
+                TokenAction::Issue {
+                    sub,
+                    ttl,
+                    scopes,
+                    client_key,
+                } => Ok(cli::token_issue(
+                    &dir,
+                    &config,
+                    &sub,
+                    ttl,
+                    &scopes,
+                    client_key.as_deref(),
+                )?),
                 TokenAction::Verify { token } => Ok(cli::token_verify(&dir, &config, &token)?),
             }
         }

@@ -5,12 +5,18 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use clawgate::config::UserConfig;
+use clawgate::Config;
+use clawgate::clock::ManualClock;
+use clawgate::config::{BindingPolicy, UserConfig};
+use clawgate::gateway::Gateway;
 use clawgate::gateway::credentials::insecure_hash_password_for_tests;
-use clawgate::gateway::keyring;
+use clawgate::gateway::keyring::{self, KeyRing};
+use clawgate::gateway::session_manager::IssueMethod;
+use clawgate::gateway::session_token::{self, TokenDraft, TokenPolicy, TokenType};
 use common::{TestGateway, TestResponse, authed, eventually, post_json};
 use http_body_util::Full;
 use hyper::Request;
@@ -302,6 +308,37 @@ async fn failing_store_degrades_health_but_still_enforces() {
 }
 
 #[tokio::test]
+async fn health_of_a_degraded_store_names_a_code_never_a_path() {
+    // Issue 11 item 9: `/health` is unauthenticated; it used to carry the
+    // store's reason ("cannot read /…/state-file/revocations.jsonl: Not a
+    // directory").
+    let gw = TestGateway::start(|c, dir| {
+        std::fs::write(dir.join("state-file"), b"x").unwrap();
+        c.state.dir = dir.join("state-file");
+    })
+    .await;
+    let health = gw.client().get(gw.addr(), "/health").await;
+    assert_eq!(health.status, 200);
+    let text = String::from_utf8_lossy(&health.body).into_owned();
+    let body = health.json();
+    assert_eq!(body["status"], "degraded", "{text}");
+    assert_eq!(
+        body["checks"]["revocation_store"], "journal_unreadable",
+        "{text}"
+    );
+    let dir = gw.dir.path().display().to_string();
+    for leak in [
+        dir.as_str(),
+        "state-file",
+        "revocations.jsonl",
+        "/",
+        "directory",
+    ] {
+        assert!(!text.contains(leak), "/health leaks {leak:?}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn key_rotation_while_serving_keeps_old_tokens_and_signs_with_the_new_key() {
     let gw =
         TestGateway::start(|c, _| c.tokens.key_poll_interval = Duration::from_millis(100)).await;
@@ -523,4 +560,190 @@ async fn refresh_with_a_broken_body_is_400_and_names_the_expected_shape() {
         let text = resp.json()["message"].as_str().unwrap().to_owned();
         assert!(text.contains("refresh_token"), "{text}");
     }
+}
+
+// ------------------------------------------------ issue 11: state that lapses
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A gateway on a manual clock (every other part as in `TestGateway::start`).
+async fn start_with_clock(
+    clock: &Arc<ManualClock>,
+    tweak: impl FnOnce(&mut Config, &std::path::Path),
+) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(dir.path(), tweak);
+    let running = Gateway::build_with_clock(config.clone(), clock.clone())
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    TestGateway {
+        running,
+        dir,
+        config,
+    }
+}
+
+/// Stops `gw` and starts a new gateway on the same directories (the
+/// journals are loaded and compacted again) and the same clock.
+async fn restart(gw: TestGateway, clock: &Arc<ManualClock>) -> TestGateway {
+    let TestGateway {
+        running,
+        dir,
+        config,
+    } = gw;
+    running.shutdown().await;
+    let running = Gateway::build_with_clock(config.clone(), clock.clone())
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    TestGateway {
+        running,
+        dir,
+        config,
+    }
+}
+
+/// A token minted offline with the gateway's keys, as `clawgate token
+/// issue` did before it checked anything: any lifetime, never bound.
+fn offline_token(gw: &TestGateway, sub: &str, ttl: Duration, now: SystemTime) -> String {
+    let ring = KeyRing::open(&gw.config.tokens.keys_dir).unwrap();
+    let t = &gw.config.tokens;
+    let unchecked = TokenPolicy::new(&t.issuer, &t.audience, t.leeway);
+    let draft = TokenDraft::session(sub, ttl).with_scope(["admin"]);
+    session_token::mint_at(&ring, &unchecked, draft, now)
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn revoked_long_lived_token_stays_refused_after_the_old_until_and_a_restart() {
+    // Issue 11 item 3: `token issue --ttl 365d`, then `/admin/revoke`: the
+    // revocation's `until` came from absolute_timeout (30 d), so the token
+    // was accepted again from day 31 on, before and after a restart.
+    let t0 = SystemTime::now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let gw = start_with_clock(&clock, |_, _| {}).await;
+    let long = offline_token(&gw, "mallory", 365 * DAY, t0);
+    let admin = gw.token("root", &["admin"]);
+    let jti = session_token::verify_at(
+        &KeyRing::open(&gw.config.tokens.keys_dir).unwrap(),
+        &TokenPolicy::new("clawgate", "clawgate", Duration::ZERO),
+        &long,
+        TokenType::Session,
+        t0,
+    )
+    .unwrap()
+    .jti()
+    .to_owned();
+    let revoked = admin_revoke(&gw, &admin, json!({ "jti": jti })).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert_eq!(get_session(&gw, &long).await.status, 401);
+
+    // Past the old `until` (30 d + leeway after the revocation).
+    clock.set(t0 + 31 * DAY);
+    let resp = get_session(&gw, &long).await;
+    assert_eq!(
+        resp.status, 401,
+        "revocation lapsed before the token: {resp:?}"
+    );
+
+    // A restart compacts the journal: the expired revocation is dropped.
+    let gw = restart(gw, &clock).await;
+    let resp = get_session(&gw, &long).await;
+    assert_eq!(resp.status, 401, "revocation compacted away: {resp:?}");
+    gw.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn revocation_of_a_longest_allowed_token_holds_until_it_expires_across_a_restart() {
+    // The invariant itself: a token with the longest lifetime the gateway
+    // allows, revoked late, stays refused to the last second it verifies.
+    let t0 = SystemTime::now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let gw = start_with_clock(&clock, |_, _| {}).await;
+    let absolute = gw.config.tokens.absolute_timeout;
+    let pair = gw
+        .running
+        .sessions()
+        .issue("alice", vec![], Some(absolute), IssueMethod::Cli)
+        .unwrap();
+    let token = pair.session_token().to_owned();
+    let jti = pair.session_claims().jti.clone();
+    clock.set(t0 + 10 * DAY);
+    let admin = gw.token("root", &["admin"]);
+    let revoked = admin_revoke(&gw, &admin, json!({ "jti": jti })).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    // The token's last accepted second: exp + leeway - 1.
+    let last = pair.session_claims().exp + gw.config.tokens.leeway - Duration::from_secs(1);
+    clock.set(last);
+    let gw = restart(gw, &clock).await;
+    let resp = get_session(&gw, &token).await;
+    assert_eq!(
+        resp.status, 401,
+        "revocation ended before the token: {resp:?}"
+    );
+    gw.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn unbound_offline_token_is_refused_under_required_binding() {
+    // Issue 11 item 3: a CLI-minted (unbound) token was accepted under
+    // `[auth] binding = "required"`.
+    let gw = TestGateway::start(|c, _| c.auth.binding = BindingPolicy::Required).await;
+    let token = offline_token(&gw, "alice", Duration::from_secs(3_600), SystemTime::now());
+    let resp = get_session(&gw, &token).await;
+    assert_eq!(resp.status, 401, "unbound token accepted: {resp:?}");
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+}
+
+async fn login_token(gw: &TestGateway) -> String {
+    let resp = login(gw, "alice", "pw").await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    resp.json()["session_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn session_limit_holds_across_a_restart() {
+    // Issue 11 item 10: the index was memory-only, so after a restart the
+    // count started from zero and alice held 10 live sessions.
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let gw = start_with_clock(&clock, |c, _| {
+        c.auth.users = vec![user("alice", "pw", &[])];
+        c.auth.rate_limit_per_minute = 1_000;
+    })
+    .await;
+    let max = gw.config.tokens.max_sessions_per_user;
+    let mut tokens = Vec::new();
+    for _ in 0..max {
+        tokens.push(login_token(&gw).await);
+    }
+    clock.advance(Duration::from_secs(1));
+    let gw = restart(gw, &clock).await;
+    for _ in 0..max {
+        tokens.push(login_token(&gw).await);
+    }
+    let (before, after) = tokens.split_at(max);
+    for (i, token) in before.iter().enumerate() {
+        let resp = get_session(&gw, token).await;
+        assert_eq!(resp.status, 401, "pre-restart session {i} still live");
+    }
+    for token in after {
+        assert_eq!(get_session(&gw, token).await.status, 200);
+    }
+    let listed = gw
+        .client()
+        .send(gw.addr(), authed("GET", "/auth/sessions", &after[0], ""))
+        .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let body = listed.json();
+    let count = body["sessions"].as_array().map(Vec::len);
+    assert_eq!(count, Some(max), "{body}");
+    gw.running.shutdown().await;
 }

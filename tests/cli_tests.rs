@@ -344,3 +344,73 @@ async fn serve_prints_banner_reloads_on_sighup_and_stops_on_sigterm() {
         "the pairing code is printed once, never logged"
     );
 }
+
+fn token_issue(dir: &Path, extra: &[&str]) -> Output {
+    let keys = dir.join("keys");
+    let keys = keys.to_str().unwrap();
+    if !dir.join("keys").exists() {
+        assert!(
+            clawgate(&["keys", "generate", "--keys-dir", keys], dir)
+                .status
+                .success()
+        );
+    }
+    let mut args = vec!["token", "issue", "--sub", "alice", "--keys-dir", keys];
+    args.extend_from_slice(extra);
+    clawgate(&args, dir)
+}
+
+#[test]
+fn token_issue_refuses_a_ttl_beyond_the_absolute_limit() {
+    // Issue 11 item 3: a 365-day token outlived its revocation (sized from
+    // the 30-day absolute limit).
+    let dir = tempfile::tempdir().unwrap();
+    let out = token_issue(dir.path(), &["--ttl", "365d"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "no token printed");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("absolute_timeout"), "{err}");
+    let longest = token_issue(dir.path(), &["--ttl", "30d"]);
+    assert!(longest.status.success(), "{}", stderr(&longest));
+}
+
+#[test]
+fn token_issue_under_required_binding_needs_a_client_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "[auth]\nbinding = \"required\"\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let unbound = token_issue(dir.path(), &["--config", cfg]);
+    assert_eq!(unbound.status.code(), Some(64), "{}", stdout(&unbound));
+    let err = stderr(&unbound);
+    assert!(
+        err.contains("required") && err.contains("--client-key"),
+        "{err}"
+    );
+
+    let client = clawgate::binding_client::BindingClient::generate().unwrap();
+    let key = client.key().public_paserk().to_owned();
+    let bound = token_issue(dir.path(), &["--config", cfg, "--client-key", key.as_str()]);
+    assert!(bound.status.success(), "{}", stderr(&bound));
+    let token = stdout(&bound).trim().to_owned();
+    let keys = dir.path().join("keys");
+    let verified = clawgate(
+        &[
+            "token",
+            "verify",
+            &token,
+            "--keys-dir",
+            keys.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let text = stdout(&verified);
+    assert!(text.contains("\"kpid\": \"k4.pid."), "{text}");
+
+    let bad = token_issue(
+        dir.path(),
+        &["--config", cfg, "--client-key", "k4.public.x"],
+    );
+    assert_eq!(bad.status.code(), Some(64), "{}", stderr(&bad));
+}

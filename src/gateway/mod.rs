@@ -75,13 +75,18 @@ impl Gateway {
         // tokens (PITFALLS R2).
         let (store, report) = RevocationStore::open(&config.state.dir, Arc::clone(&clock));
         lifecycle::log_store_report(&report);
-        let sessions = Arc::new(SessionManager::new(
-            &config.tokens,
-            &config.auth,
-            keyring,
-            Arc::new(store),
-            Arc::clone(&clock),
-        )?);
+        // The session index is loaded after the store, whose revocations
+        // it skips, and like it before the first connection.
+        let sessions = Arc::new(
+            SessionManager::new(
+                &config.tokens,
+                &config.auth,
+                keyring,
+                Arc::new(store),
+                Arc::clone(&clock),
+            )?
+            .with_state_dir(&config.state.dir),
+        );
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
         let proxy = Proxy::new(&config.upstream, &config.server.trusted_proxies)?;
         Ok(Self {
@@ -183,13 +188,21 @@ impl Gateway {
 
     fn app_state(&self) -> AppState {
         let store = Arc::clone(self.sessions.store());
+        // Only the code: the reason names files and OS errors, and
+        // `/health` answers anyone. The reason was logged when it arose.
         let store_probe: HealthProbe = Arc::new(move || match store.health() {
             StoreHealth::Healthy => None,
-            StoreHealth::Degraded { reason } => Some(("revocation_store", reason)),
+            StoreHealth::Degraded { code, .. } => Some(("revocation_store", code)),
+        });
+        let sessions = Arc::clone(&self.sessions);
+        let index_probe: HealthProbe = Arc::new(move || {
+            sessions
+                .index_issue()
+                .map(|_| ("session_index", "journal_write_failed"))
         });
         AppState {
             metrics: Arc::clone(&self.metrics),
-            health: vec![store_probe],
+            health: vec![store_probe, index_probe],
             sessions: Arc::clone(&self.sessions),
             replay: Arc::clone(&self.replay),
             proxy: self.proxy.clone(),

@@ -87,7 +87,12 @@ pub enum StoreHealth {
     /// Revocations are enforced from memory, but the journal could not be
     /// read or written: some may be lost at the next restart.
     Degraded {
+        /// A stable code for unauthenticated callers (`/health`):
+        /// `journal_unreadable` (loading failed; sticky until a restart)
+        /// or `journal_write_failed`. Never a path or an OS error.
+        code: &'static str,
         /// What went wrong (paths and OS errors; never token material).
+        /// For the log and the operator only: it names files.
         reason: String,
     },
 }
@@ -234,11 +239,18 @@ impl RevocationStore {
             .flatten()
             .collect();
         if reasons.is_empty() {
-            StoreHealth::Healthy
+            return StoreHealth::Healthy;
+        }
+        // The load issue is the graver one (revocations not in force) and
+        // does not clear; report it first.
+        let code = if self.load_issue.is_some() {
+            CODE_UNREADABLE
         } else {
-            StoreHealth::Degraded {
-                reason: reasons.join("; "),
-            }
+            CODE_WRITE_FAILED
+        };
+        StoreHealth::Degraded {
+            code,
+            reason: reasons.join("; "),
         }
     }
 
@@ -320,7 +332,7 @@ impl RevocationStore {
                 expired_dropped = report.expired_dropped,
                 "revocation store loaded"
             ),
-            StoreHealth::Degraded { reason } => alert_degraded(reason),
+            StoreHealth::Degraded { reason, .. } => alert_degraded(reason),
         }
     }
 }
@@ -349,6 +361,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Stable `alert` field value for monitoring.
 pub const ALERT: &str = "revocation_store_degraded";
+/// [`StoreHealth::Degraded`] code: the journal could not be (fully) read.
+const CODE_UNREADABLE: &str = "journal_unreadable";
+/// [`StoreHealth::Degraded`] code: the journal could not be written.
+const CODE_WRITE_FAILED: &str = "journal_write_failed";
 /// Buffered events per subscriber; a slower subscriber gets `Lagged` and
 /// re-checks the memory set, so nothing is lost.
 const EVENT_CAPACITY: usize = 1_024;

@@ -37,9 +37,11 @@
 //!
 //! Each subject has at most `max_sessions_per_user` live sessions; a new one
 //! evicts (revokes the `sid` of) the oldest. The index behind this and
-//! behind [`SessionManager::list`] is in memory: after a restart it starts
-//! empty (tokens stay valid or revoked exactly as before; sessions reappear
-//! in it when they refresh).
+//! behind [`SessionManager::list`] is in memory and, once
+//! [`SessionManager::with_state_dir`] is called (the gateway does), mirrored
+//! to `sessions.jsonl` so the limit holds across restarts. Without it, a
+//! restart starts the index empty (tokens stay valid or revoked exactly as
+//! before; sessions reappear in it when they refresh).
 //!
 //! # Revocation
 //!
@@ -149,6 +151,56 @@ impl SessionManager {
         })
     }
 
+    /// Keeps the per-user session index in `dir` (the `[state] dir`), so
+    /// the session limit holds across restarts: loads `sessions.jsonl`,
+    /// drops sessions that expired or were revoked meanwhile (the
+    /// revocation store is loaded first), compacts it, and mirrors every
+    /// change from then on. An unreadable file is left alone and the index
+    /// stays in memory only (logged); never fails.
+    #[must_use]
+    pub fn with_state_dir(mut self, dir: &std::path::Path) -> Self {
+        let now = floor_secs(self.clock.now());
+        let (journal, loaded) = match index::IndexJournal::load(dir) {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::error!(
+                    alert = "session_index_not_persisted",
+                    reason = %reason,
+                    "session index kept in memory only: the per-user limit restarts from zero"
+                );
+                return self;
+            }
+        };
+        if loaded.bad_lines > 0 {
+            tracing::warn!(
+                bad_lines = loaded.bad_lines,
+                file = index::JOURNAL_FILE,
+                "session index: skipped unreadable lines (a torn write or damage)"
+            );
+        }
+        for (sub, sessions) in loaded.subjects {
+            // A session revoked while the gateway was down (journal lost)
+            // or by its subject's revocation no longer counts.
+            let live: Vec<_> = sessions
+                .into_iter()
+                .filter(|s| {
+                    !self
+                        .store
+                        .is_revoked_at("", &s.sid, &sub, unix(s.created), unix(now))
+                })
+                .collect();
+            self.index.restore(&sub, live, now);
+        }
+        self.index.attach(journal);
+        self
+    }
+
+    /// Why the session index is not being persisted, if it is not (paths
+    /// included: for the log, never for a response).
+    pub fn index_issue(&self) -> Option<String> {
+        self.index.journal_issue()
+    }
+
     /// The one-time pairing code (printed once at start-up), when enabled.
     pub fn pairing_code(&self) -> Option<&PairingCode> {
         self.pairing.as_ref()
@@ -225,6 +277,12 @@ impl SessionManager {
         );
         if revoked {
             return Err(SessionError::TokenRevoked);
+        }
+        // Under `required` every session is bound: an unbound token (minted
+        // offline by the CLI, or before the policy changed) is refused, as
+        // issuance and refresh already refuse to create one.
+        if self.binding == BindingPolicy::Required && claims.cnf().is_none() {
+            return Err(SessionError::BindingRequired);
         }
         Ok(Session::new(claims))
     }
@@ -353,13 +411,16 @@ impl Limits {
         unix(self.absolute_end(auth_time).max(known_exp)).saturating_add(self.leeway.as_secs())
     }
 
-    /// Until when a revocation made at `now` of tokens issued up to `now`
-    /// matters: every token's `exp` is at most its `auth_time` (≤ now) plus
-    /// the absolute limit, the longest lifetime there is.
+    /// Until when a revocation made at `now` of a token or session it
+    /// cannot see matters. Verification refuses any token whose `exp` is
+    /// more than the absolute limit after its `auth_time`
+    /// (`TokenError::LifetimeExceeded`), and `auth_time ≤ iat ≤ now +
+    /// leeway` for any token accepted so far; the token is then accepted
+    /// until `exp + leeway`. Hence `now + absolute_timeout + 2 × leeway`.
     fn anything_until(&self, now: SystemTime) -> u64 {
         unix(now)
             .saturating_add(self.absolute_timeout.as_secs())
-            .saturating_add(self.leeway.as_secs())
+            .saturating_add(self.leeway.as_secs().saturating_mul(2))
     }
 }
 

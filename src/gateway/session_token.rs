@@ -233,6 +233,12 @@ fn check_claims(
     if parse_time(&wire.iat)? > now.saturating_add(leeway) {
         return Err(TokenError::IssuedInFuture);
     }
+    // Revocations last until the latest `exp` a token they name can have,
+    // computed from this bound: a token minted beyond it (an old CLI, a
+    // longer limit since shortened) would outlive its revocation.
+    if !policy.allows_lifetime(parse_time(&wire.auth_time)?, parse_time(&wire.exp)?) {
+        return Err(TokenError::LifetimeExceeded);
+    }
     // Constant-time because these values come from the token. None is a
     // secret, so this is defence in depth; ct_eq still returns early on a
     // length mismatch, and lengths are public.
@@ -303,6 +309,10 @@ fn draft_to_wire(
     let auth_time = draft.auth_time.map_or(iat, unix_secs);
     if auth_time > iat {
         return Err(invalid("auth_time is in the future"));
+    }
+    // What we mint, we accept: never a token the policy would refuse.
+    if !policy.allows_lifetime(auth_time, exp) {
+        return Err(invalid("ttl is longer than [tokens] absolute_timeout"));
     }
     if !is_subject(&draft.sub) {
         return Err(invalid(

@@ -37,8 +37,10 @@ use crate::gateway::metrics::Metrics;
 use crate::gateway::replay_protection::ReplayGuard;
 use crate::gateway::session_manager::SessionManager;
 
-/// A readiness probe: `Some((component, reason))` when degraded.
-pub type HealthProbe = Arc<dyn Fn() -> Option<(&'static str, String)> + Send + Sync>;
+/// A readiness probe: `Some((component, code))` when degraded. The code is
+/// a fixed snake_case word: `/health` is unauthenticated, so a probe never
+/// hands it a path, an OS error or an error chain (those go to the log).
+pub type HealthProbe = Arc<dyn Fn() -> Option<(&'static str, &'static str)> + Send + Sync>;
 
 /// Everything the handlers share.
 #[derive(Clone)]

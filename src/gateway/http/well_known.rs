@@ -7,14 +7,16 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 
 /// `GET /health`: `{"status":"ok"}`, or `{"status":"degraded","checks":{…}}`
-/// while a component (such as the revocation store) is failing. Degraded
-/// still answers 200: the gateway keeps enforcing and serving.
+/// while a component (such as the revocation store) is failing, each check
+/// a component name and a reason code (e.g. `"revocation_store":
+/// "journal_write_failed"`). Degraded still answers 200: the gateway keeps
+/// enforcing and serving.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let problems: Map<String, Value> = state
         .health
         .iter()
         .filter_map(|probe| probe())
-        .map(|(component, reason)| (component.to_owned(), Value::String(reason)))
+        .map(|(component, code)| (component.to_owned(), Value::from(code)))
         .collect();
     if problems.is_empty() {
         Json(json!({ "status": "ok" }))

@@ -137,6 +137,8 @@ fn ttl(until: u64, now: u64) -> Duration {
 /// make moka forget a revocation whose token the wall clock still accepts;
 /// the `until` comparison keeps the answer exact.
 const WALL_CLOCK_SLACK: Duration = Duration::from_secs(300);
-/// Cap on a moka lifetime (10 years): keeps `Instant` arithmetic far from
-/// overflow for an absurd `until`; a restart reloads from the journal anyway.
-const MAX_TTL_SECS: u64 = 10 * 365 * 86_400;
+/// Cap on a moka lifetime (101 years): past the longest `[tokens]
+/// absolute_timeout` allowed (100 years), so no revocation leaves memory
+/// while a token it names can verify; far below moka's own cap (1,000
+/// years) and `Instant` overflow.
+const MAX_TTL_SECS: u64 = 101 * 365 * 86_400;

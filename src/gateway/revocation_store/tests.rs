@@ -38,7 +38,7 @@ fn block_compaction(dir: &Path) -> PathBuf {
 
 fn degraded_reason(store: &RevocationStore) -> String {
     match store.health() {
-        StoreHealth::Degraded { reason } => reason,
+        StoreHealth::Degraded { reason, .. } => reason,
         StoreHealth::Healthy => panic!("expected a degraded store"),
     }
 }

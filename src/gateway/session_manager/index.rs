@@ -1,17 +1,24 @@
 //! The per-subject index of live sessions, for the per-user limit and the
 //! session listing.
 //!
-//! In memory only: after a restart it starts empty. Tokens stay exactly as
-//! valid or revoked as before (that is the signature and the durable
-//! revocation store); what is lost is the list of older sessions, so they
-//! are neither listed nor counted (nor evicted) until they refresh, which
-//! puts them back.
+//! In memory, and (in a gateway, via [`SessionIndex::attach`]) mirrored to
+//! `sessions.jsonl` in the state directory, so after a restart the limit
+//! still counts the sessions from before it (issue 11). Every change of a
+//! subject's list and its journal line are made under one lock, so the
+//! file's order is the memory's order. Without a journal (library use,
+//! tests) a restart starts the index empty: tokens stay valid or revoked
+//! exactly as before, but older sessions are neither listed nor counted
+//! until they refresh.
 
-use std::sync::Arc;
+mod journal;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use moka::ops::compute::Op;
 use moka::sync::Cache;
+
+pub(super) use journal::{IndexJournal, JOURNAL_FILE};
 
 /// One session as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub(super) struct LiveSession {
 /// one by one.
 pub(super) struct SessionIndex {
     by_subject: Cache<String, Arc<Vec<LiveSession>>>,
+    /// Where changes are mirrored; `None`: memory only.
+    journal: Option<Mutex<IndexJournal>>,
 }
 
 impl SessionIndex {
@@ -43,7 +52,31 @@ impl SessionIndex {
             by_subject: Cache::builder()
                 .time_to_idle(forget_after.min(MAX_FORGET_AFTER))
                 .build(),
+            journal: None,
         }
+    }
+
+    /// Restores a subject's sessions loaded from the journal (before
+    /// [`attach`](Self::attach); not written back).
+    pub(super) fn restore(&self, sub: &str, sessions: Vec<LiveSession>, now: SystemTime) {
+        let list: Vec<LiveSession> = sessions.into_iter().filter(|s| s.expires > now).collect();
+        if !list.is_empty() {
+            self.by_subject.insert(sub.to_owned(), Arc::new(list));
+        }
+    }
+
+    /// Mirrors every change from now on to `journal`, after compacting it
+    /// to the current contents.
+    pub(super) fn attach(&mut self, mut journal: IndexJournal) {
+        journal.compact(&self.snapshot());
+        self.journal = Some(Mutex::new(journal));
+    }
+
+    /// The journal's write problem, if any (for health and logs).
+    pub(super) fn journal_issue(&self) -> Option<String> {
+        self.journal
+            .as_ref()
+            .and_then(|j| lock(j).issue().map(str::to_owned))
     }
 
     /// Adds a new session of `sub` and returns the sessions it evicts: the
@@ -55,9 +88,8 @@ impl SessionIndex {
         max: usize,
         now: SystemTime,
     ) -> Vec<LiveSession> {
-        let mut evicted = Vec::new();
-        self.by_subject.entry_by_ref(sub).and_compute_with(|old| {
-            let mut list = live(old.map(|e| e.into_value()), now);
+        self.update(sub, now, |list| {
+            let mut evicted = Vec::new();
             while !list.is_empty() && list.len() >= max {
                 // Oldest by start time; among equals the first added.
                 let oldest = list
@@ -68,16 +100,15 @@ impl SessionIndex {
                 evicted.push(list.remove(oldest));
             }
             list.push(session);
-            Op::Put(Arc::new(list))
-        });
-        evicted
+            evicted
+        })
     }
 
     /// Records a refresh: the session's latest `jti` and expiry. A session
-    /// the index does not know (after a restart) is added back.
+    /// the index does not know (no journal, or one that was lost) is added
+    /// back.
     pub(super) fn refreshed(&self, sub: &str, session: LiveSession, now: SystemTime) {
-        self.by_subject.entry_by_ref(sub).and_compute_with(|old| {
-            let mut list = live(old.map(|e| e.into_value()), now);
+        self.update(sub, now, |list| {
             match list.iter_mut().find(|s| s.sid == session.sid) {
                 Some(known) => {
                     known.jti = session.jti;
@@ -85,22 +116,16 @@ impl SessionIndex {
                 }
                 None => list.push(session),
             }
-            Op::Put(Arc::new(list))
         });
     }
 
     /// Forgets session `sid` of `sub`.
     pub(super) fn remove(&self, sub: &str, sid: &str) {
-        self.by_subject.entry_by_ref(sub).and_compute_with(|old| {
-            let Some(old) = old else { return Op::Nop };
-            let mut list = (*old.into_value()).clone();
-            list.retain(|s| s.sid != sid);
-            if list.is_empty() {
-                Op::Remove
-            } else {
-                Op::Put(Arc::new(list))
-            }
-        });
+        if self.by_subject.contains_key(sub) {
+            self.update(sub, SystemTime::UNIX_EPOCH, |list| {
+                list.retain(|s| s.sid != sid);
+            });
+        }
     }
 
     /// Forgets session `sid` whoever it belongs to (admin revocation by
@@ -119,7 +144,9 @@ impl SessionIndex {
 
     /// Forgets every session of `sub`.
     pub(super) fn remove_subject(&self, sub: &str) {
-        self.by_subject.invalidate(sub);
+        if self.by_subject.contains_key(sub) {
+            self.update(sub, SystemTime::UNIX_EPOCH, Vec::clear);
+        }
     }
 
     /// The live sessions of `sub` at `now`, oldest first.
@@ -128,6 +155,52 @@ impl SessionIndex {
         list.sort_by_key(|s| s.created);
         list
     }
+
+    /// Applies `change` to `sub`'s list (sessions expired at `now`
+    /// dropped first) and writes the result to the journal, both under the
+    /// journal lock: two changes reach the file in the order they reached
+    /// memory, so the file's last line per subject is the memory's state.
+    fn update<R: Default>(
+        &self,
+        sub: &str,
+        now: SystemTime,
+        change: impl FnOnce(&mut Vec<LiveSession>) -> R,
+    ) -> R {
+        let mut journal = self.journal.as_ref().map(lock);
+        let mut out = None;
+        let mut written = Vec::new();
+        self.by_subject.entry_by_ref(sub).and_compute_with(|old| {
+            let mut list = live(old.map(|e| e.into_value()), now);
+            out = Some(change(&mut list));
+            written.clone_from(&list);
+            if list.is_empty() {
+                Op::Remove
+            } else {
+                Op::Put(Arc::new(list))
+            }
+        });
+        if let Some(journal) = journal.as_mut() {
+            journal.record(sub, &written);
+            let live_subjects = || {
+                self.by_subject.run_pending_tasks();
+                self.by_subject.entry_count()
+            };
+            if journal.wants_compaction(live_subjects) {
+                journal.compact(&self.snapshot());
+            }
+        }
+        // `and_compute_with` runs the closure exactly once, so this is
+        // always `Some`.
+        out.unwrap_or_default()
+    }
+
+    /// Every subject's list.
+    fn snapshot(&self) -> Vec<(String, Vec<LiveSession>)> {
+        self.by_subject
+            .iter()
+            .map(|(sub, list)| ((*sub).clone(), (*list).clone()))
+            .collect()
+    }
 }
 
 /// The unexpired sessions of a stored list (wall clock: moka's own clock
@@ -135,6 +208,13 @@ impl SessionIndex {
 fn live(list: Option<Arc<Vec<LiveSession>>>, now: SystemTime) -> Vec<LiveSession> {
     list.map(|l| l.iter().filter(|s| s.expires > now).cloned().collect())
         .unwrap_or_default()
+}
+
+/// Locks, recovering from poisoning: a panic between a memory change and
+/// its journal line at worst leaves one line missing (an undercount after a
+/// restart), never a corrupt file.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Cap on the idle lifetime of a subject's list (moka refuses more than

@@ -17,21 +17,45 @@ pub struct TokenPolicy {
     pub audience: String,
     /// Skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// Longest `exp − auth_time` minted or accepted (`[tokens]
+    /// absolute_timeout`); `None`: no limit. Revocations are sized by this
+    /// bound, so a token beyond it would outlive its revocation.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl TokenPolicy {
-    /// A policy from its parts.
+    /// A policy from its parts, with no lifetime limit.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, leeway: Duration) -> Self {
         Self {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway,
+            max_lifetime: None,
         }
     }
 
-    /// The policy of the `[tokens]` section.
+    /// The same policy, refusing tokens whose `exp` is more than `limit`
+    /// after their `auth_time`.
+    #[must_use]
+    pub fn with_max_lifetime(mut self, limit: Duration) -> Self {
+        self.max_lifetime = Some(limit);
+        self
+    }
+
+    /// The policy of the `[tokens]` section: no token outlives
+    /// `absolute_timeout` from its `auth_time`.
     pub fn from_config(config: &TokensConfig) -> Self {
         Self::new(&config.issuer, &config.audience, config.leeway)
+            .with_max_lifetime(config.absolute_timeout)
+    }
+
+    /// Whether a token from `auth_time` to `exp` (Unix seconds) is within
+    /// `max_lifetime`.
+    pub(super) fn allows_lifetime(&self, auth_time: i64, exp: i64) -> bool {
+        self.max_lifetime.is_none_or(|limit| {
+            let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
+            exp.saturating_sub(auth_time) <= limit
+        })
     }
 }
 
@@ -305,6 +329,11 @@ pub enum TokenError {
     /// `iat` is in the future (beyond the leeway).
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// `exp` is further from `auth_time` than the policy's `max_lifetime`
+    /// (`[tokens] absolute_timeout`): no session of this gateway lasts
+    /// that long, and no revocation would outlast such a token.
+    #[error("token lifetime beyond the absolute limit")]
+    LifetimeExceeded,
     /// `iss` is not the configured issuer.
     #[error("wrong issuer")]
     WrongIssuer,
@@ -344,6 +373,7 @@ impl TokenError {
             Self::Expired => "token_expired",
             Self::NotYetValid => "token_not_yet_valid",
             Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeExceeded => "lifetime_exceeded",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::WrongType => "wrong_token_type",
@@ -368,6 +398,7 @@ impl TokenError {
             | Self::Expired
             | Self::NotYetValid
             | Self::IssuedInFuture
+            | Self::LifetimeExceeded
             | Self::WrongIssuer
             | Self::WrongAudience
             | Self::WrongType
