@@ -86,9 +86,9 @@ impl ReplayGuard {
     /// `max_nonces` = 250,000 over a 300 s window (+30 s leeway; an entry
     /// lives until its timestamp turns stale, 330 s for a current timestamp)
     /// sustains 250,000 / 330 ≈ 750 protected requests per second; bursts
-    /// above that are refused with 503 until entries expire. At ≈ 400 bytes
-    /// per entry (measured) a full cache holds ≈ 100 MB. Size it as peak
-    /// protected requests per second × 330 s (1,000,000 ≈ 400 MB ≈ 3,000/s).
+    /// above that are refused with 503 until entries expire. At ≈ 420 bytes
+    /// per entry a full cache holds ≈ 105 MB. Size it as peak
+    /// protected requests per second × 330 s (1,000,000 ≈ 420 MB ≈ 3,000/s).
     pub fn new(config: &ReplayConfig, leeway: Duration) -> Self {
         let live = Arc::new(AtomicU64::new(0));
         let shares = Arc::new(Shares::new(
@@ -477,10 +477,13 @@ const _: () = assert!(
 /// and keeps the value below 10¹², far from overflow.
 const MAX_TIMESTAMP_DIGITS: usize = 12;
 /// Memory per live nonce, for capacity planning: a 16-byte key and a
-/// 48-byte value (lifetime, expiry, owners), plus moka's per-entry bookkeeping (the Arc'd entry, key
-/// hash, access-order deque and timer-wheel nodes, hash-table slot). Measured
-/// as the resident-set growth over 200,000 inserts: ≈ 390 bytes per entry.
-pub const NONCE_ENTRY_BYTES: u64 = 400;
+/// 48-byte value (lifetime, expiry, owners), plus moka's per-entry
+/// bookkeeping (the Arc'd entry, key hash, access-order deque and
+/// timer-wheel nodes, hash-table slot). Measured as the resident-set growth
+/// over 200,000 inserts: ≈ 390 bytes per entry with the former 24-byte
+/// value; the 24 bytes of owners make it ≈ 415 (the share counts add one
+/// map entry per owner with live nonces, not per nonce).
+pub const NONCE_ENTRY_BYTES: u64 = 420;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test

@@ -439,3 +439,68 @@ fn credential_types_are_shareable_across_threads() {
     send_sync(&verifier());
     send_sync(&RateLimiter::new(1));
 }
+
+#[test]
+fn client_addresses_count_per_ipv4_address_and_per_ipv6_64() {
+    let key = |s: &str| client_addr_key(s.parse().unwrap());
+    assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+    assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+    assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+}
+
+#[test]
+fn pairing_lockout_is_per_client_under_a_global_backstop() {
+    let p = PairingCode::generate(&AuthConfig {
+        pairing_max_attempts: 4,
+        pairing_max_attempts_per_client: 2,
+        ..AuthConfig::default()
+    })
+    .unwrap();
+    let code = p.reveal().to_owned();
+    let wrong = wrong_code(&code);
+    let (a, b, c) = (
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        "192.0.2.3".parse().unwrap(),
+    );
+    assert_eq!(p.redeem_at(&wrong, a, NOW), Err(PairingError::Invalid));
+    assert!(matches!(
+        p.redeem_at(&wrong, a, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert!(matches!(
+        p.redeem_at(&code, a, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    // Another address is not locked by a's guesses...
+    assert_eq!(p.redeem_at(&wrong, b, NOW), Err(PairingError::Invalid));
+    // ...until the wrong codes of all addresses reach the backstop.
+    assert!(matches!(
+        p.redeem_at(&wrong, b, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert!(matches!(
+        p.redeem_at(&code, c, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert_eq!(p.redeem_at(&code, c, NOW + 900), Ok(()));
+}
+
+#[test]
+fn login_limit_is_per_user_and_client_under_a_per_user_ceiling() {
+    let l = LoginLimiter::new(2, 3);
+    let (a, b, c) = (
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        "192.0.2.3".parse().unwrap(),
+    );
+    l.check_at("alice", a, NOW).unwrap();
+    l.check_at("alice", a, NOW).unwrap();
+    assert!(l.check_at("alice", a, NOW).is_err(), "a's own budget");
+    l.check_at("alice", b, NOW)
+        .expect("b is not locked out by a");
+    assert!(l.check_at("alice", c, NOW).is_err(), "the per-user ceiling");
+    l.check_at("bob", c, NOW).expect("another user");
+}
