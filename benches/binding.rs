@@ -49,6 +49,9 @@ fn binding(c: &mut Criterion) {
     let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
     let guard = ReplayConfig {
         max_nonces: 100_000_000,
+        // One bench session spends every nonce: no fair share applies.
+        max_nonces_per_session: u64::MAX,
+        max_nonces_per_subject: u64::MAX,
         ..ReplayConfig::default()
     };
     let checker = ProofChecker::new(Arc::new(ReplayGuard::new(&guard, Duration::from_secs(30))));

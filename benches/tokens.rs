@@ -125,6 +125,9 @@ fn verify(ring: &KeyRing, policy: &TokenPolicy, token: &str, now: SystemTime) ->
 fn replay_guard() -> ReplayGuard {
     let config = ReplayConfig {
         max_nonces: u64::MAX,
+        // One bench session spends every nonce: no fair share applies.
+        max_nonces_per_session: u64::MAX,
+        max_nonces_per_subject: u64::MAX,
         ..ReplayConfig::default()
     };
     ReplayGuard::new(&config, Duration::from_secs(30))

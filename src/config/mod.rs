@@ -251,6 +251,12 @@ impl Config {
             "max_nonces",
             "must be at least 1",
         );
+        for (key, value) in [
+            ("max_nonces_per_session", r.max_nonces_per_session),
+            ("max_nonces_per_subject", r.max_nonces_per_subject),
+        ] {
+            p.check(value >= 1, "replay", key, "must be at least 1");
+        }
         for m in &r.methods {
             p.check(
                 http::Method::from_bytes(m.as_bytes()).is_ok()
@@ -271,6 +277,12 @@ impl Config {
             "must be at least 1",
         );
         p.check(
+            a.pairing_max_attempts_per_client >= 1,
+            "auth",
+            "pairing_max_attempts_per_client",
+            "must be at least 1",
+        );
+        p.check(
             a.rate_limit_per_minute >= 1,
             "auth",
             "rate_limit_per_minute",
@@ -280,6 +292,12 @@ impl Config {
             a.login_attempts_per_user_per_minute >= 1,
             "auth",
             "login_attempts_per_user_per_minute",
+            "must be at least 1",
+        );
+        p.check(
+            a.login_attempts_per_user_per_client_per_minute >= 1,
+            "auth",
+            "login_attempts_per_user_per_client_per_minute",
             "must be at least 1",
         );
         let mut seen = std::collections::HashSet::new();

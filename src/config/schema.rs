@@ -266,6 +266,12 @@ pub struct ReplayConfig {
     /// Most nonces remembered at once; past it new requests are refused
     /// (fail closed) rather than forgetting a live nonce.
     pub max_nonces: u64,
+    /// Most live nonces one session may hold (its fair share of
+    /// `max_nonces`); past it only that session is refused (429).
+    pub max_nonces_per_session: u64,
+    /// Most live nonces all sessions of one subject may hold together,
+    /// revoked ones included (so logging in again gives no fresh share).
+    pub max_nonces_per_subject: u64,
 }
 
 impl Default for ReplayConfig {
@@ -277,6 +283,13 @@ impl Default for ReplayConfig {
                 .map(str::to_owned)
                 .to_vec(),
             max_nonces: 250_000,
+            // 10 % of the default capacity: ≈ 75 protected requests per
+            // second sustained over the 330 s an entry lives; ten sessions
+            // at their share are needed to fill the cache.
+            max_nonces_per_session: 25_000,
+            // Two sessions' worth: one user (five sessions by default,
+            // plus revoked ones) can hold at most 20 % of the capacity.
+            max_nonces_per_subject: 50_000,
         }
     }
 }
@@ -300,15 +313,25 @@ pub enum BindingPolicy {
 pub struct AuthConfig {
     /// Print a one-time pairing code at start-up, exchanged at `/auth/pair`.
     pub pairing: bool,
-    /// Wrong pairing codes tolerated before a lockout.
+    /// Wrong pairing codes tolerated from all client addresses together
+    /// before pairing locks for everyone (the backstop against guessing
+    /// from many addresses).
     pub pairing_max_attempts: u32,
+    /// Wrong pairing codes tolerated from one client address (an IPv6 /64
+    /// counts as one) before that address is locked out.
+    pub pairing_max_attempts_per_client: u32,
     /// How long a pairing lockout lasts.
     #[serde(deserialize_with = "duration")]
     pub pairing_lockout: Duration,
     /// Requests to `/auth/*` allowed per client address per minute.
     pub rate_limit_per_minute: u32,
-    /// Login attempts allowed per user name per minute.
+    /// Login attempts allowed per user name per minute, from all client
+    /// addresses together (the ceiling against distributed guessing).
     pub login_attempts_per_user_per_minute: u32,
+    /// Login attempts allowed per user name per minute from one client
+    /// address (an IPv6 /64 counts as one): a stranger elsewhere exhausting
+    /// it does not lock the user out.
+    pub login_attempts_per_user_per_client_per_minute: u32,
     /// Session binding policy.
     pub binding: BindingPolicy,
     /// Users that may log in with a password.
@@ -319,10 +342,15 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             pairing: true,
-            pairing_max_attempts: 5,
+            // Ten addresses' worth: ≤ 50 guesses per 15 min, 4,800 a day,
+            // against a 60-bit code.
+            pairing_max_attempts: 50,
+            pairing_max_attempts_per_client: 5,
             pairing_lockout: Duration::from_secs(15 * 60),
             rate_limit_per_minute: 60,
-            login_attempts_per_user_per_minute: 10,
+            // Ten addresses' worth of the per-client limit.
+            login_attempts_per_user_per_minute: 100,
+            login_attempts_per_user_per_client_per_minute: 10,
             binding: BindingPolicy::Off,
             users: Vec::new(),
         }

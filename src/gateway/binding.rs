@@ -36,7 +36,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::gateway::replay_protection::{ReplayError, ReplayGuard};
+use crate::gateway::replay_protection::{NonceOwner, ReplayError, ReplayGuard};
 use crate::gateway::session_token::Confirmation;
 
 pub use key::{ClientKey, ClientKeyError};
@@ -101,6 +101,22 @@ impl ProofChecker {
         presented: &Presented<'_>,
         now_unix: u64,
     ) -> Result<Confirmed, BindingError> {
+        let owner = NonceOwner {
+            session_id,
+            subject: None,
+        };
+        self.check_for(cnf, owner, presented, now_unix)
+    }
+
+    /// [`check_at`](Self::check_at) charging proof nonces to `owner`'s
+    /// session and subject shares of the nonce cache.
+    pub fn check_for(
+        &self,
+        cnf: Option<&Confirmation>,
+        owner: NonceOwner<'_>,
+        presented: &Presented<'_>,
+        now_unix: u64,
+    ) -> Result<Confirmed, BindingError> {
         let Some(cnf) = cnf else {
             return Ok(Confirmed::default());
         };
@@ -117,7 +133,7 @@ impl ProofChecker {
                 token: presented.token,
             };
             let verified = verify_proof(proof, kpid, &request)?;
-            self.spend(session_id, &verified, now_unix)?;
+            self.spend(owner, &verified, now_unix)?;
             confirmed.proof_verified = true;
         }
         Ok(confirmed)
@@ -127,16 +143,16 @@ impl ProofChecker {
     /// cache. A pre-1970 `iat` is simply stale.
     fn spend(
         &self,
-        session_id: &str,
+        owner: NonceOwner<'_>,
         proof: &VerifiedProof,
         now_unix: u64,
     ) -> Result<(), BindingError> {
         let iat = u64::try_from(proof.iat).map_err(|_| BindingError::ProofStale)?;
         self.replay
-            .check_at(
-                session_id,
-                Some(&proof.jti),
-                Some(&iat.to_string()),
+            .check_bytes_for(
+                owner,
+                Some(proof.jti.as_bytes()),
+                Some(iat.to_string().as_bytes()),
                 now_unix,
             )
             .map_err(from_replay)
@@ -212,6 +228,7 @@ fn from_replay(e: ReplayError) -> BindingError {
         ReplayError::Future => BindingError::ProofFuture,
         ReplayError::Replayed => BindingError::ProofReplayed,
         ReplayError::CapacityExhausted => BindingError::CapacityExhausted,
+        ReplayError::QuotaExhausted => BindingError::QuotaExhausted,
     }
 }
 
@@ -256,6 +273,10 @@ pub enum BindingError {
     /// nonce (fail closed, PITFALLS R4).
     #[error("proof checking is at capacity; retry later")]
     CapacityExhausted,
+    /// This session (or its subject) holds its whole share of the nonce
+    /// cache; its other requests wait until its own entries expire.
+    #[error("this session has too many recent proofs; retry later")]
+    QuotaExhausted,
     /// The session is certificate-bound and the connection presented no
     /// client certificate.
     #[error("a client certificate is required for this session")]
@@ -287,6 +308,7 @@ impl BindingError {
             Self::ProofFuture => "proof_future",
             Self::ProofReplayed => "proof_replayed",
             Self::CapacityExhausted => "proof_capacity_exhausted",
+            Self::QuotaExhausted => "proof_quota_exhausted",
             Self::CertificateMissing => "certificate_missing",
             Self::CertificateMismatch => "certificate_mismatch",
             Self::InvalidClientKey => "invalid_client_key",

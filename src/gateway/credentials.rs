@@ -2,14 +2,16 @@
 //! (argon2id), and the rate limits in front of both.
 //!
 //! - [`PairingCode`]: printed once at start-up, redeemed once at
-//!   `/auth/pair`, compared in constant time, locked out after
-//!   `[auth] pairing_max_attempts` wrong codes for `pairing_lockout`.
+//!   `/auth/pair`, compared in constant time; a client address is locked
+//!   out after `[auth] pairing_max_attempts_per_client` wrong codes, and
+//!   everyone after `pairing_max_attempts`, for `pairing_lockout`.
 //! - [`PasswordVerifier`]: the `[[auth.users]]` hashes, parsed at start-up;
 //!   an unknown user name costs the same argon2id work and returns the same
 //!   error as a wrong password.
 //! - [`hash_password`]: what `clawgate hash-password` prints.
 //! - [`RateLimiter`]: a fixed one-minute window per key (client address for
-//!   `/auth/*`, user name for logins), with bounded memory.
+//!   `/auth/*`), with bounded memory; [`LoginLimiter`]: two of them for
+//!   logins, per user name and client address under a per-user ceiling.
 //!
 //! Nothing here knows about HTTP; time comes in as Unix seconds (`_at`
 //! forms) so tests inject it.
@@ -23,7 +25,7 @@ pub use password::{
     PRODUCTION_PARAMS, PasswordVerifier, VerifiedUser, hash_password,
     insecure_hash_password_for_tests,
 };
-pub use rate_limit::{RateLimiter, RetryAfter};
+pub use rate_limit::{ClientAddrKey, LoginLimiter, RateLimiter, RetryAfter, client_addr_key};
 
 /// Why a credential operation failed.
 #[derive(Debug, thiserror::Error)]

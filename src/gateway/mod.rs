@@ -118,7 +118,14 @@ impl Gateway {
 
     /// Binds the listeners and starts serving in the background.
     pub async fn start(self) -> Result<RunningGateway, Error> {
+        // Before the first accept: the nonce cache is empty, so timestamps
+        // a previous process may have accepted are refused from here on.
+        let floor = replay_protection::restart_floor(&self.config.state.dir, self.clock.as_ref());
+        self.replay.refuse_before(floor.floor_unix);
         let listener = bind(self.config.server.listen).await?;
+        // Serve once the floor's second is over, so no honest request is
+        // stamped below it; meanwhile connections wait in the backlog.
+        tokio::time::sleep(floor.wait).await;
         let addr = listener
             .local_addr()
             .map_err(|source| io("reading the listen address", source))?;

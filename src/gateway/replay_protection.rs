@@ -19,6 +19,21 @@
 //! reopen the replay window. When `max_nonces` live entries exist, new
 //! protected requests are refused with [`ReplayError::CapacityExhausted`]
 //! (the server answers 503) until entries expire: fail closed.
+//!
+//! Fair shares: one session may hold at most `max_nonces_per_session` live
+//! entries and one subject (all its sessions, revoked ones included) at
+//! most `max_nonces_per_subject`; past its share a session is refused with
+//! [`ReplayError::QuotaExhausted`] (429) while everyone else keeps the rest
+//! of the capacity. The global cap stays as the fail-closed backstop.
+//!
+//! Restarts: the cache lives in memory, so a new process has forgotten every
+//! nonce. [`ReplayGuard::refuse_before`] sets a floor under acceptable
+//! timestamps (the gateway sets it to its start second, see
+//! [`restart_floor`]): a request the previous process accepted carries a
+//! timestamp below the floor and is refused as stale.
+
+mod restart;
+mod shares;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +45,10 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
+use self::shares::{Owners, Shares};
 use crate::config::ReplayConfig;
+
+pub use restart::{MARKER_FILE, RestartFloor, restart_floor};
 
 /// Checks nonce + timestamp pairs; one per gateway, shared by all requests.
 pub struct ReplayGuard {
@@ -42,7 +60,22 @@ pub struct ReplayGuard {
     /// Live entries, counted exactly: reserved before an insert, released by
     /// the eviction listener when moka drops or replaces an entry.
     live: Arc<AtomicU64>,
+    /// Live entries per session and per subject, against their shares.
+    shares: Arc<Shares>,
+    /// Timestamps below this Unix second are stale whatever the window
+    /// says (0: no floor). See [`Self::refuse_before`].
+    floor: AtomicU64,
     seen: Cache<NonceKey, NonceEntry>,
+}
+
+/// Who spends a nonce: the session (it scopes the nonce) and, when known,
+/// the subject the session belongs to. Each has its own share of capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct NonceOwner<'a> {
+    /// The session id (`sid`).
+    pub session_id: &'a str,
+    /// The session's subject (`sub`); `None` charges the session only.
+    pub subject: Option<&'a str>,
 }
 
 impl ReplayGuard {
@@ -53,18 +86,25 @@ impl ReplayGuard {
     /// `max_nonces` = 250,000 over a 300 s window (+30 s leeway; an entry
     /// lives until its timestamp turns stale, 330 s for a current timestamp)
     /// sustains 250,000 / 330 ≈ 750 protected requests per second; bursts
-    /// above that are refused with 503 until entries expire. At ≈ 400 bytes
-    /// per entry (measured) a full cache holds ≈ 100 MB. Size it as peak
-    /// protected requests per second × 330 s (1,000,000 ≈ 400 MB ≈ 3,000/s).
+    /// above that are refused with 503 until entries expire. At ≈ 420 bytes
+    /// per entry a full cache holds ≈ 105 MB. Size it as peak
+    /// protected requests per second × 330 s (1,000,000 ≈ 420 MB ≈ 3,000/s).
     pub fn new(config: &ReplayConfig, leeway: Duration) -> Self {
         let live = Arc::new(AtomicU64::new(0));
-        let released = Arc::clone(&live);
+        let shares = Arc::new(Shares::new(
+            config.max_nonces_per_session,
+            config.max_nonces_per_subject,
+        ));
+        let (released, released_shares) = (Arc::clone(&live), Arc::clone(&shares));
         // No max_capacity: size eviction would forget live nonces (R4).
         let seen = Cache::builder()
             .expire_after(NonceExpiry)
-            // Every removal (expired, replaced, explicit) frees one slot.
-            .eviction_listener(move |_key, _value, _cause: RemovalCause| {
+            // Every removal (expired, replaced, explicit) frees one slot and
+            // its owners' shares. Runs on the thread that drives moka, which
+            // never holds the shares lock while doing so.
+            .eviction_listener(move |_key, value: NonceEntry, _cause: RemovalCause| {
                 released.fetch_sub(1, Ordering::AcqRel);
+                released_shares.release(&value.owners);
             })
             .build();
         Self {
@@ -73,14 +113,31 @@ impl ReplayGuard {
             acceptance: config.window.saturating_add(leeway).as_secs(),
             max_nonces: config.max_nonces,
             live,
+            shares,
+            floor: AtomicU64::new(0),
             seen,
         }
     }
 
     /// Whether requests with `method` must carry the replay headers.
-    /// Methods compare exactly (HTTP methods are case-sensitive, RFC 9110 §9.1).
+    ///
+    /// Any spelling of a protected method is protected: methods are
+    /// case-sensitive (RFC 9110 §9.1), so `post` is formally another method,
+    /// but WSGI, Rack and others fold the case and run their POST handler
+    /// for it. Protecting every case (rather than refusing non-canonical
+    /// names) also covers configured extension methods in any case, and
+    /// refuses nothing a client may legally send.
     pub fn applies_to(&self, method: &str) -> bool {
-        self.enabled && self.methods.iter().any(|m| m == method)
+        self.enabled && self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// Refuses, as [`ReplayError::Stale`], every timestamp below
+    /// `floor_unix` from now on. After a restart the nonce cache is empty:
+    /// the floor (the process's start second, or the one after) keeps
+    /// requests the previous process accepted from being accepted again.
+    /// Once `window + leeway` has passed the floor is implied by the window.
+    pub fn refuse_before(&self, floor_unix: u64) {
+        self.floor.store(floor_unix, Ordering::Release);
     }
 
     /// Checks one request of `session_id` at wall-clock `now_unix`.
@@ -111,9 +168,25 @@ impl ReplayGuard {
         timestamp: Option<&[u8]>,
         now_unix: u64,
     ) -> Result<(), ReplayError> {
+        let owner = NonceOwner {
+            session_id,
+            subject: None,
+        };
+        self.check_bytes_for(owner, nonce, timestamp, now_unix)
+    }
+
+    /// [`check_bytes_at`](Self::check_bytes_at) charging the nonce to
+    /// `owner`'s session and subject shares.
+    pub fn check_bytes_for(
+        &self,
+        owner: NonceOwner<'_>,
+        nonce: Option<&[u8]>,
+        timestamp: Option<&[u8]>,
+        now_unix: u64,
+    ) -> Result<(), ReplayError> {
         let parsed = parse_headers(nonce, timestamp)?;
         self.check_window(parsed.timestamp, now_unix)?;
-        self.remember(session_id, &parsed, now_unix)
+        self.remember(owner, &parsed, now_unix)
     }
 
     /// Live nonce entries (for metrics). Exact, but entries already past
@@ -128,7 +201,11 @@ impl ReplayGuard {
     }
 
     fn check_window(&self, timestamp: u64, now: u64) -> Result<(), ReplayError> {
-        if timestamp.saturating_add(self.acceptance) < now {
+        // Below the restart floor: a previous process may have accepted it,
+        // and this one has not seen its nonce.
+        if timestamp.saturating_add(self.acceptance) < now
+            || timestamp < self.floor.load(Ordering::Acquire)
+        {
             return Err(ReplayError::Stale);
         }
         if timestamp > now.saturating_add(self.acceptance) {
@@ -137,8 +214,14 @@ impl ReplayGuard {
         Ok(())
     }
 
-    fn remember(&self, session_id: &str, parsed: &Parsed, now: u64) -> Result<(), ReplayError> {
-        self.reserve_slot()?;
+    fn remember(
+        &self,
+        owner: NonceOwner<'_>,
+        parsed: &Parsed,
+        now: u64,
+    ) -> Result<(), ReplayError> {
+        let owners = Owners::of(owner.session_id, owner.subject);
+        self.reserve_slot(&owners)?;
         // First unix second at which `timestamp` is stale: the entry must
         // cover every second up to and including timestamp + acceptance.
         let expires_at = parsed
@@ -148,6 +231,7 @@ impl ReplayGuard {
         let entry = NonceEntry {
             ttl: Duration::from_secs(expires_at.saturating_sub(now)),
             expires_at,
+            owners,
         };
         // Atomic per key (moka coalesces concurrent inserts of one key): of
         // two requests with one nonce, exactly one sees a fresh entry. An
@@ -155,33 +239,39 @@ impl ReplayGuard {
         // monotonic clock is replaced, not treated as a replay.
         let outcome = self
             .seen
-            .entry(nonce_key(session_id, &parsed.nonce[..parsed.nonce_len]))
+            .entry(nonce_key(
+                owner.session_id,
+                &parsed.nonce[..parsed.nonce_len],
+            ))
             .or_insert_with_if(|| entry, |old| old.expires_at <= now);
         if outcome.is_fresh() {
             Ok(())
         } else {
-            // Nothing was inserted: give the reserved slot back.
+            // Nothing was inserted: give the reserved slot and shares back.
             self.live.fetch_sub(1, Ordering::AcqRel);
+            self.shares.release(&owners);
             Err(ReplayError::Replayed)
         }
     }
 
-    /// Takes one slot of `max_nonces`, or fails closed.
-    fn reserve_slot(&self) -> Result<(), ReplayError> {
-        if self.try_reserve() {
+    /// Takes one slot of `max_nonces` and one of each owner's shares, or
+    /// fails closed.
+    fn reserve_slot(&self, owners: &Owners) -> Result<(), ReplayError> {
+        if self.try_reserve(owners).is_ok() {
             return Ok(());
         }
         // Entries past their expiry may still be counted until housekeeping
-        // runs; run it once before refusing.
+        // runs; run it once before refusing (never under the shares lock:
+        // it calls the eviction listener, which takes it).
         self.seen.run_pending_tasks();
-        if self.try_reserve() {
-            Ok(())
-        } else {
-            Err(ReplayError::CapacityExhausted)
-        }
+        self.try_reserve(owners)
     }
 
-    fn try_reserve(&self) -> bool {
+    fn try_reserve(&self, owners: &Owners) -> Result<(), ReplayError> {
+        self.shares.take(owners, || self.try_reserve_global())
+    }
+
+    fn try_reserve_global(&self) -> bool {
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_nonces).then_some(n + 1)
@@ -197,6 +287,8 @@ impl std::fmt::Debug for ReplayGuard {
             .field("methods", &self.methods)
             .field("acceptance_secs", &self.acceptance)
             .field("max_nonces", &self.max_nonces)
+            .field("shares", &self.shares)
+            .field("floor", &self.floor.load(Ordering::Relaxed))
             .field("live", &self.live_nonces())
             .finish()
     }
@@ -231,6 +323,10 @@ pub enum ReplayError {
     /// live nonce be forgotten.
     #[error("replay protection is at capacity; retry later")]
     CapacityExhausted,
+    /// This session (or its subject) holds its whole share of the nonce
+    /// cache; its other requests wait until its own entries expire.
+    #[error("this session has too many recent protected requests; retry later")]
+    QuotaExhausted,
 }
 
 impl ReplayError {
@@ -245,6 +341,7 @@ impl ReplayError {
             Self::Future => "replay_timestamp_future",
             Self::Replayed => "replay_detected",
             Self::CapacityExhausted => "replay_capacity_exhausted",
+            Self::QuotaExhausted => "replay_quota_exhausted",
         }
     }
 }
@@ -280,6 +377,8 @@ struct NonceEntry {
     ttl: Duration,
     /// Wall-clock second at which the entry no longer matters.
     expires_at: u64,
+    /// Whose shares the entry counts against (released on removal).
+    owners: Owners,
 }
 
 struct NonceExpiry;
@@ -378,10 +477,13 @@ const _: () = assert!(
 /// and keeps the value below 10¹², far from overflow.
 const MAX_TIMESTAMP_DIGITS: usize = 12;
 /// Memory per live nonce, for capacity planning: a 16-byte key and a
-/// 24-byte value, plus moka's per-entry bookkeeping (the Arc'd entry, key
-/// hash, access-order deque and timer-wheel nodes, hash-table slot). Measured
-/// as the resident-set growth over 200,000 inserts: ≈ 390 bytes per entry.
-pub const NONCE_ENTRY_BYTES: u64 = 400;
+/// 48-byte value (lifetime, expiry, owners), plus moka's per-entry
+/// bookkeeping (the Arc'd entry, key hash, access-order deque and
+/// timer-wheel nodes, hash-table slot). Measured as the resident-set growth
+/// over 200,000 inserts: ≈ 390 bytes per entry with the former 24-byte
+/// value; the 24 bytes of owners make it ≈ 415 (the share counts add one
+/// map entry per owner with live nonces, not per nonce).
+pub const NONCE_ENTRY_BYTES: u64 = 420;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test

@@ -87,7 +87,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clock::Clock;
 use crate::config::{AuthConfig, BindingPolicy, TokensConfig, UserConfig};
-use crate::gateway::credentials::{PairingCode, PasswordVerifier, RateLimiter};
+use crate::gateway::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
 use crate::gateway::keyring::KeyRing;
 use crate::gateway::revocation_store::RevocationStore;
 use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
@@ -109,7 +109,7 @@ pub struct SessionManager {
     binding: BindingPolicy,
     pairing: Option<PairingCode>,
     passwords: PasswordVerifier,
-    login_limiter: RateLimiter,
+    login_limiter: LoginLimiter,
     index: SessionIndex,
     families: FamilyLocks,
     spent: SpentCache,
@@ -143,7 +143,10 @@ impl SessionManager {
             binding: auth.binding,
             pairing,
             passwords,
-            login_limiter: RateLimiter::new(auth.login_attempts_per_user_per_minute),
+            login_limiter: LoginLimiter::new(
+                auth.login_attempts_per_user_per_client_per_minute,
+                auth.login_attempts_per_user_per_minute,
+            ),
             index: SessionIndex::new(limits.absolute_timeout.saturating_add(limits.leeway)),
             families: FamilyLocks::default(),
             spent: SpentCache::new(limits.refresh_grace),

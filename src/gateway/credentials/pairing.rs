@@ -1,5 +1,7 @@
 //! The one-time pairing code printed at start-up.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -7,15 +9,22 @@ use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::CredentialError;
+use super::{ClientAddrKey, CredentialError, client_addr_key};
 use crate::config::AuthConfig;
 
 /// A one-time code, exchanged once for tokens at `/auth/pair`.
 ///
 /// Twelve characters from the 32-symbol Crockford alphabet, shown as three
 /// groups of four (`7KQ2-M9XD-4HTB`): 12 × 5 = 60 bits from the OS random
-/// generator. With the default lockout (5 wrong codes, then 15 minutes) an
-/// online attacker gets 480 guesses a day against 2⁶⁰ codes.
+/// generator.
+///
+/// Lockouts are per client address (an IPv6 /64 counts as one): after
+/// `pairing_max_attempts_per_client` wrong codes (5) that address is
+/// refused for `pairing_lockout` (15 minutes), while the owner pairs from
+/// another. A global backstop locks pairing for everyone after
+/// `pairing_max_attempts` wrong codes from all addresses together (50):
+/// an online attacker with any number of addresses gets at most 4,800
+/// guesses a day against 2⁶⁰ codes.
 ///
 /// The value is reachable only through [`reveal`](Self::reveal); `Debug`
 /// prints the type name, and the bytes are zeroized on drop.
@@ -25,6 +34,7 @@ pub struct PairingCode {
     /// `XXXX-XXXX-XXXX`, for the start-up line.
     display: Zeroizing<String>,
     max_attempts: u32,
+    max_attempts_per_client: u32,
     lockout: Duration,
     state: Mutex<State>,
 }
@@ -48,6 +58,7 @@ impl PairingCode {
             code,
             display,
             max_attempts: config.pairing_max_attempts,
+            max_attempts_per_client: config.pairing_max_attempts_per_client,
             lockout: config.pairing_lockout,
             state: Mutex::new(State::default()),
         })
@@ -59,35 +70,49 @@ impl PairingCode {
         &self.display
     }
 
-    /// Redeems `offered` at `now_unix`: succeeds once; refuses every offer,
-    /// right or wrong, while locked out.
+    /// Redeems `offered` from `client` at `now_unix`: succeeds once;
+    /// refuses every offer, right or wrong, while `client` or pairing as a
+    /// whole is locked out.
     ///
     /// Case, dashes and spaces do not matter, and the look-alikes `O`, `I`
     /// and `L` read as `0`, `1` and `1`.
-    pub fn redeem_at(&self, offered: &str, now_unix: u64) -> Result<(), PairingError> {
+    pub fn redeem_at(
+        &self,
+        offered: &str,
+        client: IpAddr,
+        now_unix: u64,
+    ) -> Result<(), PairingError> {
         // The whole check runs under the lock: concurrent guesses are
-        // counted one by one, so no burst gets more than `max_attempts`.
+        // counted one by one, so no burst gets more than the limits.
         let mut state = self.lock();
         if state.used {
             return Err(PairingError::AlreadyUsed);
         }
-        if let Some(until) = state.locked_until {
-            if now_unix < until {
-                return Err(PairingError::LockedOut {
-                    retry_after: Duration::from_secs(until - now_unix),
-                });
-            }
-            *state = State::default();
-        }
+        // Global backstop first: while it holds, nobody may guess.
+        state.global.check(now_unix)?;
+        let key = state.client_key(client_addr_key(client), now_unix, self.lockout);
+        state.clients.entry(key).or_default().check(now_unix)?;
         if self.matches(offered) {
             state.used = true;
+            state.clients = HashMap::new();
             return Ok(());
         }
-        state.failures += 1;
-        if state.failures >= self.max_attempts {
-            state.locked_until = Some(now_unix.saturating_add(self.lockout.as_secs()));
+        let lockout = self.lockout;
+        let client_locked = state.clients.entry(key).or_default().fail(
+            now_unix,
+            self.max_attempts_per_client,
+            lockout,
+        );
+        let global_locked = state.global.fail(now_unix, self.max_attempts, lockout);
+        if client_locked || global_locked {
+            if global_locked {
+                tracing::warn!(
+                    event = "pairing_locked_globally",
+                    "wrong pairing codes from many addresses; pairing locked for everyone"
+                );
+            }
             return Err(PairingError::LockedOut {
-                retry_after: self.lockout,
+                retry_after: lockout,
             });
         }
         Err(PairingError::Invalid)
@@ -139,8 +164,68 @@ pub enum PairingError {
 #[derive(Default)]
 struct State {
     used: bool,
+    /// Wrong codes from everyone: the backstop.
+    global: Attempts,
+    /// Wrong codes per client address, at most [`MAX_CLIENTS`] entries.
+    clients: HashMap<ClientAddrKey, Attempts>,
+}
+
+impl State {
+    /// The key `client` is counted under: its own, or, when the table is
+    /// full even after dropping entries that no longer matter, one shared
+    /// overflow entry (stricter for newcomers, never a fresh budget).
+    fn client_key(&mut self, client: ClientAddrKey, now: u64, lockout: Duration) -> ClientAddrKey {
+        if self.clients.contains_key(&client) || self.clients.len() < MAX_CLIENTS {
+            return client;
+        }
+        self.clients.retain(|_, a| a.matters_at(now, lockout));
+        if self.clients.len() < MAX_CLIENTS {
+            client
+        } else {
+            OVERFLOW_CLIENT
+        }
+    }
+}
+
+/// Wrong codes from one source since its last lockout.
+#[derive(Default)]
+struct Attempts {
     failures: u32,
+    last_failure: u64,
     locked_until: Option<u64>,
+}
+
+impl Attempts {
+    /// Refuses while locked out; starts over once a lockout has ended.
+    fn check(&mut self, now: u64) -> Result<(), PairingError> {
+        if let Some(until) = self.locked_until {
+            if now < until {
+                return Err(PairingError::LockedOut {
+                    retry_after: Duration::from_secs(until - now),
+                });
+            }
+            *self = Self::default();
+        }
+        Ok(())
+    }
+
+    /// Counts one wrong code; true when it starts a lockout.
+    fn fail(&mut self, now: u64, max: u32, lockout: Duration) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure = now;
+        if self.failures >= max {
+            self.locked_until = Some(now.saturating_add(lockout.as_secs()));
+            return true;
+        }
+        false
+    }
+
+    /// Whether forgetting this entry could hand out a fresh budget: it is
+    /// locked, or failed within the last lockout period.
+    fn matters_at(&self, now: u64, lockout: Duration) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+            || now.saturating_sub(self.last_failure) < lockout.as_secs()
+    }
 }
 
 /// The canonical form of an offer, or `None` if it cannot be a code.
@@ -179,6 +264,10 @@ fn group(code: &[u8; CODE_LEN]) -> Zeroizing<String> {
     out
 }
 
+/// Most client addresses tracked at once (≈ 100 bytes each: ≈ 1 MB).
+const MAX_CLIENTS: usize = 10_000;
+/// Where newcomers are counted while the table is full.
+const OVERFLOW_CLIENT: ClientAddrKey = ClientAddrKey::Overflow;
 /// Crockford base32: digits and upper-case letters without I, L, O and U,
 /// so nothing reads as something else.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -1,5 +1,7 @@
-//! A fixed-window rate limiter with bounded memory.
+//! A fixed-window rate limiter with bounded memory, the login limiter
+//! built from two of them, and the client key both limits count under.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -74,6 +76,100 @@ impl std::fmt::Debug for RateLimiter {
             .field("limit_per_minute", &self.limit)
             .field("keys", &self.windows.entry_count())
             .finish()
+    }
+}
+
+/// Login attempts per user name: per client address, under a higher
+/// ceiling per user name from all addresses together.
+///
+/// Keyed by user alone, a stranger's wrong passwords would lock the user
+/// out; keyed by address alone, guessing from many addresses would be
+/// unbounded. With the defaults (10 and 100 per minute) a stranger on one
+/// address spends only their own budget, and locking a user out takes ten
+/// addresses (ten IPv6 /64s) guessing at the full rate.
+pub struct LoginLimiter {
+    per_client: RateLimiter,
+    per_user: RateLimiter,
+}
+
+impl LoginLimiter {
+    /// `per_client` attempts per user name and client address per minute,
+    /// at most `per_user` per user name per minute from everywhere.
+    pub fn new(per_client: u32, per_user: u32) -> Self {
+        Self {
+            per_client: RateLimiter::new(per_client),
+            per_user: RateLimiter::new(per_user),
+        }
+    }
+
+    /// Counts one attempt at `username` from `client` at `now_unix`.
+    pub fn check_at(
+        &self,
+        username: &str,
+        client: IpAddr,
+        now_unix: u64,
+    ) -> Result<(), RetryAfter> {
+        // The client key never contains a space, so "<client> <user>" is
+        // unambiguous whatever the user name holds.
+        let pair = format!("{} {username}", client_addr_key(client));
+        // Per client first: a refused stranger does not eat into the
+        // user's shared ceiling.
+        self.per_client.check_at(&pair, now_unix)?;
+        self.per_user.check_at(username, now_unix)
+    }
+
+    /// Runs both tables' pending housekeeping now.
+    pub fn run_pending_tasks(&self) {
+        self.per_client.run_pending_tasks();
+        self.per_user.run_pending_tasks();
+    }
+}
+
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginLimiter")
+            .field("per_client", &self.per_client)
+            .field("per_user", &self.per_user)
+            .finish()
+    }
+}
+
+/// What per-client limits count under: an IPv4 address, or the /64 prefix
+/// of an IPv6 address (one host usually holds a whole /64, so counting its
+/// addresses one by one would hand it 2⁶⁴ budgets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAddrKey {
+    /// An IPv4 client (IPv4-mapped IPv6 included).
+    V4([u8; 4]),
+    /// The first 64 bits of an IPv6 client's address.
+    V6([u8; 8]),
+    /// The shared entry for newcomers while a table is full.
+    Overflow,
+}
+
+impl std::fmt::Display for ClientAddrKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::V4(a) => IpAddr::from(*a).fmt(f),
+            Self::V6(p) => {
+                let mut full = [0u8; 16];
+                full[..8].copy_from_slice(p);
+                write!(f, "{}/64", IpAddr::from(full))
+            }
+            Self::Overflow => f.write_str("overflow"),
+        }
+    }
+}
+
+/// The [`ClientAddrKey`] of `ip`.
+pub fn client_addr_key(ip: IpAddr) -> ClientAddrKey {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => ClientAddrKey::V4(v4.octets()),
+        IpAddr::V6(v6) => {
+            let mut prefix = [0u8; 8];
+            prefix.copy_from_slice(&v6.octets()[..8]);
+            ClientAddrKey::V6(prefix)
+        }
     }
 }
 

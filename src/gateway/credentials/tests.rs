@@ -8,12 +8,14 @@ use crate::config::{AuthConfig, UserConfig};
 use crate::test_logs::Logs;
 
 const NOW: u64 = 1_700_000_000;
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
 // ---- pairing code -------------------------------------------------------
 
 fn pairing(max_attempts: u32, lockout_secs: u64) -> PairingCode {
     PairingCode::generate(&AuthConfig {
         pairing_max_attempts: max_attempts,
+        pairing_max_attempts_per_client: max_attempts,
         pairing_lockout: Duration::from_secs(lockout_secs),
         ..AuthConfig::default()
     })
@@ -52,11 +54,14 @@ fn pairing_code_has_three_groups_of_four_unambiguous_symbols() {
 fn pairing_code_redeems_once_then_reports_already_used() {
     let p = pairing(5, 900);
     let code = p.reveal().to_owned();
-    assert_eq!(p.redeem_at(&code, NOW), Ok(()));
+    assert_eq!(p.redeem_at(&code, CLIENT, NOW), Ok(()));
     assert!(p.is_used());
-    assert_eq!(p.redeem_at(&code, NOW), Err(PairingError::AlreadyUsed));
     assert_eq!(
-        p.redeem_at(&wrong_code(&code), NOW),
+        p.redeem_at(&code, CLIENT, NOW),
+        Err(PairingError::AlreadyUsed)
+    );
+    assert_eq!(
+        p.redeem_at(&wrong_code(&code), CLIENT, NOW),
         Err(PairingError::AlreadyUsed)
     );
 }
@@ -75,7 +80,7 @@ fn pairing_code_forgives_case_separators_and_lookalikes() {
         })
         .collect();
     let spaced = format!("{} {}", &typed[..6], &typed[6..]);
-    assert_eq!(p.redeem_at(&spaced, NOW), Ok(()));
+    assert_eq!(p.redeem_at(&spaced, CLIENT, NOW), Ok(()));
 }
 
 #[test]
@@ -83,43 +88,49 @@ fn wrong_codes_lock_out_even_the_right_code_until_the_lockout_ends() {
     let p = pairing(3, 900);
     let code = p.reveal().to_owned();
     let wrong = wrong_code(&code);
-    assert_eq!(p.redeem_at(&wrong, NOW), Err(PairingError::Invalid));
-    assert_eq!(p.redeem_at("not a code", NOW), Err(PairingError::Invalid));
+    assert_eq!(p.redeem_at(&wrong, CLIENT, NOW), Err(PairingError::Invalid));
     assert_eq!(
-        p.redeem_at(&wrong, NOW),
+        p.redeem_at("not a code", CLIENT, NOW),
+        Err(PairingError::Invalid)
+    );
+    assert_eq!(
+        p.redeem_at(&wrong, CLIENT, NOW),
         Err(PairingError::LockedOut {
             retry_after: Duration::from_secs(900)
         })
     );
     assert_eq!(
-        p.redeem_at(&code, NOW + 10),
+        p.redeem_at(&code, CLIENT, NOW + 10),
         Err(PairingError::LockedOut {
             retry_after: Duration::from_secs(890)
         }),
         "the right code is refused while locked out"
     );
     assert_eq!(
-        p.redeem_at(&code, NOW + 899),
+        p.redeem_at(&code, CLIENT, NOW + 899),
         Err(PairingError::LockedOut {
             retry_after: Duration::from_secs(1)
         })
     );
     assert!(!p.is_used());
-    assert_eq!(p.redeem_at(&code, NOW + 900), Ok(()));
+    assert_eq!(p.redeem_at(&code, CLIENT, NOW + 900), Ok(()));
 }
 
 #[test]
 fn attempts_start_over_after_a_lockout() {
     let p = pairing(2, 60);
     let wrong = wrong_code(p.reveal());
-    p.redeem_at(&wrong, NOW).unwrap_err();
+    p.redeem_at(&wrong, CLIENT, NOW).unwrap_err();
     assert!(matches!(
-        p.redeem_at(&wrong, NOW),
+        p.redeem_at(&wrong, CLIENT, NOW),
         Err(PairingError::LockedOut { .. })
     ));
-    assert_eq!(p.redeem_at(&wrong, NOW + 60), Err(PairingError::Invalid));
+    assert_eq!(
+        p.redeem_at(&wrong, CLIENT, NOW + 60),
+        Err(PairingError::Invalid)
+    );
     assert!(matches!(
-        p.redeem_at(&wrong, NOW + 60),
+        p.redeem_at(&wrong, CLIENT, NOW + 60),
         Err(PairingError::LockedOut { .. })
     ));
 }
@@ -134,7 +145,7 @@ fn concurrent_redeems_of_the_right_code_succeed_once() {
             let (p, barrier, code) = (Arc::clone(&p), Arc::clone(&barrier), code.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                p.redeem_at(&code, NOW)
+                p.redeem_at(&code, CLIENT, NOW)
             })
         })
         .collect();
@@ -151,7 +162,7 @@ fn pairing_code_debug_and_errors_hide_the_code() {
     let p = pairing(1, 900);
     let code = p.reveal().to_owned();
     let bare: String = code.chars().filter(|&c| c != '-').collect();
-    let err = p.redeem_at(&wrong_code(&code), NOW).unwrap_err();
+    let err = p.redeem_at(&wrong_code(&code), CLIENT, NOW).unwrap_err();
     let rendered = format!("{p:?} {err} {err:?}");
     assert!(!rendered.contains(&code), "{rendered}");
     assert!(!rendered.contains(&bare), "{rendered}");
@@ -165,10 +176,13 @@ fn an_offer_longer_than_64_bytes_is_refused_even_around_the_right_code() {
     // Separators are ignored, so only the length cap refuses this offer.
     let padded = format!("{code}{}", "-".repeat(64 - code.len() + 1));
     assert_eq!(padded.len(), 65);
-    assert_eq!(p.redeem_at(&padded, NOW), Err(PairingError::Invalid));
+    assert_eq!(
+        p.redeem_at(&padded, CLIENT, NOW),
+        Err(PairingError::Invalid)
+    );
     assert!(!p.is_used());
     let at_the_cap = format!("{code}{}", "-".repeat(64 - code.len()));
-    assert_eq!(p.redeem_at(&at_the_cap, NOW), Ok(()));
+    assert_eq!(p.redeem_at(&at_the_cap, CLIENT, NOW), Ok(()));
 }
 
 #[test]
@@ -196,9 +210,12 @@ fn an_offer_with_a_foreign_symbol_counts_as_a_wrong_code() {
     let p = pairing(2, 900);
     let code = p.reveal().to_owned();
     let foreign = format!("U{}", &code[1..]);
-    assert_eq!(p.redeem_at(&foreign, NOW), Err(PairingError::Invalid));
     assert_eq!(
-        p.redeem_at(&foreign, NOW),
+        p.redeem_at(&foreign, CLIENT, NOW),
+        Err(PairingError::Invalid)
+    );
+    assert_eq!(
+        p.redeem_at(&foreign, CLIENT, NOW),
         Err(PairingError::LockedOut {
             retry_after: Duration::from_secs(900)
         })
@@ -421,4 +438,69 @@ fn credential_types_are_shareable_across_threads() {
     send_sync(&pairing(5, 900));
     send_sync(&verifier());
     send_sync(&RateLimiter::new(1));
+}
+
+#[test]
+fn client_addresses_count_per_ipv4_address_and_per_ipv6_64() {
+    let key = |s: &str| client_addr_key(s.parse().unwrap());
+    assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+    assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+    assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+}
+
+#[test]
+fn pairing_lockout_is_per_client_under_a_global_backstop() {
+    let p = PairingCode::generate(&AuthConfig {
+        pairing_max_attempts: 4,
+        pairing_max_attempts_per_client: 2,
+        ..AuthConfig::default()
+    })
+    .unwrap();
+    let code = p.reveal().to_owned();
+    let wrong = wrong_code(&code);
+    let (a, b, c) = (
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        "192.0.2.3".parse().unwrap(),
+    );
+    assert_eq!(p.redeem_at(&wrong, a, NOW), Err(PairingError::Invalid));
+    assert!(matches!(
+        p.redeem_at(&wrong, a, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert!(matches!(
+        p.redeem_at(&code, a, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    // Another address is not locked by a's guesses...
+    assert_eq!(p.redeem_at(&wrong, b, NOW), Err(PairingError::Invalid));
+    // ...until the wrong codes of all addresses reach the backstop.
+    assert!(matches!(
+        p.redeem_at(&wrong, b, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert!(matches!(
+        p.redeem_at(&code, c, NOW),
+        Err(PairingError::LockedOut { .. })
+    ));
+    assert_eq!(p.redeem_at(&code, c, NOW + 900), Ok(()));
+}
+
+#[test]
+fn login_limit_is_per_user_and_client_under_a_per_user_ceiling() {
+    let l = LoginLimiter::new(2, 3);
+    let (a, b, c) = (
+        "192.0.2.1".parse().unwrap(),
+        "192.0.2.2".parse().unwrap(),
+        "192.0.2.3".parse().unwrap(),
+    );
+    l.check_at("alice", a, NOW).unwrap();
+    l.check_at("alice", a, NOW).unwrap();
+    assert!(l.check_at("alice", a, NOW).is_err(), "a's own budget");
+    l.check_at("alice", b, NOW)
+        .expect("b is not locked out by a");
+    assert!(l.check_at("alice", c, NOW).is_err(), "the per-user ceiling");
+    l.check_at("bob", c, NOW).expect("another user");
 }

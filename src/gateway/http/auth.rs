@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::ReplayConfig;
 use crate::gateway::binding::{BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker};
 use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
-use crate::gateway::replay_protection::ReplayGuard;
+use crate::gateway::replay_protection::{NonceOwner, ReplayGuard};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{Session, SessionError, SessionManager, sid_prefix};
 
@@ -211,8 +211,8 @@ impl BearerAuthOptions {
             let headers = req.headers();
             let nonce = headers.get(NONCE_HEADER).map(|v| v.as_bytes());
             let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
-            if let Err(e) = guard.check_bytes_at(
-                session.session_id(),
+            if let Err(e) = guard.check_bytes_for(
+                nonce_owner(&session),
                 nonce,
                 timestamp,
                 self.clock.unix_now(),
@@ -263,7 +263,7 @@ impl BearerAuthOptions {
             };
             let now = self.clock.unix_now();
             self.proofs
-                .check_at(Some(cnf), session.session_id(), &presented, now)
+                .check_for(Some(cnf), nonce_owner(session), &presented, now)
         });
         if let Some(m) = &self.binding_metrics {
             record_binding(m, &result, started.elapsed());
@@ -277,6 +277,14 @@ impl BearerAuthOptions {
             );
             AuthRejection::Binding(e)
         })
+    }
+}
+
+/// Whose shares of the nonce cache a session's requests spend.
+fn nonce_owner(session: &Session) -> NonceOwner<'_> {
+    NonceOwner {
+        session_id: session.session_id(),
+        subject: Some(session.subject()),
     }
 }
 

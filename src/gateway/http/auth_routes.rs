@@ -25,6 +25,7 @@ use super::auth::{CurrentSession, proof_header, record_binding, request_target};
 use super::error::{ApiError, binding_error, json_error, session_error};
 use super::{AUTH_BODY_LIMIT, AppState};
 use crate::gateway::binding::{self, BindingError, Presented, ProofChecker};
+use crate::gateway::replay_protection::NonceOwner;
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
 use crate::gateway::session_token::{Confirmation, VerifiedClaims};
@@ -207,7 +208,11 @@ impl RefreshPresentation {
         };
         let started = Instant::now();
         let checker = ProofChecker::new(Arc::clone(&s.replay));
-        let result = checker.check_at(Some(cnf), claims.sid(), &presented, s.clock.unix_now());
+        let owner = NonceOwner {
+            session_id: claims.sid(),
+            subject: Some(claims.sub()),
+        };
+        let result = checker.check_for(Some(cnf), owner, &presented, s.clock.unix_now());
         record_binding(&s.metrics.binding, &result, started.elapsed());
         result.map(drop).inspect_err(|e| {
             tracing::info!(event = "binding_rejected", reason = e.code(), sub = %claims.sub(),

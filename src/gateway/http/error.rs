@@ -158,8 +158,9 @@ impl IntoResponse for AuthRejection {
     }
 }
 
-/// Replay errors: a request the client can fix (400), a replay (409), or a
-/// full nonce cache that fails closed (503).
+/// Replay errors: a request the client can fix (400), a replay (409), a
+/// session past its share of the nonce cache (429), or a full nonce cache
+/// that fails closed (503).
 fn replay_parts(e: &ReplayError) -> (StatusCode, &'static str) {
     match e {
         ReplayError::MissingNonce => (
@@ -187,6 +188,10 @@ fn replay_parts(e: &ReplayError) -> (StatusCode, &'static str) {
         ReplayError::CapacityExhausted => (
             StatusCode::SERVICE_UNAVAILABLE,
             "replay protection is at capacity; retry later",
+        ),
+        ReplayError::QuotaExhausted => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "this session has too many recent protected requests; retry later",
         ),
     }
 }
@@ -217,6 +222,13 @@ pub fn binding_error(e: &BindingError) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 e.code(),
                 "proof checking is at capacity; retry later",
+            );
+        }
+        B::QuotaExhausted => {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                e.code(),
+                "this session has too many recent proofs; retry later",
             );
         }
         B::InvalidClientKey => {
@@ -470,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn replay_errors_are_400_409_or_503() {
+    fn replay_errors_are_400_409_429_or_503() {
         use ReplayError as R;
         for (e, status) in [
             (R::MissingNonce, 400),
@@ -481,6 +493,7 @@ mod tests {
             (R::Future, 400),
             (R::Replayed, 409),
             (R::CapacityExhausted, 503),
+            (R::QuotaExhausted, 429),
         ] {
             let r = AuthRejection::Replay(e).into_response();
             assert_eq!(r.status().as_u16(), status);
@@ -508,6 +521,7 @@ mod tests {
             assert_eq!(parts(&r), (401, INVALID, None), "{e:?}");
         }
         assert_eq!(binding_error(&B::CapacityExhausted).status().as_u16(), 503);
+        assert_eq!(binding_error(&B::QuotaExhausted).status().as_u16(), 429);
         assert_eq!(binding_error(&B::InvalidClientKey).status().as_u16(), 400);
         assert_eq!(
             binding_error(&B::CertificateRequired).status().as_u16(),

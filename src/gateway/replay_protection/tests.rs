@@ -99,12 +99,15 @@ fn timestamp_window_is_inclusive_on_both_sides() {
 }
 
 #[test]
-fn applies_only_to_configured_methods_exactly_and_only_when_enabled() {
+fn applies_to_configured_methods_in_any_case_and_only_when_enabled() {
     let g = guard(300, 30, 10);
-    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+    // Upstreams fold the case (issue 11 item 5): every spelling is protected.
+    for method in [
+        "POST", "PUT", "PATCH", "DELETE", "post", "Post", "pUt", "delete",
+    ] {
         assert!(g.applies_to(method), "{method}");
     }
-    for method in ["GET", "HEAD", "OPTIONS", "post", "Post", "POST "] {
+    for method in ["GET", "HEAD", "OPTIONS", "get", "POST ", "POSTS"] {
         assert!(!g.applies_to(method), "{method:?}");
     }
     let disabled = ReplayConfig {
@@ -280,4 +283,65 @@ fn every_error_has_a_distinct_stable_code() {
 fn guard_is_shareable_across_threads() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&guard(300, 30, 10));
+}
+
+#[test]
+fn timestamps_below_the_restart_floor_are_stale() {
+    let g = guard(300, 30, 10);
+    g.refuse_before(NOW);
+    assert_eq!(
+        g.check_at("s", Some(&nonce(40)), Some(&ts(NOW - 1)), NOW),
+        Err(ReplayError::Stale),
+        "accepted by the window, but a previous process may have seen it"
+    );
+    assert_eq!(
+        g.check_at("s", Some(&nonce(41)), Some(&ts(NOW)), NOW),
+        Ok(())
+    );
+    assert_eq!(g.live_nonces(), 1, "a refused request takes no slot");
+}
+
+fn shared_guard(max: u64, per_session: u64, per_subject: u64) -> ReplayGuard {
+    let config = ReplayConfig {
+        max_nonces: max,
+        max_nonces_per_session: per_session,
+        max_nonces_per_subject: per_subject,
+        ..ReplayConfig::default()
+    };
+    ReplayGuard::new(&config, Duration::from_secs(30))
+}
+
+fn spend(g: &ReplayGuard, sid: &str, sub: &str, n: u8, at: u64) -> Result<(), ReplayError> {
+    let owner = NonceOwner {
+        session_id: sid,
+        subject: Some(sub),
+    };
+    let (n, t) = (nonce(n), ts(at));
+    g.check_bytes_for(owner, Some(n.as_bytes()), Some(t.as_bytes()), at)
+}
+
+#[test]
+fn a_session_past_its_share_is_refused_and_others_are_not() {
+    let g = shared_guard(10, 2, 3);
+    assert_eq!(spend(&g, "x", "mallory", 1, NOW), Ok(()));
+    assert_eq!(spend(&g, "x", "mallory", 2, NOW), Ok(()));
+    assert_eq!(
+        spend(&g, "x", "mallory", 3, NOW),
+        Err(ReplayError::QuotaExhausted)
+    );
+    // Another session of the same subject: only the subject's rest.
+    assert_eq!(spend(&g, "x2", "mallory", 4, NOW), Ok(()));
+    assert_eq!(
+        spend(&g, "x2", "mallory", 5, NOW),
+        Err(ReplayError::QuotaExhausted)
+    );
+    assert_eq!(spend(&g, "y", "bob", 6, NOW), Ok(()));
+    assert_eq!(g.live_nonces(), 4, "refusals take no slot");
+    // A replay gives back what it reserved: the share is not eaten by it.
+    assert_eq!(spend(&g, "y", "bob", 6, NOW), Err(ReplayError::Replayed));
+    assert_eq!(spend(&g, "y", "bob", 7, NOW), Ok(()));
+}
+
+fn ts(t: u64) -> String {
+    t.to_string()
 }

@@ -33,7 +33,7 @@ impl SessionManager {
             .map_err(|_| SessionError::Mint(TokenError::NoSigningKey))?;
         // PairingCode compares in constant time, counts wrong offers under
         // its lock and enforces one-time use and the lockout.
-        code.redeem_at(offered_code, unix(now))
+        code.redeem_at(offered_code, client, unix(now))
             .map_err(pairing_error)
             .inspect_err(|e| {
                 tracing::warn!(event = "pairing_failed", code = e.code(), %client, "pairing refused");
@@ -63,10 +63,10 @@ impl SessionManager {
         if username.len() > super::MAX_SUBJECT_BYTES {
             return Err(SessionError::InvalidCredentials);
         }
-        // The per-user limit runs before argon2: past it, guessing at one
-        // account costs the gateway no hashing.
+        // The per-user limits run before argon2: past them, guessing at
+        // one account costs the gateway no hashing.
         self.login_limiter
-            .check_at(username, unix(now))
+            .check_at(username, client, unix(now))
             .map_err(|RetryAfter(retry_after)| SessionError::RateLimited { retry_after })?;
         // One argon2id run and one error for unknown users and wrong
         // passwords alike. The name is not logged on failure: users type
