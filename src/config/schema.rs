@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Peers whose `X-Forwarded-*` headers are trusted (exact addresses).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Forward client header fields whose name holds `_` (off by default,
+    /// like nginx's `underscores_in_headers`). Names an upstream would read
+    /// as a gateway field (`X_Clawgate_Subject`) are dropped either way.
+    pub allow_underscores_in_headers: bool,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_connections: 16_384,
             trusted_proxies: Vec::new(),
+            allow_underscores_in_headers: false,
         }
     }
 }

@@ -83,7 +83,7 @@ impl Gateway {
             Arc::clone(&clock),
         )?);
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = Proxy::new(&config.upstream, &config.server.trusted_proxies)?;
+        let proxy = Proxy::new(&config.upstream, &config.server)?;
         Ok(Self {
             config,
             clock,
