@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, ConfigError, ReplayConfig};
+use crate::gateway::binding::BindingError;
 use crate::gateway::keyring::{self, KeyError, KeyRing};
 use crate::gateway::replay_protection::{ReplayError, ReplayGuard, fuzz_parse_headers};
 use crate::gateway::session_token::{self, TokenError, TokenPolicy, TokenType};
@@ -127,6 +128,44 @@ pub fn config_file(data: &[u8]) -> Option<Result<Config, ConfigError>> {
         Err(e) => drop(e.to_string()),
     }
     Some(parsed)
+}
+
+/// Header block → `auth::bearer_token` (`Authorization`, or the
+/// `clawgate.bearer` WebSocket subprotocol offer), then the proxy's rewrite
+/// of the same headers. Input: lines `name: value`, `\n`-separated. Returns
+/// whether a token was found.
+///
+/// # Panics
+///
+/// When an invariant breaks; see
+/// [`gateway::http::fuzzing::bearer`](crate::gateway::http::fuzzing::bearer).
+pub fn bearer_token(data: &[u8]) -> bool {
+    crate::gateway::http::fuzzing::bearer(data)
+}
+
+/// `Clawgate-Proof` header bytes → `auth::proof_header` →
+/// `ProofChecker::check_at` for a session bound to the fuzz key, as the
+/// auth layer runs it for a key-bound token. `None` for bytes that cannot
+/// be a header value.
+///
+/// # Panics
+///
+/// When an invariant breaks; see
+/// [`gateway::http::fuzzing::proof`](crate::gateway::http::fuzzing::proof).
+pub fn proof_header(data: &[u8]) -> Option<Result<(), BindingError>> {
+    crate::gateway::http::fuzzing::proof(data)
+}
+
+/// Flag byte + header block → the proxy's request-header rewrite, with
+/// the invariant asserted inside: no header the gateway owns or trusts
+/// reaches the upstream under any spelling unless the gateway set it.
+///
+/// # Panics
+///
+/// When an invariant breaks; see
+/// [`gateway::http::fuzzing::request_headers`](crate::gateway::http::fuzzing::request_headers).
+pub fn request_headers(data: &[u8]) -> bool {
+    crate::gateway::http::fuzzing::request_headers(data)
 }
 
 /// The key ring the token target verifies against: [`FUZZ_SECRET_KEY`] as

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use clawgate::config::UpstreamConfig;
+use clawgate::config::{ServerConfig, UpstreamConfig};
 use clawgate::gateway::http::proxy::{ForwardIdentity, Proxy, ProxyContext, ProxyError};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
@@ -88,7 +88,11 @@ async fn spawn_front_with(
     wrap: impl FnOnce(Router) -> Router,
 ) -> Front {
     logs();
-    let proxy = Proxy::new(cfg, trusted).unwrap().unwrap();
+    let server = ServerConfig {
+        trusted_proxies: trusted.to_vec(),
+        ..ServerConfig::default()
+    };
+    let proxy = Proxy::new(cfg, &server).unwrap().unwrap();
     let (end_session, session) = watch::channel(false);
     let state = FrontState {
         proxy,
@@ -724,7 +728,7 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         public_paths: vec!["/status".to_owned(), "/pub/*".to_owned()],
         ..UpstreamConfig::default()
     };
-    let proxy = Proxy::new(&cfg, &[]).unwrap().unwrap();
+    let proxy = Proxy::new(&cfg, &ServerConfig::default()).unwrap().unwrap();
     for path in ["/status", "/pub/", "/pub/a", "/pub/a/b.css"] {
         assert!(proxy.is_public_path(path), "{path} should be public");
     }
@@ -750,7 +754,7 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
 #[test]
 fn no_upstream_url_builds_no_proxy_and_bad_urls_are_refused() {
     assert!(
-        Proxy::new(&UpstreamConfig::default(), &[])
+        Proxy::new(&UpstreamConfig::default(), &ServerConfig::default())
             .unwrap()
             .is_none()
     );
@@ -764,7 +768,7 @@ fn no_upstream_url_builds_no_proxy_and_bad_urls_are_refused() {
             url: Some(url.to_owned()),
             ..UpstreamConfig::default()
         };
-        let err = Proxy::new(&cfg, &[]).unwrap_err();
+        let err = Proxy::new(&cfg, &ServerConfig::default()).unwrap_err();
         assert!(
             matches!(err, ProxyError::InvalidUpstreamUrl),
             "{url}: {err:?}"

@@ -77,6 +77,10 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Peers whose `X-Forwarded-*` headers are trusted (exact addresses).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Forward client header fields whose name holds `_` (off by default,
+    /// like nginx's `underscores_in_headers`). Names an upstream would read
+    /// as a gateway field (`X_Clawgate_Subject`) are dropped either way.
+    pub allow_underscores_in_headers: bool,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             max_connections: 16_384,
             max_connections_per_ip: 256,
             trusted_proxies: Vec::new(),
+            allow_underscores_in_headers: false,
         }
     }
 }

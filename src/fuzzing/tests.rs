@@ -199,6 +199,49 @@ fn config_file_parses_the_default_file_and_refuses_bad_ones() {
     assert!(config_file(&[b'[', 0xff, b']']).is_none());
 }
 
+#[test]
+fn bearer_token_finds_header_and_subprotocol_tokens_and_never_forwards_them() {
+    let token = session_token();
+    let header = format!("authorization: Bearer {token}\n");
+    assert!(bearer_token(header.as_bytes()));
+    let ws = format!(
+        "upgrade: websocket\nconnection: upgrade\nsec-websocket-protocol: chat, clawgate.bearer, {token}\n"
+    );
+    assert!(bearer_token(ws.as_bytes()));
+    assert!(!bearer_token(b"authorization: Basic Zm9vOmJhcg==\n"));
+    assert!(!bearer_token(b""));
+    for (_, seed) in bearer_seeds() {
+        bearer_token(&seed);
+    }
+}
+
+#[test]
+fn proof_header_accepts_a_seed_proof_once_then_refuses_the_replay() {
+    let proof = fuzz_proof("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAo");
+    assert_eq!(proof_header(proof.as_bytes()), Some(Ok(())));
+    assert_eq!(
+        proof_header(proof.as_bytes()),
+        Some(Err(BindingError::ProofReplayed))
+    );
+    assert_eq!(
+        proof_header(b"v4.public.AAAA"),
+        Some(Err(BindingError::ProofMalformed))
+    );
+    assert_eq!(proof_header(b"a\r\nb"), None);
+}
+
+#[test]
+fn request_headers_drops_every_spelling_of_the_gateway_headers() {
+    for (_, seed) in request_header_seeds() {
+        request_headers(&seed);
+    }
+    // All flags, every look-alike at once: the invariant inside holds.
+    let mut input = vec![0x1f];
+    input.extend_from_slice(LOOKALIKE_BLOCK.as_bytes());
+    assert!(request_headers(&input));
+    assert!(!request_headers(b""));
+}
+
 /// Regenerates the committed seed corpus in `fuzz/corpus/<target>/seed-*`:
 /// `cargo test --lib fuzzing -- --ignored write_seed_corpus`.
 #[test]
@@ -209,6 +252,9 @@ fn write_seed_corpus() {
         ("replay_headers", replay_seeds()),
         ("paserk_file", paserk_seeds()),
         ("config_file", config_seeds()),
+        ("bearer_token", bearer_seeds()),
+        ("proof_header", proof_seeds()),
+        ("request_headers", request_header_seeds()),
     ];
     for (target, files) in seeds {
         let dir = corpus_dir(target);
@@ -370,5 +416,152 @@ fn config_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "inline-tables",
             text("server = { max_connections = 0 }\nhsts = { max_age = -1 }\n"),
         ),
+    ]
+}
+
+/// Look-alikes of every gateway-owned and trusted header, in a header block.
+const LOOKALIKE_BLOCK: &str = "host: gw.example\n\
+    x_clawgate_subject: owner\nx-clawgate_scopes: admin\nX_CLAWGATE_SESSION: s\n\
+    x-clawgate-subject: forged\nx_forwarded_for: 203.0.113.9\nx_forwarded-host: evil\n\
+    x-forwarded-for: 203.0.113.9\nx_real_ip: 203.0.113.9\nforwarded: for=1.2.3.4\n\
+    x-real-ip: 1.2.3.4\nx_custom: 1\nauthorization: Bearer v4.public.x\n";
+
+/// A proof made with the fuzz key for the proof target's fixed request.
+fn fuzz_proof(jti: &str) -> String {
+    use crate::gateway::http::fuzzing::{
+        FUZZ_PROOF_METHOD, FUZZ_PROOF_TOKEN, FUZZ_PROOF_URI, fuzz_client_key,
+    };
+    fuzz_client_key()
+        .sign_proof_with_jti_at(
+            FUZZ_PROOF_METHOD,
+            FUZZ_PROOF_URI,
+            FUZZ_PROOF_TOKEN,
+            jti,
+            fuzz_now(),
+        )
+        .unwrap()
+}
+
+fn bearer_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let token = session_token();
+    let text = |s: String| s.into_bytes();
+    vec![
+        (
+            "authorization",
+            text(format!("authorization: Bearer {token}\n")),
+        ),
+        (
+            "lowercase-scheme",
+            text(format!("authorization: bearer   {token}  \n")),
+        ),
+        (
+            "two-authorization",
+            text(format!(
+                "authorization: Bearer a\nauthorization: Bearer {token}\n"
+            )),
+        ),
+        ("basic", b"authorization: Basic Zm9vOmJhcg==\n".to_vec()),
+        (
+            "websocket",
+            text(format!(
+                "upgrade: websocket\nconnection: Upgrade\nsec-websocket-protocol: chat, clawgate.bearer, {token}\n"
+            )),
+        ),
+        (
+            "websocket-split",
+            text(format!(
+                "upgrade: WebSocket\nsec-websocket-protocol: CLAWGATE.BEARER\nsec-websocket-protocol: {token}, chat\n"
+            )),
+        ),
+        (
+            "websocket-marker-twice",
+            b"upgrade: websocket\nsec-websocket-protocol: clawgate.bearer, clawgate.bearer, tok\n"
+                .to_vec(),
+        ),
+        (
+            "websocket-hop-by-hop",
+            text(format!(
+                "upgrade: websocket\nconnection: sec-websocket-protocol\nsec-websocket-protocol: clawgate.bearer,{token}\n"
+            )),
+        ),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn proof_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let valid = fuzz_proof("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let other_method = crate::gateway::http::fuzzing::fuzz_client_key()
+        .sign_proof_with_jti_at(
+            "GET",
+            "/v1/items?limit=5",
+            "v4.public.fuzz-session-token",
+            "BBBBBBBBBBBBBBBBBBBBBA",
+            fuzz_now(),
+        )
+        .unwrap();
+    let stale = crate::gateway::http::fuzzing::fuzz_client_key()
+        .sign_proof_with_jti_at(
+            "POST",
+            "/v1/items?limit=5",
+            "v4.public.fuzz-session-token",
+            "CCCCCCCCCCCCCCCCCCCCCA",
+            fuzz_now() - DAY,
+        )
+        .unwrap();
+    let mut flipped = valid.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    vec![
+        ("valid", valid.clone().into_bytes()),
+        ("valid-second-nonce", fuzz_proof("DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDA").into_bytes()),
+        ("other-method", other_method.into_bytes()),
+        ("stale", stale.into_bytes()),
+        ("bad-signature", flipped),
+        ("footer", format!("{valid}.e30").into_bytes()),
+        ("v4-local", valid.replacen("v4.public.", "v4.local.", 1).into_bytes()),
+        ("truncated", valid.as_bytes()[..valid.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn request_header_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let with_flags = |flags: u8, block: &str| {
+        let mut input = vec![flags];
+        input.extend_from_slice(block.as_bytes());
+        input
+    };
+    vec![
+        ("lookalikes-public", with_flags(0, LOOKALIKE_BLOCK)),
+        (
+            "lookalikes-authenticated",
+            with_flags(0x02, LOOKALIKE_BLOCK),
+        ),
+        (
+            "lookalikes-trusted-proxy",
+            with_flags(0x03, LOOKALIKE_BLOCK),
+        ),
+        (
+            "lookalikes-underscores-allowed",
+            with_flags(0x12, LOOKALIKE_BLOCK),
+        ),
+        ("lookalikes-all-flags", with_flags(0x1f, LOOKALIKE_BLOCK)),
+        (
+            "hop-by-hop",
+            with_flags(
+                0x02,
+                "host: a\nconnection: x-private, close\nx-private: 1\nte: trailers\n\
+                 transfer-encoding: chunked\nkeep-alive: 5\nexpect: 100-continue\n\
+                 proxy-authorization: Basic x\n",
+            ),
+        ),
+        (
+            "websocket",
+            with_flags(
+                0x0a,
+                "host: a\nupgrade: websocket\nconnection: upgrade\n\
+                 sec-websocket-protocol: clawgate.bearer, v4.public.x, chat\n",
+            ),
+        ),
+        ("empty", vec![0]),
     ]
 }

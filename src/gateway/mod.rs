@@ -88,7 +88,7 @@ impl Gateway {
             .with_state_dir(&config.state.dir),
         );
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = Proxy::new(&config.upstream, &config.server.trusted_proxies)?;
+        let proxy = Proxy::new(&config.upstream, &config.server)?;
         Ok(Self {
             config,
             clock,

@@ -23,6 +23,9 @@ pub enum ApiError {
     PayloadTooLarge,
     /// The request body did not arrive in time.
     RequestTimeout,
+    /// The request's Host or target breaks HTTP's rules (no Host, two
+    /// Host fields, Host against `:authority`, a non-ASCII target).
+    InvalidRequest,
     /// A handler panicked or another internal failure.
     Internal,
 }
@@ -52,6 +55,11 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "request body not received in time",
+            ),
+            Self::InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request's Host or target is not valid",
             ),
             Self::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

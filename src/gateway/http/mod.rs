@@ -5,7 +5,10 @@ pub mod auth;
 pub mod auth_routes;
 pub mod error;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
+pub mod request_target;
 pub mod security_headers;
 pub mod well_known;
 
@@ -106,7 +109,10 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::Internal.into_response()
             }))
-            // 5. Limits wrap the request body before any handler or the proxy reads it.
+            // 5. Host and target rules before routing, so the auth layer's
+            //    public-path check and the proxy only see unambiguous requests.
+            .layer(middleware::from_fn(request_target::check_request_target))
+            // 6. Limits wrap the request body before any handler or the proxy reads it.
             .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
             .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout)),
     )

@@ -10,7 +10,10 @@
 //! - no hop-by-hop header (RFC 9110 §7.6.1), no `Expect` (answered here);
 //! - `X-Forwarded-For`/`-Proto`/`-Host` by the rules on [`Proxy::forward`];
 //! - `X-Clawgate-Subject`, `-Session`, `-Scopes`, `-Client-Cert-Sha256` from
-//!   the verified identity, after every client-sent `x-clawgate-*` is gone;
+//!   the verified identity, after every client-sent `x-clawgate-*` is gone,
+//!   also under look-alike names (`X_Clawgate_Subject`): client field names
+//!   with `_` are dropped unless `allow_underscores_in_headers`, and those
+//!   an upstream would read as a gateway field always are;
 //! - no `Authorization` unless `danger_forward_authorization`.
 //!
 //! What the client sees: the upstream's status, headers minus hop-by-hop and
@@ -33,7 +36,7 @@
 //! `response_timeout` runs from dispatch until the response head arrives, so
 //! it includes the time the upstream spends reading the request body.
 
-mod headers;
+pub(super) mod headers;
 mod public_paths;
 mod streams;
 
@@ -60,7 +63,7 @@ use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
 use self::public_paths::PublicPaths;
-use crate::config::UpstreamConfig;
+use crate::config::{ServerConfig, UpstreamConfig};
 
 /// A future that resolves when the session behind a request ends.
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -176,6 +179,8 @@ struct Inner {
     public_paths: PublicPaths,
     forward_authorization: bool,
     trusted_proxies: Vec<IpAddr>,
+    /// `[server] allow_underscores_in_headers`.
+    allow_underscores: bool,
     /// Set when the gateway stops: WebSocket tunnels (which no longer
     /// belong to an HTTP connection the server could drain) close then.
     closing: watch::Sender<bool>,
@@ -183,9 +188,10 @@ struct Inner {
 
 impl Proxy {
     /// Builds the proxy, or `None` when no `[upstream] url` is configured.
+    /// From `server`: `trusted_proxies` and `allow_underscores_in_headers`.
     pub fn new(
         upstream: &UpstreamConfig,
-        trusted_proxies: &[IpAddr],
+        server: &ServerConfig,
     ) -> Result<Option<Self>, ProxyError> {
         let Some(url) = &upstream.url else {
             return Ok(None);
@@ -207,7 +213,12 @@ impl Proxy {
             response_timeout: upstream.response_timeout,
             public_paths: PublicPaths::new(&upstream.public_paths),
             forward_authorization: upstream.danger_forward_authorization,
-            trusted_proxies: trusted_proxies.iter().map(IpAddr::to_canonical).collect(),
+            trusted_proxies: server
+                .trusted_proxies
+                .iter()
+                .map(IpAddr::to_canonical)
+                .collect(),
+            allow_underscores: server.allow_underscores_in_headers,
             closing: watch::Sender::new(false),
         };
         Ok(Some(Self {
@@ -235,7 +246,9 @@ impl Proxy {
     /// to the client's value, any other peer's replaces it. `X-Forwarded-Proto`
     /// (`https`) and `X-Forwarded-Host` (the request's host) are set unless a
     /// trusted peer sent them. Untrusted peers' `X-Forwarded-*`, `Forwarded`
-    /// and `X-Real-IP` are dropped. Failures are logged (`tracing::warn!`,
+    /// and `X-Real-IP` are dropped. Client fields whose name holds `_` are
+    /// dropped (unless `allow_underscores_in_headers`), and so are those
+    /// read as a gateway field with `_` as `-` in any case. Failures are logged (`tracing::warn!`,
     /// fields `error.code`, `upstream`, `error.detail`; never headers or bodies).
     pub async fn forward(&self, req: Request, ctx: ProxyContext) -> Result<Response, ProxyError> {
         let result = self.forward_inner(req, ctx).await;
@@ -286,11 +299,15 @@ impl Proxy {
     ) -> Result<(http::Request<Body>, bool), ProxyError> {
         let (parts, body) = req.into_parts();
         let uri = self.upstream_uri(&parts.method, &parts.uri)?;
+        // The target's authority first: HTTP/2 `:authority` (which the
+        // request-target check made agree with any Host), and for an
+        // absolute-form HTTP/1.1 target the Host field must be ignored
+        // (RFC 9112 §3.2.2).
         let client_host = parts
-            .headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| parts.headers.get(header::HOST).cloned());
         let peer = peer.ip().to_canonical();
         let rewrite = RequestRewrite {
             peer,
@@ -300,6 +317,7 @@ impl Proxy {
             forward_authorization: self.inner.forward_authorization,
             websocket,
             upstream_host: self.inner.host.clone(),
+            allow_underscores: self.inner.allow_underscores,
         };
         let mut headers = parts.headers;
         let offered_bearer = headers::rewrite_request(&mut headers, rewrite)?;

@@ -10,32 +10,36 @@ use http::{Method, Version};
 use super::{ForwardIdentity, ProxyError};
 
 /// What the request rewrite needs to know besides the headers.
-pub(super) struct RequestRewrite<'a> {
+pub(in crate::gateway::http) struct RequestRewrite<'a> {
     /// The client's TCP peer.
-    pub(super) peer: IpAddr,
+    pub(in crate::gateway::http) peer: IpAddr,
     /// Whether `peer` is a configured trusted proxy.
-    pub(super) trusted_peer: bool,
+    pub(in crate::gateway::http) trusted_peer: bool,
     /// The request's `Host` or `:authority`.
-    pub(super) client_host: Option<HeaderValue>,
+    pub(in crate::gateway::http) client_host: Option<HeaderValue>,
     /// The verified identity; `None` on public paths.
-    pub(super) identity: Option<&'a ForwardIdentity>,
+    pub(in crate::gateway::http) identity: Option<&'a ForwardIdentity>,
     /// `danger_forward_authorization`.
-    pub(super) forward_authorization: bool,
+    pub(in crate::gateway::http) forward_authorization: bool,
     /// Whether this is a WebSocket upgrade (its Upgrade/Connection pair is kept).
-    pub(super) websocket: bool,
+    pub(in crate::gateway::http) websocket: bool,
     /// The upstream's authority, sent as `Host`.
-    pub(super) upstream_host: HeaderValue,
+    pub(in crate::gateway::http) upstream_host: HeaderValue,
+    /// `[server] allow_underscores_in_headers`.
+    pub(in crate::gateway::http) allow_underscores: bool,
 }
 
 /// Rewrites request headers for the upstream. Returns whether the client
 /// offered the `clawgate.bearer` subprotocol.
-pub(super) fn rewrite_request(
+pub(in crate::gateway::http) fn rewrite_request(
     headers: &mut HeaderMap,
     rw: RequestRewrite<'_>,
 ) -> Result<bool, ProxyError> {
     strip_hop_by_hop(headers);
     headers.remove(header::EXPECT);
-    // Order matters: forged identity headers go before the real ones are set.
+    // Order matters: forged identity headers (under any spelling the
+    // upstream may read as ours) go before the real ones are set.
+    strip_underscore_names(headers, rw.allow_underscores);
     strip_prefixed(headers, "x-clawgate-");
     if !rw.forward_authorization {
         headers.remove(header::AUTHORIZATION);
@@ -74,7 +78,11 @@ pub(super) fn rewrite_upgrade_response(headers: &mut HeaderMap, offered_bearer: 
 }
 
 /// An HTTP/1.1 `GET` with `Connection: upgrade` and `Upgrade: websocket`.
-pub(super) fn is_websocket_request(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+pub(in crate::gateway::http) fn is_websocket_request(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> bool {
     version == Version::HTTP_11
         && method == Method::GET
         && has_token(headers, &header::CONNECTION, "upgrade")
@@ -93,6 +101,41 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Whether a field name, read the way CGI, WSGI and Rack read it (`_` as
+/// `-`, any case), is one the gateway sets or trusts from a proxy:
+/// `x-clawgate-*`, `x-forwarded-*`, `x-real-ip`, `forwarded`.
+pub(in crate::gateway::http) fn is_gateway_owned(name: &str) -> bool {
+    let folded = name.to_ascii_lowercase().replace('_', "-");
+    folded.starts_with("x-clawgate-")
+        || folded.starts_with("x-forwarded-")
+        || folded == "x-real-ip"
+        || folded == "forwarded"
+}
+
+/// Drops client fields whose name holds `_`: all of them by default (as
+/// nginx's `underscores_in_headers off`), and, whatever the setting, those
+/// an upstream would read as a gateway-owned or trusted field. CGI-style
+/// upstreams map `X_Clawgate_Subject` and `X-Clawgate-Subject` to the same
+/// `HTTP_X_CLAWGATE_SUBJECT` (the Puma CVE-2024-45614 class), so the
+/// gateway's own copy could be shadowed by a client's.
+fn strip_underscore_names(headers: &mut HeaderMap, allow_underscores: bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .filter(|n| !allow_underscores || is_gateway_owned(n.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        // The name only, never a value (it may be a credential).
+        tracing::debug!(
+            event = "header_dropped",
+            header = name.as_str(),
+            "client header with '_' in its name dropped"
+        );
         headers.remove(name);
     }
 }

@@ -1,5 +1,7 @@
 //! `[upstream] public_paths`: which paths are forwarded without a token.
 
+use std::borrow::Cow;
+
 /// The configured public paths.
 pub(super) struct PublicPaths(Vec<PublicPath>);
 
@@ -30,17 +32,109 @@ impl PublicPaths {
     }
 }
 
-/// No dot segments (also with `;` parameters), no backslash, no encoded
-/// `.`, `/`, `\` or NUL.
+/// Whether `path`, and every percent-decoding of it, is plain (see
+/// [`is_plain_layer`]). An upstream (or a framework in front of it) may
+/// decode more than once: `%252e%252e` is `%2e%2e` after one decoding and
+/// `..` after two, so each layer is checked until decoding changes
+/// nothing. Terminates: a decoding that changes the bytes shortens them.
 fn is_plain_path(path: &str) -> bool {
+    if !path.starts_with('/') {
+        return false;
+    }
+    let mut layer = Cow::Borrowed(path.as_bytes());
+    loop {
+        if !is_plain_layer(&layer) {
+            return false;
+        }
+        match percent_decode(&layer) {
+            Some(next) => layer = Cow::Owned(next),
+            None => return true,
+        }
+    }
+}
+
+/// No dot segments (also with `;` parameters), no backslash, no encoded
+/// `.`, `/`, `\` or NUL, in any letter case.
+fn is_plain_layer(path: &[u8]) -> bool {
     let lower = path.to_ascii_lowercase();
-    path.starts_with('/')
-        && !path.contains('\\')
-        && !["%2e", "%2f", "%5c", "%00"]
+    !path.contains(&b'\\')
+        && ![b"%2e", b"%2f", b"%5c", b"%00"]
             .iter()
-            .any(|e| lower.contains(e))
+            .any(|e| lower.windows(3).any(|w| w == *e))
         && path
-            .split('/')
-            .map(|seg| seg.split(';').next().unwrap_or(seg))
-            .all(|seg| seg != "." && seg != "..")
+            .split(|&b| b == b'/')
+            .map(|seg| seg.split(|&b| b == b';').next().unwrap_or(seg))
+            .all(|seg| seg != b"." && seg != b"..")
+}
+
+/// One lenient percent-decoding, as common decoders do it (an invalid
+/// escape stays as it is); `None` when there is nothing to decode.
+fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(input.len());
+    let (mut i, mut changed) = (0, false);
+    while i < input.len() {
+        let escape = input
+            .get(i + 1..i + 3)
+            .filter(|_| input[i] == b'%')
+            .and_then(|pair| Some(hex(pair[0])? * 16 + hex(pair[1])?));
+        match escape.and_then(|v| u8::try_from(v).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                (i, changed) = (i + 3, true);
+            }
+            None => {
+                out.push(input[i]);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public() -> PublicPaths {
+        PublicPaths::new(&["/public/*".to_owned(), "/status".to_owned()])
+    }
+
+    #[test]
+    fn multiply_encoded_dot_slash_and_backslash_are_never_public() {
+        let paths = public();
+        for path in [
+            "/public/%252e%252e/api/secret",
+            "/public/%252E%252E/api/secret",
+            "/public/..%252fapi/secret",
+            "/public/..%255capi",
+            "/public/%25252e%25252e/api",
+            "/public/%%32e%%32e/api",
+            "/public/%2%65%2%65/api",
+            "/public/a%2500",
+        ] {
+            assert!(!paths.matches(path), "{path} must need a token");
+        }
+    }
+
+    #[test]
+    fn ordinary_escapes_stay_public() {
+        let paths = public();
+        for path in [
+            "/public/a%20b",
+            "/public/100%25",
+            "/public/%zz",
+            "/public/caf%C3%A9",
+            "/status",
+        ] {
+            assert!(paths.matches(path), "{path} should be public");
+        }
+    }
+
+    #[test]
+    fn percent_decode_is_lenient_and_reports_no_change() {
+        assert_eq!(percent_decode(b"/a%2Fb"), Some(b"/a/b".to_vec()));
+        assert_eq!(percent_decode(b"/a%zz%"), None);
+        assert_eq!(percent_decode(b"%%32e"), Some(b"%2e".to_vec()));
+    }
 }
