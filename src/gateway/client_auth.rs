@@ -35,6 +35,7 @@ use crate::gateway::tls_config;
 
 /// Why the client-certificate policy could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientAuthError {
     /// The CA bundle named by `client_ca_path` could not be read.
     #[error("[tls] client_ca_path: cannot read {}: {source}", path.display())]

@@ -434,6 +434,7 @@ impl ReloadReport {
 
 /// Why a key operation failed. Messages name paths, never key material.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The keys directory is missing or cannot be listed.
     #[error("keys directory {}: cannot be read: {source}", dir.display())]

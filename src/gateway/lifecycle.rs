@@ -87,11 +87,7 @@ pub(super) fn refresh_certificate(certs: &CertificateManager, metrics: Option<&M
 
 /// Re-reads the served certificate files once (SIGHUP).
 pub(super) fn reload_certificate_files(certs: &CertificateManager, metrics: &Metrics) -> bool {
-    certificate_manager::report(
-        certs,
-        Some(metrics),
-        certs.reload_files_at(std::time::SystemTime::now()),
-    )
+    certificate_manager::report(certs, Some(metrics), certs.reload_files())
 }
 
 fn alert_if_expiring(certs: &CertificateManager, alert_before: Duration, clock: &dyn Clock) {

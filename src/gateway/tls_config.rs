@@ -43,6 +43,7 @@ pub static ALPN_PROTOCOLS: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Why a `ServerConfig` could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsConfigError {
     /// rustls rejected the protocol versions for this provider.
     #[error("TLS policy rejected by rustls: {0}")]

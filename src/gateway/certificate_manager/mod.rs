@@ -45,6 +45,7 @@ use crate::config::TlsConfig;
 
 /// Why a certificate could not be loaded, generated or swapped in.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// A certificate or key file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -58,6 +59,10 @@ pub enum CertError {
     /// The PEM or DER data could not be parsed.
     #[error("certificate is not valid PEM/X.509: {0}")]
     BadPem(String),
+    /// A well-formed server certificate that does not chain to the local
+    /// root on disk (SIGHUP reload of generated files).
+    #[error("{} does not chain to {}", LEAF_CERT, CA_CERT)]
+    NotChainedToRoot,
     /// The certificate file holds no certificate.
     #[error("no certificate found{}", at(path))]
     NoCertificate {
@@ -309,13 +314,17 @@ impl CertificateManager {
         }
         let root = read_root(dir)?;
         if !chains_to(&loaded, &root) {
-            return Err(CertError::BadPem(
-                "gateway.crt does not chain to ca.crt".to_owned(),
-            ));
+            // Only a leaf under the root clients trust may be served.
+            return Err(CertError::NotChainedToRoot);
         }
         self.set_root(inspect_pem(&root.cert_pem)?);
         self.swap(&loaded);
         Ok(RenewOutcome::Swapped(loaded.info))
+    }
+
+    /// [`Self::reload_files_at`] on the manager's clock.
+    pub fn reload_files(&self) -> Result<RenewOutcome, CertError> {
+        self.reload_files_at(self.clock.now())
     }
 
     /// [`Self::refresh_at`] on the manager's clock.

@@ -301,6 +301,7 @@ impl VerifiedClaims {
 /// Why a token was refused or could not be minted. Messages are fixed and
 /// never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// The token is longer than `MAX_TOKEN_LEN`.
     #[error("token too large")]
