@@ -220,6 +220,14 @@ impl ReplayGuard {
         parsed: &Parsed,
         now: u64,
     ) -> Result<(), ReplayError> {
+        let key = nonce_key(owner.session_id, &parsed.nonce[..parsed.nonce_len]);
+        // A live entry is a replay whatever the capacity: look before
+        // reserving, so a replay at capacity (or past the owner's share) is
+        // told as the replay it is, not as a full cache (found by fuzzing).
+        // The insert below stays the atomic decision between racing twins.
+        if self.seen.get(&key).is_some_and(|old| old.expires_at > now) {
+            return Err(ReplayError::Replayed);
+        }
         let owners = Owners::of(owner.session_id, owner.subject);
         self.reserve_slot(&owners)?;
         // First unix second at which `timestamp` is stale: the entry must
@@ -239,10 +247,7 @@ impl ReplayGuard {
         // monotonic clock is replaced, not treated as a replay.
         let outcome = self
             .seen
-            .entry(nonce_key(
-                owner.session_id,
-                &parsed.nonce[..parsed.nonce_len],
-            ))
+            .entry(key)
             .or_insert_with_if(|| entry, |old| old.expires_at <= now);
         if outcome.is_fresh() {
             Ok(())

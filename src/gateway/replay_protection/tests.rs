@@ -178,9 +178,10 @@ fn capacity_refusal_first_reclaims_slots_of_dead_entries() {
     );
     assert_eq!(
         g.check_at("s", Some(&nonce(12)), Some(&ts), NOW),
-        Err(ReplayError::CapacityExhausted),
-        "a replay at capacity is refused too"
+        Err(ReplayError::Replayed),
+        "a replay at capacity is refused, and told as a replay"
     );
+    assert_eq!(g.live_nonces(), 2, "the replay took no slot");
 }
 
 #[test]
@@ -340,6 +341,11 @@ fn a_session_past_its_share_is_refused_and_others_are_not() {
     // A replay gives back what it reserved: the share is not eaten by it.
     assert_eq!(spend(&g, "y", "bob", 6, NOW), Err(ReplayError::Replayed));
     assert_eq!(spend(&g, "y", "bob", 7, NOW), Ok(()));
+    // Past its share, a session's replay is still told as a replay.
+    assert_eq!(
+        spend(&g, "x", "mallory", 1, NOW),
+        Err(ReplayError::Replayed)
+    );
 }
 
 fn ts(t: u64) -> String {
