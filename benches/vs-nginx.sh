@@ -55,9 +55,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building clawgate (release)" >&2
-cargo build --release -q
-bin="$PWD/target/release/clawgate"
+# CLAWGATE_BIN=path compares another build (e.g. an older commit's).
+if [ -n "${CLAWGATE_BIN:-}" ]; then
+    bin="$CLAWGATE_BIN"
+else
+    echo "== building clawgate (release)" >&2
+    cargo build --release -q
+    bin="$PWD/target/release/clawgate"
+fi
 
 up_port="$(free_port)"; nginx_port="$(free_port)"; cg_port="$(free_port)"; metrics_port="$(free_port)"
 
@@ -170,8 +175,10 @@ import re, sys
 before, after, hz = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 out = sys.argv[4]
 def ms(s):
-    v = float(re.match(r"[\d.]+", s).group()); u = s[len(re.match(r"[\d.]+", s).group()):]
-    return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", s)
+    if not m:
+        sys.exit(f"unreadable wrk latency {s!r} in:\n{out}")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
