@@ -190,11 +190,12 @@ fn full_cache_fails_closed_instead_of_forgetting_nonces() {
         g.check_at("s", Some(&nonce(100)), Some(&ts(NOW)), NOW),
         Err(ReplayError::CapacityExhausted)
     );
-    // Known nonces are refused too: nothing is let through while full.
+    // Known nonces are refused too, as the replays they are: nothing is
+    // let through while full, and a replay is not reported as a full cache.
     for i in 0..3 {
         assert_eq!(
             g.check_at("s", Some(&nonce(i)), Some(&ts(NOW)), NOW),
-            Err(ReplayError::CapacityExhausted),
+            Err(ReplayError::Replayed),
             "nonce {i}"
         );
     }
