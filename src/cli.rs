@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use clawgate::Config;
+use clawgate::clock::rfc3339;
 use clawgate::config::BindingPolicy;
 use clawgate::gateway::binding;
-use clawgate::gateway::certificate_manager::rfc3339;
 use clawgate::gateway::credentials::hash_password;
 use clawgate::gateway::keyring::{self, KeyInfo, KeyRing};
 use clawgate::gateway::session_token::{

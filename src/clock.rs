@@ -84,6 +84,24 @@ pub fn format_rfc3339(t: SystemTime) -> Option<String> {
     format_rfc3339_secs(i64::try_from(secs).ok()?)
 }
 
+/// [`format_rfc3339`] for logs and messages, where a time must always
+/// render: out of range (before 1970, past year 9999) it reads
+/// `(unrepresentable time)`.
+pub fn rfc3339(t: SystemTime) -> String {
+    format_rfc3339(t).unwrap_or_else(|| "(unrepresentable time)".to_owned())
+}
+
+/// Unix seconds of an RFC 3339 time with any offset
+/// (`2023-11-14T23:13:20+01:00` → `1_700_000_000`); a fractional part is
+/// dropped. `None` when `s` is not RFC 3339. The one parser for times that
+/// arrive as text (token claims, proof `iat`); callers map `None` to their
+/// own error.
+pub fn parse_rfc3339_secs(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +115,40 @@ mod tests {
         assert_eq!(clock.unix_now(), 1_005);
         clock.set(start);
         assert_eq!(clock.now(), start);
+    }
+
+    #[test]
+    fn rfc3339_formats_and_parses_whole_utc_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+        assert_eq!(format_rfc3339(t).as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            parse_rfc3339_secs("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_secs("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_secs("2023-11-14T22:13:20.999Z"),
+            Some(1_700_000_000)
+        );
+        for bad in [
+            "",
+            "1700000000",
+            "2023-11-14 22:13:20",
+            "2023-11-14T22:13:20",
+        ] {
+            assert_eq!(parse_rfc3339_secs(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unrepresentable_time_still_renders() {
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(format_rfc3339(before_epoch), None);
+        assert_eq!(rfc3339(before_epoch), "(unrepresentable time)");
+        assert_eq!(format_rfc3339_secs(i64::MAX), None);
     }
 }

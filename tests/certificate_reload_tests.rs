@@ -178,7 +178,7 @@ impl Running {
             Arc::new(CertificateManager::init(&files.tls_config(), Arc::new(SystemClock)).unwrap());
         let metrics = Arc::new(Metrics::new());
         let server = EchoServer::start(&manager, None).await;
-        let watch = spawn_provided_watch(Arc::clone(&manager), Arc::clone(&metrics), poll);
+        let watch = spawn_provided_watch(Arc::clone(&manager), Arc::clone(&metrics.certs), poll);
         Self {
             files,
             manager,
@@ -368,7 +368,7 @@ async fn generated_certificates_are_not_file_watched() {
         ..TlsConfig::default()
     };
     let manager = Arc::new(CertificateManager::init(&config, Arc::new(SystemClock)).unwrap());
-    let watch = spawn_provided_watch(manager, Arc::new(Metrics::new()), POLL);
+    let watch = spawn_provided_watch(manager, Arc::clone(&Metrics::new().certs), POLL);
     // Nothing to watch: the task ends at once instead of polling forever.
     tokio::time::timeout(WAIT, watch).await.unwrap().unwrap();
 }

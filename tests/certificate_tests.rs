@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use clawgate::clock::{ManualClock, SystemClock};
+use clawgate::clock::{ManualClock, SystemClock, rfc3339};
 use clawgate::config::{KeyAlgorithm, TlsConfig};
 use clawgate::gateway::Gateway;
 use clawgate::gateway::certificate_manager::{
@@ -669,11 +669,11 @@ fn certificate_from_the_future_is_refused_with_its_start_time() {
     let starts = certs::inspect(&der[0]).unwrap().not_before;
     let err = load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), now).unwrap_err();
     assert!(
-        matches!(&err, CertError::NotYetValid { not_before } if *not_before == certs::rfc3339(starts)),
+        matches!(&err, CertError::NotYetValid { not_before } if *not_before == rfc3339(starts)),
         "{err}"
     );
     assert!(
-        err.to_string().contains(&certs::rfc3339(starts)),
+        err.to_string().contains(&rfc3339(starts)),
         "the operator sees when it becomes valid: {err}"
     );
     load_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), starts)

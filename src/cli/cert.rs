@@ -4,7 +4,8 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clawgate::Config;
-use clawgate::gateway::certificate_manager::{self as certs, CertInfo, rfc3339};
+use clawgate::clock::rfc3339;
+use clawgate::gateway::certificate_manager::{self as certs, CertInfo};
 
 /// `cert generate`: a new server certificate (and a new root when asked).
 pub(crate) fn generate(config: &Config, new_root: bool) -> anyhow::Result<()> {

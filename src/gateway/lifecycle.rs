@@ -1,5 +1,7 @@
-//! Background tasks of a running gateway: certificate expiry checks,
-//! renewal and reload, and the metrics listener.
+//! Background tasks of a running gateway that belong to no one part: the
+//! metrics listener and the revocation-store health gauge. (Certificate
+//! renewal, reload and expiry alerts are the certificate manager's own task,
+//! [`CertificateManager::spawn_upkeep`](super::certificate_manager::CertificateManager::spawn_upkeep).)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,98 +12,9 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::certificate_manager::{self, CertificateManager, rfc3339, watch_provided};
 use super::metrics::Metrics;
 use super::revocation_store::{OpenReport, RevocationStore, StoreHealth};
-use crate::clock::Clock;
 use crate::error::Error;
-
-/// How often provided certificate files are polled for changes (at most;
-/// a shorter `check_interval` polls faster). Four `stat` calls per poll.
-const PROVIDED_POLL: Duration = Duration::from_secs(1);
-
-/// After a failed renewal, handshakes that notice renewal is due do not
-/// trigger another attempt for this long, so a full disk does not turn every
-/// handshake into a renewal attempt and an error line.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
-
-/// Publishes the expiry times of the served certificate and the root.
-pub(super) fn publish_cert_expiry(certs: &CertificateManager, metrics: &Metrics) {
-    certificate_manager::publish_expiry(certs, metrics);
-}
-
-/// Keeps the served certificate current, in one task:
-/// - generated certificates: renewal (leaf, and the root when due) every
-///   `interval`, and whenever a handshake notices on the wall clock that
-///   renewal is due (timers do not fire while a host sleeps, PITFALLS C2);
-/// - provided certificates: the file watch ([`watch_provided`], polling
-///   every second at most) reloads them when they change;
-/// - both: an alert when less than `alert_before` is left.
-pub(super) fn spawn_certificate_watch(
-    certs: Arc<CertificateManager>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-    alert_before: Duration,
-    clock: Arc<dyn Clock>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let files = async {
-            if certs.is_provided() {
-                let poll = PROVIDED_POLL.min(interval);
-                watch_provided(Arc::clone(&certs), Arc::clone(&metrics), poll).await;
-            }
-        };
-        let expiry = expiry_loop(&certs, &metrics, interval, alert_before, clock.as_ref());
-        tokio::join!(files, expiry);
-    })
-}
-
-async fn expiry_loop(
-    certs: &CertificateManager,
-    metrics: &Metrics,
-    interval: Duration,
-    alert_before: Duration,
-    clock: &dyn Clock,
-) {
-    let resolver = certs.resolver();
-    // Provided files only change on disk; the file watch handles them, and a
-    // handshake noticing they are old cannot make them newer.
-    let generated = !certs.is_provided();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = resolver.renewal_due(), if generated => {}
-        }
-        if generated && !refresh_certificate(certs, Some(metrics)) {
-            tokio::time::sleep(RETRY_AFTER_FAILURE.min(interval)).await;
-        }
-        alert_if_expiring(certs, alert_before, clock);
-    }
-}
-
-/// Renews or reloads the certificate once (also SIGHUP); a failure keeps
-/// the current one serving and raises an alert. Returns false on failure.
-pub(super) fn refresh_certificate(certs: &CertificateManager, metrics: Option<&Metrics>) -> bool {
-    certificate_manager::report(certs, metrics, certs.refresh())
-}
-
-/// Re-reads the served certificate files once (SIGHUP).
-pub(super) fn reload_certificate_files(certs: &CertificateManager, metrics: &Metrics) -> bool {
-    certificate_manager::report(certs, Some(metrics), certs.reload_files())
-}
-
-fn alert_if_expiring(certs: &CertificateManager, alert_before: Duration, clock: &dyn Clock) {
-    let now = clock.now();
-    let served = certs.current();
-    if served.remaining_at(now) < alert_before {
-        tracing::warn!(event = "certificate_expiring", alert = "certificate_expiring", cert = "server",
-            not_after = %rfc3339(served.not_after), "server certificate expires soon");
-    }
-    if let Some(root) = certs.root().filter(|r| r.remaining_at(now) < alert_before) {
-        tracing::warn!(event = "certificate_expiring", alert = "certificate_expiring", cert = "root",
-            not_after = %rfc3339(root.not_after), "local root expires soon; clients will need the new ca.crt");
-    }
-}
 
 /// Serves `GET /metrics` (Prometheus text format) on its own listener.
 pub(super) async fn serve_metrics(

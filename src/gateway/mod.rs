@@ -66,7 +66,7 @@ impl Gateway {
     pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
         let metrics = Arc::new(Metrics::new());
-        lifecycle::publish_cert_expiry(&certs, &metrics);
+        certs.publish_expiry(&metrics.certs);
         let client_verifier = client_auth::client_verifier(&config.tls)?;
         let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
         let keyring = Arc::new(KeyRing::open_or_init(&config.tokens.keys_dir)?);
@@ -144,13 +144,7 @@ impl Gateway {
             &self.limits(),
         );
         let background = [
-            lifecycle::spawn_certificate_watch(
-                Arc::clone(&self.certs),
-                Arc::clone(&self.metrics),
-                self.config.tls.check_interval,
-                self.config.tls.renew_before,
-                Arc::clone(&self.clock),
-            ),
+            Arc::clone(&self.certs).spawn_upkeep(Arc::clone(&self.metrics.certs)),
             Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
             lifecycle::spawn_store_health(
                 Arc::clone(self.sessions.store()),
@@ -277,11 +271,11 @@ impl RunningGateway {
     /// certificate files and the keys directory.
     pub async fn reload(&self) {
         let certs = Arc::clone(&self.certs);
-        let metrics = Arc::clone(&self.metrics);
+        let metrics = Arc::clone(&self.metrics.certs);
         let keyring = Arc::clone(self.sessions.keyring());
         let _ = tokio::task::spawn_blocking(move || {
-            lifecycle::reload_certificate_files(&certs, &metrics);
-            lifecycle::refresh_certificate(&certs, Some(&metrics));
+            certs.reload_files_and_report(&metrics);
+            certs.refresh_and_report(&metrics);
             keyring.reload().log();
         })
         .await;

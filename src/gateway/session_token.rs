@@ -22,13 +22,11 @@ use pasetors::version4::{PublicToken, V4};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::clock::format_rfc3339_secs as format_time;
 use zeroize::Zeroizing;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, parse_rfc3339_secs};
 use crate::gateway::keyring::{KeyRing, SigningKey};
 
 mod token_types;
@@ -426,9 +424,7 @@ fn to_system_time(secs: i64) -> Option<SystemTime> {
 }
 
 fn parse_time(s: &str) -> Result<i64, TokenError> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map(OffsetDateTime::unix_timestamp)
-        .map_err(|_| TokenError::MalformedClaims)
+    parse_rfc3339_secs(s).ok_or(TokenError::MalformedClaims)
 }
 
 const HEADER: &str = "v4.public.";

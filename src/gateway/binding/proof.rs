@@ -12,10 +12,9 @@ use pasetors::version4::{PublicToken, V4};
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 pub(super) use crate::clock::format_rfc3339_secs as format_iat;
+use crate::clock::parse_rfc3339_secs;
 
 use super::BindingError;
 
@@ -173,9 +172,7 @@ fn check_formats(claims: &WireProof) -> Option<i64> {
     if !(method_ok && uri_ok && jti_ok && ath_ok) || claims.iat.len() > MAX_IAT_LEN {
         return None;
     }
-    OffsetDateTime::parse(&claims.iat, &Rfc3339)
-        .ok()
-        .map(OffsetDateTime::unix_timestamp)
+    parse_rfc3339_secs(&claims.iat)
 }
 
 fn parse_public(text: &str) -> Option<AsymmetricPublicKey<V4>> {

@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use super::{
     CA_CERT, CA_KEY, CertError, CertInfo, LEAF_CERT, LEAF_KEY, LoadedCert, PemPair, generate_root,
-    inspect, issue_server_cert, load_files, load_pem, parse_chain, renew_threshold, rfc3339,
+    inspect, issue_server_cert, load_files, load_pem, parse_chain, renew_threshold,
 };
+use crate::clock::rfc3339;
 use crate::config::TlsConfig;
 use crate::secret_file;
 

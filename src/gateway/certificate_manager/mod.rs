@@ -12,9 +12,12 @@
 //! must then trust the new `ca.crt`. Keys are written 0600, atomically.
 //!
 //! Provided files (`cert_path` + `key_path`) are polled for changes and
-//! reloaded once stable ([`watch_provided`], run by the gateway's
-//! certificate task); a bad replacement keeps the last good one serving.
+//! reloaded once stable ([`watch_provided`]); a bad replacement keeps the
+//! last good one serving. The manager runs its own upkeep task
+//! ([`CertificateManager::spawn_upkeep`]: renewal, the file watch, the
+//! expiry alert) on its injected clock and its own `[tls]` settings.
 
+mod expiry;
 mod issue;
 mod local_ca;
 mod pem;
@@ -29,11 +32,10 @@ pub use issue::{DEFAULT_SANS, PemPair, generate_root, issue_server_cert};
 pub use local_ca::{root_renew_threshold, root_renewal_due};
 pub use pem::{
     CertInfo, LoadedCert, MIN_RSA_BITS, fingerprint, fingerprint_hex, inspect, load_files,
-    load_pem, parse_chain, rfc3339, spki_pin,
+    load_pem, parse_chain, spki_pin,
 };
 pub use resolver::CertResolver;
 pub use watch::{Debounce, FileStamp, STABLE_POLLS, spawn_provided_watch, watch_provided};
-pub(crate) use watch::{publish_expiry, report};
 
 use local_ca::{
     chains_to, check_not_expired, ensure_leaf, ensure_root, inspect_pem, issue_and_write_leaf,

@@ -14,6 +14,7 @@ use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificat
 use x509_parser::public_key::PublicKey;
 
 use super::CertError;
+use crate::clock::rfc3339;
 use crate::gateway::tls_config;
 
 /// Smallest RSA modulus accepted (NFR: "2048 bits minimum").
@@ -181,11 +182,6 @@ pub fn spki_pin(spki_der: &[u8]) -> String {
         "sha256//{}",
         base64::engine::general_purpose::STANDARD.encode(hash.as_ref())
     )
-}
-
-/// RFC 3339 rendering of a time, for messages.
-pub fn rfc3339(t: SystemTime) -> String {
-    crate::clock::format_rfc3339(t).unwrap_or_else(|| "(unrepresentable time)".to_owned())
 }
 
 fn check_rsa_size(leaf: &CertificateDer<'_>) -> Result<(), CertError> {

@@ -1,11 +1,14 @@
-//! Operator-facing reports of the local CA: the log lines and metrics a
-//! generated root, a root renewal and a failed renewal produce.
+//! Operator-facing reports of the certificates: the log lines and metrics a
+//! generated root, a root renewal and a failed renewal produce, and the
+//! expiry alert on the manager's (manual) clock.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::expiry::report;
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{ManualClock, rfc3339};
+use crate::config::KeyAlgorithm;
 use crate::gateway::metrics::Metrics;
 use crate::test_logs::Logs;
 
@@ -107,7 +110,7 @@ fn a_reported_root_renewal_is_counted_and_publishes_both_expiry_times() {
     let (leaf, root) = (leaf.clone(), root.clone());
     let logs = Logs::default();
     let reported = tracing::subscriber::with_default(logs.subscriber(), || {
-        report(&manager, Some(&metrics), result)
+        report(&manager, &metrics.certs, result)
     });
     assert!(reported);
     let renewals = |result| sample(&metrics, "certificate_renewals_total", result);
@@ -157,7 +160,7 @@ fn a_renewal_that_cannot_write_keeps_serving_and_raises_the_renewal_alert() {
     let metrics = Metrics::new();
     let logs = Logs::default();
     let reported = tracing::subscriber::with_default(logs.subscriber(), || {
-        report(&manager, Some(&metrics), result)
+        report(&manager, &metrics.certs, result)
     });
     assert!(!reported);
     assert_eq!(
@@ -173,4 +176,118 @@ fn a_renewal_that_cannot_write_keeps_serving_and_raises_the_renewal_alert() {
     assert_eq!(failed["fields"]["source"], "generated");
     let error = failed["fields"]["error"].as_str().unwrap();
     assert!(error.contains(&leaf_path.display().to_string()), "{error}");
+}
+
+/// A manager serving a provided 40-day leaf (alert threshold 30 days) on a
+/// manual clock started at the leaf's issue time.
+fn provided_on_manual_clock(dir: &Path) -> (CertificateManager, Arc<ManualClock>, CertInfo) {
+    let t0 = SystemTime::now();
+    let root = generate_root(KeyAlgorithm::EcdsaP256, 100 * DAY, t0).unwrap();
+    let leaf = issue_server_cert(&root, &[], KeyAlgorithm::EcdsaP256, 40 * DAY, t0).unwrap();
+    let (cert_path, key_path) = (dir.join("provided.crt"), dir.join("provided.key"));
+    std::fs::write(&cert_path, &leaf.cert_pem).unwrap();
+    std::fs::write(&key_path, &leaf.key_pem).unwrap();
+    let config = TlsConfig {
+        cert_path: Some(cert_path),
+        key_path: Some(key_path),
+        renew_before: 30 * DAY, // also the alert threshold
+        check_interval: Duration::from_millis(1),
+        ..TlsConfig::default()
+    };
+    let clock = Arc::new(ManualClock::new(t0));
+    let manager = CertificateManager::init(&config, Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+    let info = manager.current();
+    (manager, clock, info)
+}
+
+fn expiry_alerts(logs: &Logs) -> Vec<serde_json::Value> {
+    logs.events()
+        .into_iter()
+        .filter(|e| e["fields"]["alert"] == "certificate_expiring")
+        .collect()
+}
+
+#[test]
+fn the_expiry_alert_follows_the_managers_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manager, clock, leaf) = provided_on_manual_clock(dir.path());
+
+    // 40 days left, threshold 30: quiet.
+    let logs = Logs::default();
+    tracing::subscriber::with_default(logs.subscriber(), || manager.alert_if_expiring());
+    assert_eq!(expiry_alerts(&logs), Vec::<serde_json::Value>::new());
+
+    // 29 days left on the manager's clock (the wall clock has not moved).
+    clock.advance(11 * DAY);
+    let logs = Logs::default();
+    tracing::subscriber::with_default(logs.subscriber(), || manager.alert_if_expiring());
+    let alerts = expiry_alerts(&logs);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["level"], "WARN");
+    assert_eq!(alerts[0]["fields"]["event"], "certificate_expiring");
+    assert_eq!(alerts[0]["fields"]["cert"], "server");
+    assert_eq!(alerts[0]["fields"]["not_after"], rfc3339(leaf.not_after));
+}
+
+#[test]
+fn the_expiry_alert_names_a_local_root_that_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = short_lived(dir.path());
+    let t0 = SystemTime::now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let manager = CertificateManager::init(&config, Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+    let root = manager.root().unwrap();
+
+    // One day of the 10-day leaf left (threshold 2 days), the root far off.
+    clock.advance(9 * DAY);
+    let logs = Logs::default();
+    tracing::subscriber::with_default(logs.subscriber(), || manager.alert_if_expiring());
+    let certs: Vec<_> = expiry_alerts(&logs)
+        .iter()
+        .map(|a| a["fields"]["cert"].clone())
+        .collect();
+    assert_eq!(certs, ["server"]);
+
+    // One day of the 100-day root left too.
+    clock.set(t0 + 99 * DAY);
+    let logs = Logs::default();
+    tracing::subscriber::with_default(logs.subscriber(), || manager.alert_if_expiring());
+    let alerts = expiry_alerts(&logs);
+    let certs: Vec<_> = alerts.iter().map(|a| a["fields"]["cert"].clone()).collect();
+    assert_eq!(certs, ["server", "root"]);
+    assert_eq!(alerts[1]["fields"]["not_after"], rfc3339(root.not_after));
+}
+
+/// The upkeep task raises the alert from the manager's clock: nothing while
+/// the manual clock stands still, the alert once it is moved past the
+/// threshold. (The 1 ms check interval only paces the loop; no wait reaches
+/// an expiry.)
+#[tokio::test]
+async fn the_upkeep_task_raises_the_expiry_alert_when_the_clock_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manager, clock, _) = provided_on_manual_clock(dir.path());
+    // The test runtime is single-threaded: the task logs on this thread.
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let metrics = Metrics::new();
+    let task = Arc::new(manager).spawn_upkeep(Arc::clone(&metrics.certs));
+
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(expiry_alerts(&logs), Vec::<serde_json::Value>::new());
+
+    clock.advance(11 * DAY);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while expiry_alerts(&logs).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    task.abort();
+    let alerts = expiry_alerts(&logs);
+    assert!(!alerts.is_empty(), "no expiry alert after the clock moved");
+    assert!(
+        alerts.iter().all(|a| a["fields"]["cert"] == "server"),
+        "{alerts:?}"
+    );
 }

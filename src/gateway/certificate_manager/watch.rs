@@ -1,5 +1,5 @@
-//! Reloading provided certificates when their files change, and reporting
-//! every renewal or reload (log line + metric).
+//! Reloading provided certificates when their files change; each reload is
+//! reported (log line + metric) by the upkeep code in `expiry.rs`.
 //!
 //! **Polling, not inotify.** Every `poll` (1 s in the gateway) the watcher
 //! stats the certificate, the key and both parent directories: the resolved
@@ -30,8 +30,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::{CertError, CertificateManager, RenewOutcome, rfc3339};
-use crate::gateway::metrics::Metrics;
+use super::expiry::report;
+use super::{CertError, CertificateManager, RenewOutcome};
+use crate::gateway::metrics::CertMetrics;
 
 /// Consecutive polls that must see the same changed state before it is read.
 pub const STABLE_POLLS: u32 = 2;
@@ -128,7 +129,7 @@ impl Debounce {
 /// manager serves a generated certificate. Runs until the handle is aborted.
 pub fn spawn_provided_watch(
     manager: Arc<CertificateManager>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<CertMetrics>,
     poll: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(watch_provided(manager, metrics, poll))
@@ -138,7 +139,7 @@ pub fn spawn_provided_watch(
 /// inside their own task.
 pub async fn watch_provided(
     manager: Arc<CertificateManager>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<CertMetrics>,
     poll: Duration,
 ) {
     let Some(mut poller) = Poller::new(Arc::clone(&manager)) else {
@@ -165,7 +166,7 @@ pub async fn watch_provided(
         };
         poller = back;
         if let Some(result) = result {
-            report(&manager, Some(&metrics), result);
+            report(&manager, &metrics, result);
         }
     }
 }
@@ -210,56 +211,6 @@ impl Poller {
             return None;
         }
         Some(result)
-    }
-}
-
-/// Logs and counts the result of one renewal or reload check. Returns
-/// false when it failed (the last good certificate keeps serving).
-pub(crate) fn report(
-    certs: &CertificateManager,
-    metrics: Option<&Metrics>,
-    result: Result<RenewOutcome, CertError>,
-) -> bool {
-    let source = if certs.is_provided() {
-        "provided"
-    } else {
-        "generated"
-    };
-    let (label, info) = match result {
-        Ok(RenewOutcome::Unchanged) => return true,
-        Ok(RenewOutcome::Swapped(info)) => ("swapped", info),
-        Ok(RenewOutcome::RootRenewed { leaf, .. }) => ("root_renewed", leaf),
-        Err(error) => {
-            let alert = if certs.is_provided() {
-                "certificate_reload_failed"
-            } else {
-                "certificate_renewal_failed"
-            };
-            tracing::error!(event = alert, alert, source, %error,
-                "certificate renewal/reload failed; the last good certificate keeps serving");
-            if let Some(m) = metrics {
-                m.certs.renewal("failed");
-            }
-            return false;
-        }
-    };
-    let not_after = rfc3339(info.not_after);
-    tracing::info!(event = "certificate_swapped", source, fingerprint = %info.fingerprint_sha256,
-        %not_after, "new server certificate in service");
-    if let Some(m) = metrics {
-        m.certs.renewal(label);
-        publish_expiry(certs, m);
-    }
-    true
-}
-
-/// Publishes the expiry times of the served certificate and the root.
-pub(crate) fn publish_expiry(certs: &CertificateManager, metrics: &Metrics) {
-    metrics
-        .certs
-        .set_expiry("server", certs.current().not_after);
-    if let Some(root) = certs.root() {
-        metrics.certs.set_expiry("root", root.not_after);
     }
 }
 

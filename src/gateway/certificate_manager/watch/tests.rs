@@ -7,6 +7,7 @@ use super::*;
 use crate::clock::Clock;
 use crate::config::{KeyAlgorithm, TlsConfig};
 use crate::gateway::certificate_manager::{PemPair, generate_root, issue_server_cert};
+use crate::gateway::metrics::Metrics;
 use crate::test_logs::Logs;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -204,7 +205,7 @@ async fn a_poll_that_panics_stops_the_watch_with_an_alert() {
     let logs = Logs::default();
     let watch = watch_provided(
         Arc::clone(&files.manager),
-        Arc::new(Metrics::new()),
+        Arc::clone(&Metrics::new().certs),
         Duration::from_millis(1),
     )
     .with_subscriber(logs.subscriber());
