@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::certificate_manager::{self, CertificateManager, rfc3339, watch_provided};
 use super::metrics::Metrics;
-use super::revocation_store::{OpenReport, RevocationStore, StoreHealth};
+use super::revocation_store::{RevocationStore, StoreHealth};
 use crate::clock::Clock;
 use crate::error::Error;
 
@@ -137,18 +137,6 @@ pub(super) async fn serve_metrics(
         }
     });
     Ok((bound, task))
-}
-
-/// Logs what opening the revocation store found.
-pub(super) fn log_store_report(report: &OpenReport) {
-    tracing::info!(
-        event = "revocation_store_loaded",
-        loaded = report.loaded,
-        expired_dropped = report.expired_dropped,
-        corrupt_lines = report.corrupt_lines,
-        torn_tail = report.torn_tail,
-        "revocations loaded before accepting connections"
-    );
 }
 
 /// Keeps the store-health gauge current.
