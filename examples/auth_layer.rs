@@ -9,29 +9,26 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use clawgate::clock::SystemClock;
-use clawgate::config::{AuthConfig, TokensConfig};
+use clawgate::config::{AuthConfig, StateConfig, TokensConfig};
 use clawgate::gateway::http::auth::{BearerAuthLayer, CurrentSession};
-use clawgate::gateway::keyring::KeyRing;
-use clawgate::gateway::revocation_store::RevocationStore;
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let clock = Arc::new(SystemClock);
-    let keyring = Arc::new(KeyRing::open_or_init(dir.path().join("keys"))?);
-    let (store, _) = RevocationStore::open(&dir.path().join("state"), clock.clone());
+    let tokens = TokensConfig {
+        keys_dir: dir.path().join("keys"),
+        ..TokensConfig::default()
+    };
     let auth = AuthConfig {
         pairing: false,
         ..AuthConfig::default()
     };
-    let sessions = Arc::new(SessionManager::new(
-        &TokensConfig::default(),
-        &auth,
-        keyring,
-        Arc::new(store),
-        clock.clone(),
-    )?);
+    let state = StateConfig {
+        dir: dir.path().join("state"),
+    };
+    let sessions = Arc::new(SessionManager::open(&tokens, &auth, &state, clock.clone())?);
 
     // Every route below the layer needs a valid, unrevoked session token.
     let app =

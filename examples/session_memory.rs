@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use clawgate::clock::SystemClock;
-use clawgate::config::{AuthConfig, TokensConfig};
-use clawgate::gateway::keyring::KeyRing;
+use clawgate::config::{AuthConfig, StateConfig, TokensConfig};
 use clawgate::gateway::revocation_store::{Revocation, RevocationStore};
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
 
@@ -17,20 +16,18 @@ const N: usize = 100_000;
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let clock = Arc::new(SystemClock);
-    let keyring = Arc::new(KeyRing::open_or_init(dir.path().join("keys"))?);
-    let (store, _) = RevocationStore::open(&dir.path().join("state"), clock.clone());
-    let store = Arc::new(store);
+    let tokens = TokensConfig {
+        keys_dir: dir.path().join("keys"),
+        ..TokensConfig::default()
+    };
     let auth = AuthConfig {
         pairing: false,
         ..AuthConfig::default()
     };
-    let sessions = SessionManager::new(
-        &TokensConfig::default(),
-        &auth,
-        keyring,
-        Arc::clone(&store),
-        clock,
-    )?;
+    let state = StateConfig {
+        dir: dir.path().join("state"),
+    };
+    let sessions = SessionManager::open(&tokens, &auth, &state, clock)?;
 
     let before = rss_kib()?;
     // 20,000 users × 5 sessions: the per-user limit never evicts.

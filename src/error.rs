@@ -6,7 +6,7 @@ use crate::gateway::certificate_manager::CertError;
 use crate::gateway::client_auth::ClientAuthError;
 use crate::gateway::http::proxy::ProxyError;
 use crate::gateway::keyring::KeyError;
-use crate::gateway::session_manager::SessionError;
+use crate::gateway::session_manager::OpenError;
 use crate::gateway::tls_config::TlsConfigError;
 
 /// Anything that stops the gateway from being built or a CLI command from
@@ -28,9 +28,10 @@ pub enum Error {
     /// The keys directory could not be opened or initialised.
     #[error(transparent)]
     Keys(#[from] KeyError),
-    /// The session manager could not be set up (for example a bad password hash).
+    /// The session manager could not be opened (keys directory, random
+    /// generator).
     #[error(transparent)]
-    Sessions(#[from] SessionError),
+    Sessions(#[from] OpenError),
     /// The upstream configuration is unusable.
     #[error(transparent)]
     Upstream(#[from] ProxyError),

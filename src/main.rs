@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+use anyhow::Context as _;
 use clawgate::Config;
+use clawgate::clock::SystemClock;
 use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML};
+use clawgate::gateway::Gateway;
 
 /// clawgate: a TLS 1.3 gateway with stateless PASETO v4 sessions.
 #[derive(Parser)]
@@ -158,6 +161,8 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 const EX_USAGE: u8 = 64;
+/// The context of a failure to make TLS available (`serve` refuses to start).
+pub(crate) const TLS_UNAVAILABLE: &str = "TLS is not available; refusing to start";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -172,7 +177,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => Ok(cli::serve::run(load(config.as_deref())?)?),
+        Command::Serve { config } => Ok(cli::serve::run(preflight(config.as_deref())?.0)?),
         Command::Config {
             action: ConfigAction::Init,
         } => {
@@ -182,7 +187,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Config {
             action: ConfigAction::Check { file },
         } => {
-            let (_, path) = Config::load(file.as_deref())?;
+            let (_, path) = preflight(file.as_deref())?;
             let shown = path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
@@ -230,6 +235,16 @@ fn run(command: Command) -> Result<(), Failure> {
             }?)
         }
     }
+}
+
+/// Loads the configuration and runs every check `serve` runs before it
+/// creates or binds anything: `config check` and `serve` call this one
+/// function, so they accept and refuse the same files with the same
+/// message and exit status.
+fn preflight(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Failure> {
+    let (config, file) = Config::load(path)?;
+    Gateway::preflight(&config, &SystemClock).context(TLS_UNAVAILABLE)?;
+    Ok((config, file))
 }
 
 fn load(path: Option<&Path>) -> Result<Config, Failure> {

@@ -10,11 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::{get, post};
 use clawgate::clock::{Clock, SystemClock};
-use clawgate::config::{AuthConfig, ReplayConfig, TokensConfig};
+use clawgate::config::{AuthConfig, ReplayConfig, StateConfig, TokensConfig};
 use clawgate::gateway::http::auth::{BearerAuthLayer, BearerAuthOptions, CurrentSession};
-use clawgate::gateway::keyring::KeyRing;
 use clawgate::gateway::replay_protection::ReplayGuard;
-use clawgate::gateway::revocation_store::RevocationStore;
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
 use common::logs::LogBuffer;
 use common::replay_headers;
@@ -33,20 +31,18 @@ impl App {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let keyring = Arc::new(KeyRing::open_or_init(dir.path().join("keys")).unwrap());
-        let (store, _) = RevocationStore::open(&dir.path().join("state"), Arc::clone(&clock));
+        let tokens = TokensConfig {
+            keys_dir: dir.path().join("keys"),
+            ..TokensConfig::default()
+        };
         let auth = AuthConfig {
             pairing: false,
             ..AuthConfig::default()
         };
-        let sessions = SessionManager::new(
-            &TokensConfig::default(),
-            &auth,
-            keyring,
-            Arc::new(store),
-            Arc::clone(&clock),
-        )
-        .unwrap();
+        let state = StateConfig {
+            dir: dir.path().join("state"),
+        };
+        let sessions = SessionManager::open(&tokens, &auth, &state, Arc::clone(&clock)).unwrap();
         Self {
             _dir: dir,
             sessions: Arc::new(sessions),

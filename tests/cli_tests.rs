@@ -207,6 +207,129 @@ fn serve_refuses_to_start_without_usable_tls() {
     assert!(stdout(&out).is_empty(), "nothing may be served");
 }
 
+/// Runs `serve` on `cfg`; a gateway that starts anyway is killed after
+/// ten seconds and fails the test.
+fn serve_until_refused(cfg: &Path, home: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("HOME", home)
+        .current_dir(home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("serve started on a config it must refuse: {}", stdout(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn config_check_and_serve_refuse_the_same_configs_with_the_same_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Everything that `serve` could create stays in the temporary directory.
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
+         [state]\ndir = {:?}\n",
+        d.join("state"),
+    );
+    let tls_dirs = format!("cert_dir = {:?}\n", d.join("certs"));
+    let keys = format!("keys_dir = {:?}\n", d.join("keys"));
+    let hash =
+        "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$V8GSz3ZT9ZcjgLfTY6iTMtOIrDCtIJxmNyMZhwSKovI";
+    let cases: [(&str, String, &str, u8); 7] = [
+        (
+            "a scope with a space",
+            format!(
+                "[tls]\n{tls_dirs}[tokens]\n{keys}[[auth.users]]\nname = \"alice\"\npassword_hash = {hash:?}\nscopes = [\"read write\"]\n"
+            ),
+            "scope \"read write\"",
+            64,
+        ),
+        (
+            "an unparsable password hash",
+            format!(
+                "[tls]\n{tls_dirs}[tokens]\n{keys}[[auth.users]]\nname = \"dave\"\npassword_hash = \"$argon2id$v=19$garbage\"\n"
+            ),
+            "[auth.users] password_hash: for \"dave\"",
+            64,
+        ),
+        (
+            "a missing provided certificate",
+            format!(
+                "[tls]\ncert_path = {:?}\nkey_path = {:?}\n[tokens]\n{keys}",
+                d.join("none.pem"),
+                d.join("none.key")
+            ),
+            "refusing to start",
+            1,
+        ),
+        (
+            "a sub-second session lifetime",
+            format!("[tls]\n{tls_dirs}[tokens]\n{keys}session_ttl = \"999ms\"\n"),
+            "[tokens] session_ttl: must be at least 1s",
+            64,
+        ),
+        (
+            "an absolute limit over 100 years",
+            format!("[tls]\n{tls_dirs}[tokens]\n{keys}absolute_timeout = \"101years\"\n"),
+            "[tokens] absolute_timeout: must be at most 100 years",
+            64,
+        ),
+        (
+            "an upstream URL with a path",
+            format!(
+                "[tls]\n{tls_dirs}[tokens]\n{keys}[upstream]\nurl = \"http://127.0.0.1:9/api\"\n"
+            ),
+            "[upstream] url: ",
+            64,
+        ),
+        (
+            "a client CA bundle that is not there",
+            format!(
+                "[tls]\n{tls_dirs}client_auth = \"required\"\nclient_ca_path = {:?}\n[tokens]\n{keys}",
+                d.join("none-ca.pem")
+            ),
+            "refusing to start",
+            1,
+        ),
+    ];
+    for (what, text, fragment, code) in cases {
+        let cfg = d.join("bad.toml");
+        std::fs::write(&cfg, format!("{base}{text}")).unwrap();
+        let check = clawgate(&["config", "check", cfg.to_str().unwrap()], d);
+        let serve = serve_until_refused(&cfg, d);
+        let (check_err, serve_err) = (stderr(&check), stderr(&serve));
+        assert_eq!(
+            check.status.code(),
+            Some(i32::from(code)),
+            "{what}: {check_err}"
+        );
+        assert_eq!(
+            serve.status.code(),
+            check.status.code(),
+            "{what}: {serve_err}"
+        );
+        assert_eq!(serve_err, check_err, "{what}: one message for both");
+        assert_eq!(check_err.lines().count(), 1, "{what}: {check_err}");
+        assert!(
+            check_err.contains(fragment),
+            "{what}: {fragment} not in {check_err}"
+        );
+        assert!(stdout(&serve).is_empty(), "{what}: nothing may be served");
+        // A refused configuration creates nothing: no key, no state.
+        assert!(!d.join("keys").exists(), "{what}: keys created");
+        assert!(!d.join("state").exists(), "{what}: state created");
+    }
+}
+
 /// Kills the gateway if a test fails before stopping it.
 struct Serving(Option<Child>);
 

@@ -19,7 +19,9 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use clawgate::config::{ServerConfig, UpstreamConfig};
+use clawgate::config::{
+    ConfigError, InvalidUpstreamUrl, ServerConfig, UpstreamConfig, UpstreamUrl,
+};
 use clawgate::gateway::http::proxy::{ForwardIdentity, Proxy, ProxyContext, ProxyError};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
@@ -73,6 +75,13 @@ fn config(upstream: SocketAddr) -> UpstreamConfig {
     }
 }
 
+/// The proxy the gateway builds for `cfg`: the URL parsed by the
+/// configuration, then handed to the proxy.
+fn build_proxy(cfg: &UpstreamConfig, server: &ServerConfig) -> Proxy {
+    let url = cfg.upstream_url().unwrap().unwrap();
+    Proxy::new(&url, cfg, server)
+}
+
 async fn spawn_front(
     cfg: &UpstreamConfig,
     trusted: &[IpAddr],
@@ -92,7 +101,7 @@ async fn spawn_front_with(
         trusted_proxies: trusted.to_vec(),
         ..ServerConfig::default()
     };
-    let proxy = Proxy::new(cfg, &server).unwrap().unwrap();
+    let proxy = build_proxy(cfg, &server);
     let (end_session, session) = watch::channel(false);
     let state = FrontState {
         proxy,
@@ -728,7 +737,7 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         public_paths: vec!["/status".to_owned(), "/pub/*".to_owned()],
         ..UpstreamConfig::default()
     };
-    let proxy = Proxy::new(&cfg, &ServerConfig::default()).unwrap().unwrap();
+    let proxy = build_proxy(&cfg, &ServerConfig::default());
     for path in ["/status", "/pub/", "/pub/a", "/pub/a/b.css"] {
         assert!(proxy.is_public_path(path), "{path} should be public");
     }
@@ -753,25 +762,31 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
 
 #[test]
 fn no_upstream_url_builds_no_proxy_and_bad_urls_are_refused() {
-    assert!(
-        Proxy::new(&UpstreamConfig::default(), &ServerConfig::default())
-            .unwrap()
-            .is_none()
-    );
+    // No URL: the configuration yields none, so the gateway builds no proxy.
+    assert!(UpstreamConfig::default().upstream_url().unwrap().is_none());
     for url in [
         "https://127.0.0.1:3000",
         "http://127.0.0.1:3000/api",
         "127.0.0.1:3000",
         "::",
     ] {
+        assert_eq!(UpstreamUrl::parse(url), Err(InvalidUpstreamUrl), "{url}");
         let cfg = UpstreamConfig {
             url: Some(url.to_owned()),
             ..UpstreamConfig::default()
         };
-        let err = Proxy::new(&cfg, &ServerConfig::default()).unwrap_err();
+        let err = cfg.upstream_url().unwrap_err();
         assert!(
-            matches!(err, ProxyError::InvalidUpstreamUrl),
+            matches!(&err, ConfigError::Invalid(p) if p.len() == 1 && p[0].starts_with("[upstream] url: ")),
             "{url}: {err:?}"
         );
+    }
+    for url in [
+        "http://127.0.0.1:3000",
+        "http://127.0.0.1:3000/",
+        "http://[::1]:80",
+    ] {
+        let parsed = UpstreamUrl::parse(url).unwrap();
+        assert_eq!(parsed.host_header(), parsed.authority().as_str(), "{url}");
     }
 }

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clawgate::clock::{Clock, ManualClock};
-use clawgate::config::{AuthConfig, BindingPolicy, TokensConfig, UserConfig};
+use clawgate::config::{AuthConfig, BindingPolicy, StateConfig, TokensConfig, UserConfig};
 use clawgate::gateway::credentials::insecure_hash_password_for_tests;
 use clawgate::gateway::keyring::KeyRing;
 use clawgate::gateway::revocation_store::{RevocationStore, StoreHealth};
 use clawgate::gateway::session_manager::{
-    AdminRevoke, IssueMethod, Session, SessionError, SessionManager, TokenPair,
+    AdminRevoke, IssueMethod, OpenError, Session, SessionError, SessionManager, TokenPair,
 };
 use clawgate::gateway::session_token::{Confirmation, TokenError};
 use futures_util::FutureExt;
@@ -67,8 +67,10 @@ impl Fx {
     fn with(tweak: impl FnOnce(&mut TokensConfig, &mut AuthConfig)) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(t0()));
-        let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
-        let mut tokens = TokensConfig::default();
+        let mut tokens = TokensConfig {
+            keys_dir: tmp.path().join("keys"),
+            ..TokensConfig::default()
+        };
         let mut auth = AuthConfig {
             users: vec![
                 user("alice", ALICE_PW, &["read"]),
@@ -78,7 +80,7 @@ impl Fx {
         };
         tweak(&mut tokens, &mut auth);
         let state = tmp.path().join("state");
-        let (store, sm) = open(&state, &tokens, &auth, &keyring, &clock);
+        let (keyring, store, sm) = open(&state, &tokens, &auth, &clock);
         Self {
             tmp,
             clock,
@@ -104,7 +106,8 @@ impl Fx {
         } = self;
         drop(sm);
         drop(store);
-        let (store, sm) = open(&tmp.path().join("state"), &tokens, &auth, &keyring, &clock);
+        drop(keyring);
+        let (keyring, store, sm) = open(&tmp.path().join("state"), &tokens, &auth, &clock);
         Self {
             tmp,
             clock,
@@ -147,19 +150,19 @@ impl Fx {
     }
 }
 
+/// Opens the manager as the gateway does: keys from `tokens.keys_dir`,
+/// revocations and the session index from `state`.
 fn open(
     state: &Path,
     tokens: &TokensConfig,
     auth: &AuthConfig,
-    keyring: &Arc<KeyRing>,
     clock: &Arc<ManualClock>,
-) -> (Arc<RevocationStore>, SessionManager) {
-    let clock: Arc<dyn Clock> = clock.clone();
-    let (store, _) = RevocationStore::open(state, Arc::clone(&clock));
-    let store = Arc::new(store);
-    let sm =
-        SessionManager::new(tokens, auth, Arc::clone(keyring), Arc::clone(&store), clock).unwrap();
-    (store, sm)
+) -> (Arc<KeyRing>, Arc<RevocationStore>, SessionManager) {
+    let state = StateConfig {
+        dir: state.to_path_buf(),
+    };
+    let sm = SessionManager::open(tokens, auth, &state, clock.clone()).unwrap();
+    (Arc::clone(sm.keyring()), Arc::clone(sm.store()), sm)
 }
 
 fn x5t(byte: u8) -> Confirmation {
@@ -331,10 +334,6 @@ fn pairing_can_be_disabled() {
 
 #[test]
 fn unusable_user_hash_is_a_startup_error_naming_the_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
-    let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
-    let (store, _) = RevocationStore::open(&tmp.path().join("state"), Arc::clone(&clock));
     let auth = AuthConfig {
         users: vec![UserConfig {
             name: "dave".to_owned(),
@@ -343,26 +342,35 @@ fn unusable_user_hash_is_a_startup_error_naming_the_user() {
         }],
         ..AuthConfig::default()
     };
-    let err = SessionManager::new(
-        &TokensConfig::default(),
-        &auth,
-        keyring,
-        Arc::new(store),
-        clock,
-    )
-    .unwrap_err();
+    let err = try_open(&TokensConfig::default(), &auth).unwrap_err();
     let message = err.to_string();
-    assert_eq!(err.code(), "invalid_config");
+    assert!(matches!(err, OpenError::Config(_)), "{err:?}");
+    assert!(message.contains("[auth.users] password_hash"), "{message}");
     assert!(message.contains("\"dave\""), "{message}");
     assert!(!message.contains("garbage-secret-ish"), "{message}");
 }
 
-fn try_new(tokens: &TokensConfig, auth: &AuthConfig) -> Result<SessionManager, SessionError> {
+/// Opens a manager on fresh directories; `tokens.keys_dir` is replaced.
+/// The rules are the configuration's (`TokensConfig::validate`,
+/// `AuthConfig::validate`), which `SessionManager::open` runs first.
+fn try_open(tokens: &TokensConfig, auth: &AuthConfig) -> Result<SessionManager, OpenError> {
     let tmp = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
-    let keyring = Arc::new(KeyRing::open_or_init_at(tmp.path().join("keys"), t0()).unwrap());
-    let (store, _) = RevocationStore::open(&tmp.path().join("state"), Arc::clone(&clock));
-    SessionManager::new(tokens, auth, keyring, Arc::new(store), clock)
+    let tokens = TokensConfig {
+        keys_dir: tmp.path().join("keys"),
+        ..tokens.clone()
+    };
+    let state = StateConfig {
+        dir: tmp.path().join("state"),
+    };
+    let opened = SessionManager::open(&tokens, auth, &state, clock);
+    if opened.is_err() {
+        assert!(
+            !tmp.path().join("keys").exists(),
+            "a refused configuration creates nothing"
+        );
+    }
+    opened
 }
 
 #[test]
@@ -372,51 +380,63 @@ fn unusable_token_lifetimes_are_startup_errors_naming_the_key() {
     let cases: [(Tweak, &str); 5] = [
         (
             |t| t.session_ttl = Duration::from_millis(999),
-            "[tokens] session_ttl must be at least 1s",
+            "[tokens] session_ttl: must be at least 1s",
         ),
         (
             |t| t.idle_timeout = Duration::ZERO,
-            "[tokens] idle_timeout must be at least 1s",
+            "[tokens] idle_timeout: must be at least 1s",
         ),
         (
             |t| {
                 t.session_ttl = 2 * HOUR;
                 t.absolute_timeout = HOUR;
             },
-            "[tokens] absolute_timeout must be at least session_ttl",
+            "[tokens] absolute_timeout: must be at least session_ttl",
         ),
         (
             |t| t.max_sessions_per_user = 0,
-            "[tokens] max_sessions_per_user must be at least 1",
+            "[tokens] max_sessions_per_user: must be at least 1",
         ),
         (
             |t| t.absolute_timeout = Duration::from_secs(101 * 365 * 86_400),
-            "[tokens] absolute_timeout must be at most 100 years",
+            "[tokens] absolute_timeout: must be at most 100 years",
         ),
     ];
     for (tweak, message) in cases {
         let mut tokens = TokensConfig::default();
         tweak(&mut tokens);
-        let err = try_new(&tokens, &auth).unwrap_err();
-        assert_eq!(err, SessionError::InvalidConfig(message.to_owned()));
-        assert_eq!(err.code(), "invalid_config");
+        let err = try_open(&tokens, &auth).unwrap_err();
+        assert!(matches!(err, OpenError::Config(_)), "{err:?}");
         assert_eq!(err.to_string(), message);
+        // The same rule, from the same owner, refuses the file.
+        assert_eq!(tokens.validate().unwrap_err().to_string(), message);
     }
-    // The idle limit only matters when refresh tokens are issued.
+    // The 1 s floor on the idle limit only matters when refresh tokens are
+    // issued; 0 is refused either way (as `config check` always did).
+    let tokens = TokensConfig {
+        refresh: false,
+        idle_timeout: Duration::from_millis(999),
+        ..TokensConfig::default()
+    };
+    try_open(&tokens, &auth).expect("no refresh, no idle floor");
     let tokens = TokensConfig {
         refresh: false,
         idle_timeout: Duration::ZERO,
         ..TokensConfig::default()
     };
-    try_new(&tokens, &auth).expect("no refresh, no idle limit");
+    let err = try_open(&tokens, &auth).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "[tokens] idle_timeout: must be at least 1s"
+    );
 }
 
 #[test]
 fn user_names_and_scopes_that_cannot_go_into_a_token_are_startup_errors() {
     let long = "x".repeat(257);
     let cases = [
-        (user("", "pw", &[]), "name \"\""),
-        (user("eve\nadmin", "pw", &[]), "name \"eve\\nadmin\""),
+        (user("", "pw", &[]), "name: \"\""),
+        (user("eve\nadmin", "pw", &[]), "name: \"eve\\nadmin\""),
         (user(&long, "pw", &[]), "must be 1-256 bytes"),
         (
             user("erin", "pw", &["read", "two words"]),
@@ -430,9 +450,9 @@ fn user_names_and_scopes_that_cannot_go_into_a_token_are_startup_errors() {
             users: vec![user("alice", ALICE_PW, &["read"]), bad],
             ..AuthConfig::default()
         };
-        let err = try_new(&TokensConfig::default(), &auth).unwrap_err();
+        let err = try_open(&TokensConfig::default(), &auth).unwrap_err();
         let message = err.to_string();
-        assert_eq!(err.code(), "invalid_config");
+        assert!(matches!(err, OpenError::Config(_)), "{err:?}");
         assert!(message.starts_with("[auth.users] "), "{message}");
         assert!(message.contains(fragment), "{fragment} not in {message}");
     }
@@ -440,7 +460,7 @@ fn user_names_and_scopes_that_cannot_go_into_a_token_are_startup_errors() {
         users: vec![user(&"y".repeat(256), "pw", &["a:b/c~!"])],
         ..AuthConfig::default()
     };
-    try_new(&TokensConfig::default(), &edge).expect("256 bytes and visible ASCII are fine");
+    try_open(&TokensConfig::default(), &edge).expect("256 bytes and visible ASCII are fine");
 }
 
 #[test]
@@ -450,7 +470,7 @@ fn issuing_without_a_signing_key_is_the_servers_fault_and_spends_no_pairing_code
     std::fs::create_dir(&empty).unwrap();
     let keyring = Arc::new(KeyRing::open(&empty).unwrap());
     let clock: Arc<dyn Clock> = fx.clock.clone();
-    let sm = SessionManager::new(
+    let sm = SessionManager::from_parts(
         &fx.tokens,
         &fx.auth,
         Arc::clone(&keyring),
@@ -928,7 +948,7 @@ fn revocations_survive_a_restart() {
     assert_eq!(
         listed.len(),
         1,
-        "the index starts empty, but lists the asker"
+        "the reloaded index lists the live session, not the revoked one"
     );
     assert!(listed[0].current);
 }
@@ -951,17 +971,9 @@ fn failing_store_still_enforces_revocations() {
     // The state directory is a file: nothing can be written.
     let blocked = fx.tmp.path().join("blocked");
     std::fs::write(&blocked, b"not a directory").unwrap();
-    let clock: Arc<dyn Clock> = fx.clock.clone();
-    let (store, _) = RevocationStore::open(&blocked, Arc::clone(&clock));
-    let store = Arc::new(store);
-    let sm = SessionManager::new(
-        &fx.tokens,
-        &fx.auth,
-        Arc::clone(&fx.keyring),
-        Arc::clone(&store),
-        clock,
-    )
-    .unwrap();
+    let state = StateConfig { dir: blocked };
+    let sm = SessionManager::open(&fx.tokens, &fx.auth, &state, fx.clock.clone()).unwrap();
+    let store = Arc::clone(sm.store());
     let pair = sm.login("alice", ALICE_PW, client(), None).unwrap();
     let second = sm.refresh(pair.refresh_token().unwrap()).unwrap();
     let session = sm.authenticate(second.session_token()).unwrap();
@@ -1179,8 +1191,21 @@ fn a_bound_pairs_response_names_its_binding() {
 fn the_exposed_key_ring_policy_and_store_are_the_ones_in_use() {
     use clawgate::gateway::session_token::{self as st, TokenPolicy, TokenType};
     let fx = Fx::new();
-    assert!(Arc::ptr_eq(fx.sm.keyring(), &fx.keyring));
-    assert!(Arc::ptr_eq(fx.sm.store(), &fx.store));
+    // Parts handed in are the parts used.
+    let keyring = Arc::new(KeyRing::open(&fx.tokens.keys_dir).unwrap());
+    let (store, _) = RevocationStore::open(&fx.tmp.path().join("other"), fx.clock.clone());
+    let store = Arc::new(store);
+    let sm = SessionManager::from_parts(
+        &fx.tokens,
+        &fx.auth,
+        Arc::clone(&keyring),
+        Arc::clone(&store),
+        fx.clock.clone(),
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(sm.keyring(), &keyring));
+    assert!(Arc::ptr_eq(sm.store(), &store));
+    assert_eq!(sm.policy(), &TokenPolicy::from_config(&fx.tokens));
     assert_eq!(fx.sm.policy(), &TokenPolicy::from_config(&fx.tokens));
     let pair = fx.issue("carol", &[]);
     let token = pair.session_token();

@@ -10,7 +10,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let gateway = Gateway::build(config).context("TLS is not available; refusing to start")?;
+        let gateway = Gateway::build(config).context(crate::TLS_UNAVAILABLE)?;
         let running = gateway.start().await?;
         print_banner(&running);
         wait_for_signals(&running).await;

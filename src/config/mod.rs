@@ -6,11 +6,16 @@
 //! `~/.zeroclaw/gateway.toml`, else built-in defaults). Every error names the
 //! key and the fix, and validation collects every bad key before returning.
 
+mod rules;
 mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use rules::{
+    InvalidUpstreamUrl, MAX_ABSOLUTE_TIMEOUT, MAX_SUBJECT_BYTES, UpstreamUrl, is_scope, is_subject,
+    parse_password_hash,
+};
 pub use schema::{
     AuthConfig, BindingPolicy, ClientAuth, Config, DEFAULT_CONFIG_TOML, HstsConfig, KeyAlgorithm,
     LogConfig, LogFormat, MetricsConfig, ReplayConfig, ServerConfig, StateConfig, TlsConfig,
@@ -71,10 +76,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Problems::default();
         self.validate_tls(&mut problems);
-        self.validate_tokens(&mut problems);
+        self.tokens.check(&mut problems);
         self.validate_replay(&mut problems);
-        self.validate_auth(&mut problems);
-        self.validate_upstream(&mut problems);
+        self.auth.check(&mut problems);
+        self.upstream.check(&mut problems);
         self.validate_server(&mut problems);
         self.validate_log(&mut problems);
         problems.into_result()
@@ -190,25 +195,88 @@ impl Config {
         }
     }
 
-    fn validate_tokens(&self, p: &mut Problems) {
-        let t = &self.tokens;
+    fn validate_replay(&self, p: &mut Problems) {
+        let r = &self.replay;
+        p.check(!r.window.is_zero(), "replay", "window", "must be above 0");
         p.check(
-            !t.session_ttl.is_zero(),
+            r.max_nonces >= 1,
+            "replay",
+            "max_nonces",
+            "must be at least 1",
+        );
+        for (key, value) in [
+            ("max_nonces_per_session", r.max_nonces_per_session),
+            ("max_nonces_per_subject", r.max_nonces_per_subject),
+        ] {
+            p.check(value >= 1, "replay", key, "must be at least 1");
+        }
+        for m in &r.methods {
+            p.check(
+                http::Method::from_bytes(m.as_bytes()).is_ok()
+                    && m.chars().all(|c| c.is_ascii_uppercase()),
+                "replay",
+                "methods",
+                &format!("{m:?} is not an HTTP method in upper case"),
+            );
+        }
+    }
+
+    fn expand_home(&mut self, home: Option<&Path>) {
+        let expand = |p: &mut PathBuf| *p = expand_tilde(p, home);
+        expand(&mut self.tls.cert_dir);
+        expand(&mut self.tokens.keys_dir);
+        expand(&mut self.state.dir);
+        for p in [
+            &mut self.tls.cert_path,
+            &mut self.tls.key_path,
+            &mut self.tls.client_ca_path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            expand(p);
+        }
+    }
+}
+
+impl TokensConfig {
+    /// The `[tokens]` rules alone (part of [`Config::validate`]), for parts
+    /// built from this section without a whole `Config`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.check(&mut problems);
+        problems.into_result()
+    }
+
+    fn check(&self, p: &mut Problems) {
+        let t = self;
+        // Tokens carry whole seconds: a sub-second lifetime would mint
+        // tokens that expire as they are issued.
+        p.check(
+            t.session_ttl.as_secs() >= 1,
             "tokens",
             "session_ttl",
-            "must be above 0",
+            "must be at least 1s",
         );
+        // The idle limit is the refresh token's lifetime; with refresh off
+        // it is unused, but 0 is refused either way.
         p.check(
-            !t.idle_timeout.is_zero(),
+            !t.idle_timeout.is_zero() && (!t.refresh || t.idle_timeout.as_secs() >= 1),
             "tokens",
             "idle_timeout",
-            "must be above 0",
+            "must be at least 1s",
         );
         p.check(
             t.absolute_timeout >= t.session_ttl,
             "tokens",
             "absolute_timeout",
             "must be at least session_ttl",
+        );
+        p.check(
+            t.absolute_timeout <= MAX_ABSOLUTE_TIMEOUT,
+            "tokens",
+            "absolute_timeout",
+            "must be at most 100 years",
         );
         p.check(
             t.leeway.as_secs() <= 300,
@@ -241,35 +309,19 @@ impl Config {
             "must be above 0",
         );
     }
+}
 
-    fn validate_replay(&self, p: &mut Problems) {
-        let r = &self.replay;
-        p.check(!r.window.is_zero(), "replay", "window", "must be above 0");
-        p.check(
-            r.max_nonces >= 1,
-            "replay",
-            "max_nonces",
-            "must be at least 1",
-        );
-        for (key, value) in [
-            ("max_nonces_per_session", r.max_nonces_per_session),
-            ("max_nonces_per_subject", r.max_nonces_per_subject),
-        ] {
-            p.check(value >= 1, "replay", key, "must be at least 1");
-        }
-        for m in &r.methods {
-            p.check(
-                http::Method::from_bytes(m.as_bytes()).is_ok()
-                    && m.chars().all(|c| c.is_ascii_uppercase()),
-                "replay",
-                "methods",
-                &format!("{m:?} is not an HTTP method in upper case"),
-            );
-        }
+impl AuthConfig {
+    /// The `[auth]` rules alone (part of [`Config::validate`]), for parts
+    /// built from this section without a whole `Config`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.check(&mut problems);
+        problems.into_result()
     }
 
-    fn validate_auth(&self, p: &mut Problems) {
-        let a = &self.auth;
+    fn check(&self, p: &mut Problems) {
+        let a = self;
         p.check(
             a.pairing_max_attempts >= 1,
             "auth",
@@ -302,11 +354,16 @@ impl Config {
         );
         let mut seen = std::collections::HashSet::new();
         for user in &a.users {
+            // Every name must be usable as a token subject and every scope
+            // as a scope claim: found at start-up, not at the first login.
             p.check(
-                !user.name.is_empty(),
+                is_subject(&user.name),
                 "auth.users",
                 "name",
-                "must not be empty",
+                &format!(
+                    "{:?} must be 1-256 bytes without control characters",
+                    user.name
+                ),
             );
             p.check(
                 seen.insert(user.name.as_str()),
@@ -314,52 +371,53 @@ impl Config {
                 "name",
                 &format!("{:?} appears twice", user.name),
             );
-            p.check(
-                user.password_hash.starts_with("$argon2id$"),
-                "auth.users",
-                "password_hash",
-                &format!(
-                    "for {:?} is not an argon2id hash (make one with `clawgate hash-password`)",
-                    user.name
-                ),
-            );
+            // The phrase names the user and the problem, never the hash.
+            if let Err(problem) = parse_password_hash(&user.password_hash) {
+                p.check(
+                    false,
+                    "auth.users",
+                    "password_hash",
+                    &format!(
+                        "for {:?} is not a usable argon2id hash ({problem}; make one with `clawgate hash-password`)",
+                        user.name
+                    ),
+                );
+            }
+            if let Some(scope) = user.scopes.iter().find(|s| !is_scope(s)) {
+                p.check(
+                    false,
+                    "auth.users",
+                    "scopes",
+                    &format!(
+                        "user {:?}: scope {scope:?} must be 1-128 visible ASCII characters, no space, '\"' or '\\'",
+                        user.name
+                    ),
+                );
+            }
         }
     }
+}
 
-    fn validate_upstream(&self, p: &mut Problems) {
-        let Some(url) = &self.upstream.url else {
-            return;
+impl UpstreamConfig {
+    /// `url` parsed, `None` when no upstream is configured.
+    pub fn upstream_url(&self) -> Result<Option<UpstreamUrl>, ConfigError> {
+        let Some(url) = &self.url else {
+            return Ok(None);
         };
-        let ok = url
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some())
-            .filter(|u| u.path() == "/" || u.path().is_empty())
-            .is_some();
-        p.check(
-            ok,
-            "upstream",
-            "url",
-            &format!("{url:?} must be http://host:port (no path; the upstream is expected on a private interface)"),
-        );
+        UpstreamUrl::parse(url)
+            .map(Some)
+            .map_err(|why| ConfigError::Invalid(vec![upstream_problem(url, why)]))
     }
 
-    fn expand_home(&mut self, home: Option<&Path>) {
-        let expand = |p: &mut PathBuf| *p = expand_tilde(p, home);
-        expand(&mut self.tls.cert_dir);
-        expand(&mut self.tokens.keys_dir);
-        expand(&mut self.state.dir);
-        for p in [
-            &mut self.tls.cert_path,
-            &mut self.tls.key_path,
-            &mut self.tls.client_ca_path,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            expand(p);
+    fn check(&self, p: &mut Problems) {
+        if let Err(problem) = self.upstream_url() {
+            p.0.push(problem.to_string());
         }
     }
+}
+
+fn upstream_problem(url: &str, why: InvalidUpstreamUrl) -> String {
+    format!("[upstream] url: {url:?} {why}")
 }
 
 /// Normalizes a SHA-256 fingerprint written as hex (any case, optional

@@ -82,10 +82,14 @@ fn tilde_is_expanded_with_home() {
 
 #[test]
 fn user_debug_hides_password_hash() {
-    let text = "[[auth.users]]\nname = \"alice\"\npassword_hash = \"$argon2id$v=19$secretish\"\n";
-    let c = Config::from_toml(text).unwrap();
+    // A hash that `serve` accepts (the rules refuse one that does not parse).
+    let c = Config::from_toml(&user_toml("alice", GOOD_HASH, "[]")).unwrap();
     let shown = format!("{:?}", c.auth.users);
-    assert!(!shown.contains("secretish"), "{shown}");
+    assert!(shown.contains("alice"), "{shown}");
+    assert!(
+        !shown.contains("argon2") && !shown.contains("V8GSz3"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -115,4 +119,111 @@ fn connection_deadlines_must_be_above_zero() {
     );
     let off = Config::from_toml("[server]\nmax_connections_per_ip = 0\n").unwrap();
     assert_eq!(off.server.max_connections_per_ip, 0);
+}
+
+fn user_toml(name: &str, hash: &str, scopes: &str) -> String {
+    format!("[[auth.users]]\nname = {name:?}\npassword_hash = {hash:?}\nscopes = {scopes}\n")
+}
+
+/// A real argon2id PHC string (8 KiB, one pass): parses, checks nothing else.
+const GOOD_HASH: &str =
+    "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$V8GSz3ZT9ZcjgLfTY6iTMtOIrDCtIJxmNyMZhwSKovI";
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::from_toml(text) {
+        Err(ConfigError::Invalid(problems)) => problems,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn user_scopes_and_names_that_cannot_go_into_a_token_are_refused() {
+    Config::from_toml(&user_toml("alice", GOOD_HASH, "[\"read\", \"a:b/c~!\"]")).unwrap();
+    let found = problems(&user_toml("alice", GOOD_HASH, "[\"read write\"]"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("[auth.users] scopes: user \"alice\": scope \"read write\""),
+        "{found:?}"
+    );
+    for name in ["", "eve\nadmin", &"x".repeat(257)] {
+        let found = problems(&user_toml(name, GOOD_HASH, "[]"));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("[auth.users] name: ") && p.contains("1-256 bytes")),
+            "{name:?}: {found:?}"
+        );
+    }
+    Config::from_toml(&user_toml(&"y".repeat(256), GOOD_HASH, "[]")).unwrap();
+}
+
+#[test]
+fn unusable_password_hash_is_refused_naming_the_user_not_the_hash() {
+    for (hash, problem) in [
+        ("$argon2id$v=19$garbage-secret-ish", "not a PHC string"),
+        (
+            "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$V8GSz3ZT9ZcjgLfTY6iTMtOIrDCtIJxmNyMZhwSKovI",
+            "not argon2id",
+        ),
+        ("$argon2id$v=19$m=8,t=1,p=1", "salt or hash missing"),
+    ] {
+        let found = problems(&user_toml("dave", hash, "[]"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let p = &found[0];
+        assert!(
+            p.starts_with("[auth.users] password_hash: for \"dave\""),
+            "{p}"
+        );
+        assert!(p.contains(problem), "{problem} not in {p}");
+        assert!(
+            !p.contains("garbage-secret-ish") && !p.contains("c2Fsd"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn token_lifetime_rules_are_config_rules() {
+    let cases = [
+        (
+            "session_ttl = \"999ms\"",
+            "[tokens] session_ttl: must be at least 1s",
+        ),
+        (
+            "idle_timeout = \"999ms\"",
+            "[tokens] idle_timeout: must be at least 1s",
+        ),
+        (
+            "absolute_timeout = \"101years\"",
+            "[tokens] absolute_timeout: must be at most 100 years",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            problems(&format!("[tokens]\n{line}\n")),
+            [message],
+            "{line}"
+        );
+    }
+    // Without refresh tokens the idle limit is unused: only 0 is refused.
+    Config::from_toml("[tokens]\nrefresh = false\nidle_timeout = \"999ms\"\n").unwrap();
+    assert_eq!(
+        problems("[tokens]\nrefresh = false\nidle_timeout = \"0s\"\n"),
+        ["[tokens] idle_timeout: must be at least 1s"]
+    );
+}
+
+#[test]
+fn upstream_url_is_parsed_into_a_typed_value() {
+    let c = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:3000/\"\n").unwrap();
+    let url = c.upstream.upstream_url().unwrap().unwrap();
+    assert_eq!(url.authority().as_str(), "127.0.0.1:3000");
+    assert_eq!(url.to_string(), "http://127.0.0.1:3000");
+    let found = problems("[upstream]\nurl = \"http://x/api\"\n");
+    assert_eq!(
+        found,
+        [
+            "[upstream] url: \"http://x/api\" must be http://host:port (no path; the upstream is expected on a private interface)"
+        ]
+    );
 }

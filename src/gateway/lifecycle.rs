@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::metrics::Metrics;
-use super::revocation_store::{OpenReport, RevocationStore, StoreHealth};
+use super::revocation_store::{RevocationStore, StoreHealth};
 use crate::error::Error;
 
 /// Serves `GET /metrics` (Prometheus text format) on its own listener.
@@ -50,18 +50,6 @@ pub(super) async fn serve_metrics(
         }
     });
     Ok((bound, task))
-}
-
-/// Logs what opening the revocation store found.
-pub(super) fn log_store_report(report: &OpenReport) {
-    tracing::info!(
-        event = "revocation_store_loaded",
-        loaded = report.loaded,
-        expired_dropped = report.expired_dropped,
-        corrupt_lines = report.corrupt_lines,
-        torn_tail = report.torn_tail,
-        "revocations loaded before accepting connections"
-    );
 }
 
 /// Keeps the store-health gauge current.

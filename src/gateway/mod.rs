@@ -32,10 +32,9 @@ use self::credentials::RateLimiter;
 use self::http::proxy::Proxy;
 use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits};
-use self::keyring::KeyRing;
 use self::metrics::Metrics;
 use self::replay_protection::ReplayGuard;
-use self::revocation_store::{RevocationStore, StoreHealth};
+use self::revocation_store::StoreHealth;
 use self::server::ServeOptions;
 use self::session_manager::SessionManager;
 use crate::clock::{Clock, SystemClock};
@@ -62,33 +61,29 @@ impl Gateway {
         Self::build_with_clock(config, Arc::new(SystemClock))
     }
 
-    /// Builds the gateway on a given clock (tests move time by hand).
+    /// Builds the gateway on a given clock (tests move time by hand). Runs
+    /// [`preflight`](Self::preflight) first, so a `Config` made in code
+    /// meets the same rules as a loaded one.
     pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        Self::preflight(&config, clock.as_ref())?;
         let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
         let metrics = Arc::new(Metrics::new());
         certs.publish_expiry(&metrics.certs);
         let client_verifier = client_auth::client_verifier(&config.tls)?;
         let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
-        let keyring = Arc::new(KeyRing::open_or_init(&config.tokens.keys_dir)?);
-        // The revocation store is loaded before the first connection is
-        // accepted: a store loaded after traffic starts re-admits revoked
-        // tokens (PITFALLS R2).
-        let (store, report) = RevocationStore::open(&config.state.dir, Arc::clone(&clock));
-        lifecycle::log_store_report(&report);
-        // The session index is loaded after the store, whose revocations
-        // it skips, and like it before the first connection.
-        let sessions = Arc::new(
-            SessionManager::new(
-                &config.tokens,
-                &config.auth,
-                keyring,
-                Arc::new(store),
-                Arc::clone(&clock),
-            )?
-            .with_state_dir(&config.state.dir),
-        );
+        // Keys, then revocations, then the session index, all before the
+        // first connection is accepted (PITFALLS R2).
+        let sessions = Arc::new(SessionManager::open(
+            &config.tokens,
+            &config.auth,
+            &config.state,
+            Arc::clone(&clock),
+        )?);
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = Proxy::new(&config.upstream, &config.server)?;
+        let proxy = config
+            .upstream
+            .upstream_url()?
+            .map(|url| Proxy::new(&url, &config.upstream, &config.server));
         Ok(Self {
             config,
             clock,
@@ -99,6 +94,22 @@ impl Gateway {
             replay,
             proxy,
         })
+    }
+
+    /// Everything `serve` checks before it creates or binds anything, and
+    /// all that `clawgate config check` runs: the configuration rules
+    /// ([`Config::validate`]), then the environment they name: provided
+    /// certificate and key files load and match and are valid at `clock`'s
+    /// now, and the client CA bundle and pins build a verifier. Reads
+    /// files, writes nothing (generated certificates and keys are made by
+    /// [`build`](Self::build), not here).
+    pub fn preflight(config: &Config, clock: &dyn Clock) -> Result<(), Error> {
+        config.validate()?;
+        if let (Some(cert), Some(key)) = (&config.tls.cert_path, &config.tls.key_path) {
+            certificate_manager::load_files(cert, key, clock.now())?;
+        }
+        client_auth::client_verifier(&config.tls)?;
+        Ok(())
     }
 
     /// The session manager (pairing code, CLI issuance).

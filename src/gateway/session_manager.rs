@@ -38,7 +38,7 @@
 //! Each subject has at most `max_sessions_per_user` live sessions; a new one
 //! evicts (revokes the `sid` of) the oldest. The index behind this and
 //! behind [`SessionManager::list`] is in memory and, once
-//! [`SessionManager::with_state_dir`] is called (the gateway does), mirrored
+//! [`SessionManager::with_state_dir`] is called ([`SessionManager::open`] does), mirrored
 //! to `sessions.jsonl` so the limit holds across restarts. Without it, a
 //! restart starts the index empty (tokens stay valid or revoked exactly as
 //! before; sessions reappear in it when they refresh).
@@ -75,6 +75,7 @@
 mod error;
 mod index;
 mod issue;
+mod open;
 mod refresh;
 mod revoke;
 mod types;
@@ -86,13 +87,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clock::Clock;
-use crate::config::{AuthConfig, BindingPolicy, TokensConfig, UserConfig};
+use crate::config::{AuthConfig, BindingPolicy, TokensConfig};
 use crate::gateway::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
 use crate::gateway::keyring::KeyRing;
 use crate::gateway::revocation_store::RevocationStore;
 use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
 pub use error::SessionError;
 use index::SessionIndex;
+pub use open::OpenError;
 use refresh::{FamilyLocks, SpentCache};
 pub use types::{
     AdminRevoke, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair, sid_prefix,
@@ -116,22 +118,25 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    /// Builds the manager: parses the users' password hashes (an unusable
-    /// one is an error naming the user) and creates the pairing code when
-    /// `[auth] pairing = true`.
-    pub fn new(
+    /// Builds the manager from parts the caller opened (a shared key ring,
+    /// a store on another directory); [`open`](Self::open) is the usual
+    /// way. Checks `tokens` and `auth` with the configuration's own rules
+    /// (a `Config` that loaded has passed them already), parses the users'
+    /// password hashes and creates the pairing code when `[auth] pairing =
+    /// true`. No session index journal: see [`with_state_dir`](Self::with_state_dir).
+    pub fn from_parts(
         tokens: &TokensConfig,
         auth: &AuthConfig,
         keyring: Arc<KeyRing>,
         store: Arc<RevocationStore>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, SessionError> {
-        let limits = Limits::from_config(tokens)?;
-        check_users(&auth.users)?;
-        let passwords = PasswordVerifier::new(&auth.users)
-            .map_err(|e| SessionError::InvalidConfig(e.to_string()))?;
+    ) -> Result<Self, OpenError> {
+        tokens.validate()?;
+        auth.validate()?;
+        let limits = Limits::new(tokens);
+        let passwords = PasswordVerifier::new(&auth.users)?;
         let pairing = if auth.pairing {
-            Some(PairingCode::generate(auth).map_err(|_| SessionError::Random)?)
+            Some(PairingCode::generate(auth).map_err(|_| OpenError::Random)?)
         } else {
             None
         };
@@ -358,7 +363,7 @@ impl std::fmt::Debug for SessionManager {
     }
 }
 
-/// The `[tokens]` lifetimes, checked once.
+/// The `[tokens]` lifetimes, clamped to the absolute limit.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     session_ttl: Duration,
@@ -371,27 +376,12 @@ struct Limits {
 }
 
 impl Limits {
-    fn from_config(t: &TokensConfig) -> Result<Self, SessionError> {
-        let bad = |what: &str| Err(SessionError::InvalidConfig(format!("[tokens] {what}")));
-        if t.session_ttl.as_secs() == 0 {
-            return bad("session_ttl must be at least 1s");
-        }
-        if t.refresh && t.idle_timeout.as_secs() == 0 {
-            return bad("idle_timeout must be at least 1s");
-        }
-        if t.absolute_timeout < t.session_ttl {
-            return bad("absolute_timeout must be at least session_ttl");
-        }
-        if t.max_sessions_per_user == 0 {
-            return bad("max_sessions_per_user must be at least 1");
-        }
-        // Keeps time arithmetic and moka's durations far from overflow.
-        if t.absolute_timeout > MAX_ABSOLUTE_TIMEOUT {
-            return bad("absolute_timeout must be at most 100 years");
-        }
+    /// `t` has passed [`TokensConfig::validate`]: lifetimes of at least a
+    /// second, `absolute_timeout` between `session_ttl` and 100 years.
+    fn new(t: &TokensConfig) -> Self {
         // No token outlives the absolute limit, so longer idle or grace
         // windows mean the same as the absolute limit itself.
-        Ok(Self {
+        Self {
             session_ttl: t.session_ttl,
             refresh: t.refresh,
             idle_timeout: t.idle_timeout.min(t.absolute_timeout),
@@ -399,7 +389,7 @@ impl Limits {
             refresh_grace: t.refresh_grace.min(t.absolute_timeout),
             leeway: t.leeway,
             max_sessions: t.max_sessions_per_user,
-        })
+        }
     }
 
     /// The absolute limit of a session that started at `auth_time`.
@@ -427,38 +417,6 @@ impl Limits {
     }
 }
 
-/// Every user name must be usable as a token subject and every scope as a
-/// scope claim: found at start-up, not at the user's first login.
-fn check_users(users: &[UserConfig]) -> Result<(), SessionError> {
-    for user in users {
-        let name_ok = !user.name.is_empty()
-            && user.name.len() <= MAX_SUBJECT_BYTES
-            && !user.name.chars().any(char::is_control);
-        if !name_ok {
-            return Err(SessionError::InvalidConfig(format!(
-                "[auth.users] name {:?} must be 1-256 bytes without control characters",
-                user.name
-            )));
-        }
-        if let Some(scope) = user.scopes.iter().find(|s| !is_scope(s)) {
-            return Err(SessionError::InvalidConfig(format!(
-                "[auth.users] user {:?}: scope {scope:?} must be 1-128 visible ASCII characters, no '\"' or '\\'",
-                user.name
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// RFC 6749 §3.3 scope-token characters, as `session_token` requires.
-fn is_scope(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope.len() <= MAX_SCOPE_BYTES
-        && scope
-            .bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
-}
-
 /// Whole Unix seconds (0 before 1970).
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -474,9 +432,3 @@ fn floor_secs(t: SystemTime) -> SystemTime {
 pub const PAIRED_SUBJECT: &str = "owner";
 /// The scope of a paired client, and the one `admin_revoke` requires.
 pub const ADMIN_SCOPE: &str = "admin";
-/// Upper bound on `[tokens] absolute_timeout`: 100 years.
-const MAX_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
-/// Longest subject a token carries (`session_token`'s limit).
-const MAX_SUBJECT_BYTES: usize = 256;
-/// Longest scope a token carries (`session_token`'s limit).
-const MAX_SCOPE_BYTES: usize = 128;

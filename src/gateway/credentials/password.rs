@@ -9,7 +9,7 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, Version};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::CredentialError;
-use crate::config::UserConfig;
+use crate::config::{self, UserConfig};
 
 /// argon2id parameters for new hashes: the OWASP Password Storage Cheat
 /// Sheet's first recommendation, m = 19 MiB (19,456 KiB), t = 2 iterations,
@@ -139,23 +139,13 @@ pub(super) fn hash_with(password: &str, params: Params) -> Result<String, Creden
     Ok(hash.to_string())
 }
 
+/// The rule is the configuration's ([`config::parse_password_hash`]); a
+/// validated configuration never fails here.
 fn parse_user_hash(user: &UserConfig) -> Result<PasswordHash, CredentialError> {
-    let bad = |problem| CredentialError::BadHash {
+    config::parse_password_hash(&user.password_hash).map_err(|problem| CredentialError::BadHash {
         user: user.name.clone(),
         problem,
-    };
-    let hash = PasswordHash::new(&user.password_hash).map_err(|_| bad("not a PHC string"))?;
-    if hash.algorithm != ARGON2ID_IDENT {
-        return Err(bad("not argon2id"));
-    }
-    if hash.version != Some(ARGON2_VERSION) {
-        return Err(bad("not argon2 version 19"));
-    }
-    if hash.salt.is_none() || hash.hash.is_none() {
-        return Err(bad("salt or hash missing"));
-    }
-    Params::try_from(&hash).map_err(|_| bad("invalid argon2 parameters"))?;
-    Ok(hash)
+    })
 }
 
 /// A hash with `template`'s parameters (or the production ones) and a random

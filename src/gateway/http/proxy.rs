@@ -63,7 +63,7 @@ use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
 use self::public_paths::PublicPaths;
-use crate::config::{ServerConfig, UpstreamConfig};
+use crate::config::{ServerConfig, UpstreamConfig, UpstreamUrl};
 
 /// A future that resolves when the session behind a request ends.
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -187,18 +187,13 @@ struct Inner {
 }
 
 impl Proxy {
-    /// Builds the proxy, or `None` when no `[upstream] url` is configured.
-    /// From `server`: `trusted_proxies` and `allow_underscores_in_headers`.
-    pub fn new(
-        upstream: &UpstreamConfig,
-        server: &ServerConfig,
-    ) -> Result<Option<Self>, ProxyError> {
-        let Some(url) = &upstream.url else {
-            return Ok(None);
-        };
-        let authority = parse_upstream_url(url)?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| ProxyError::InvalidUpstreamUrl)?;
+    /// Builds the proxy for `url` (parsed and checked by the configuration:
+    /// [`UpstreamConfig::upstream_url`]). From `upstream`: the timeouts,
+    /// public paths and `danger_forward_authorization`; from `server`:
+    /// `trusted_proxies` and `allow_underscores_in_headers`.
+    pub fn new(url: &UpstreamUrl, upstream: &UpstreamConfig, server: &ServerConfig) -> Self {
+        let host = url.host_header().clone();
+        let authority = url.authority().clone();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(upstream.connect_timeout));
         connector.set_nodelay(true);
@@ -221,9 +216,9 @@ impl Proxy {
             allow_underscores: server.allow_underscores_in_headers,
             closing: watch::Sender::new(false),
         };
-        Ok(Some(Self {
+        Self {
             inner: Arc::new(inner),
-        }))
+        }
     }
 
     /// Closes every open WebSocket tunnel, and any opened later: for
@@ -415,18 +410,6 @@ fn classify(
         Err(ProxyError::RequestBody(err))
     } else {
         Err(ProxyError::BadUpstreamResponse(Some(err)))
-    }
-}
-
-fn parse_upstream_url(url: &str) -> Result<Authority, ProxyError> {
-    let uri: Uri = url.parse().map_err(|_| ProxyError::InvalidUpstreamUrl)?;
-    let path_ok = matches!(
-        uri.path_and_query().map(|pq| pq.as_str()),
-        None | Some("/" | "")
-    );
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority)) if path_ok => Ok(authority.clone()),
-        _ => Err(ProxyError::InvalidUpstreamUrl),
     }
 }
 

@@ -60,7 +60,7 @@ impl SessionManager {
         let cnf = self.resolve_binding(binding)?;
         // No configured user has a longer name (checked at start-up), so
         // refusing it early reveals nothing and keeps it out of the limiter.
-        if username.len() > super::MAX_SUBJECT_BYTES {
+        if username.len() > crate::config::MAX_SUBJECT_BYTES {
             return Err(SessionError::InvalidCredentials);
         }
         // The per-user limits run before argon2: past them, guessing at
