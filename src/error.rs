@@ -4,7 +4,7 @@
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
 use crate::gateway::client_auth::ClientAuthError;
-use crate::gateway::http::proxy::ProxyError;
+use crate::gateway::http::proxy::ProxyBuildError;
 use crate::gateway::keyring::KeyError;
 use crate::gateway::session_manager::SessionError;
 use crate::gateway::tls_config::TlsConfigError;
@@ -33,7 +33,7 @@ pub enum Error {
     Sessions(#[from] SessionError),
     /// The upstream configuration is unusable.
     #[error(transparent)]
-    Upstream(#[from] ProxyError),
+    Upstream(#[from] ProxyBuildError),
     /// A socket could not be bound or another I/O step failed.
     #[error("{context}: {source}")]
     Io {

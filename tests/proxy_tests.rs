@@ -20,7 +20,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use clawgate::config::{ServerConfig, UpstreamConfig};
-use clawgate::gateway::http::proxy::{ForwardIdentity, Proxy, ProxyContext, ProxyError};
+use clawgate::gateway::http::auth::PublicPaths;
+use clawgate::gateway::http::error::ErrorResponse;
+use clawgate::gateway::http::proxy::{
+    ForwardIdentity, Proxy, ProxyBuildError, ProxyContext, ProxyError,
+};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
 use http_body::Frame;
@@ -30,7 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ring::digest::{Context as Sha, SHA256};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -129,8 +133,7 @@ async fn front(
 }
 
 fn error_response(err: &ProxyError) -> Response {
-    let body = json!({ "error": err.code(), "message": err.to_string() });
-    (err.status(), axum::Json(body)).into_response()
+    ErrorResponse::from(err).into_response()
 }
 
 // ---------------------------------------------------------------- client
@@ -728,9 +731,10 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         public_paths: vec!["/status".to_owned(), "/pub/*".to_owned()],
         ..UpstreamConfig::default()
     };
-    let proxy = Proxy::new(&cfg, &ServerConfig::default()).unwrap().unwrap();
+    // The rule moved from the proxy to the bearer layer (`auth::PublicPaths`).
+    let public = PublicPaths::new(&cfg.public_paths);
     for path in ["/status", "/pub/", "/pub/a", "/pub/a/b.css"] {
-        assert!(proxy.is_public_path(path), "{path} should be public");
+        assert!(public.matches(path), "{path} should be public");
     }
     let private = [
         "/status/",
@@ -747,7 +751,7 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         "/pub/./x",
     ];
     for path in private {
-        assert!(!proxy.is_public_path(path), "{path} must need a token");
+        assert!(!public.matches(path), "{path} must need a token");
     }
 }
 
@@ -770,7 +774,7 @@ fn no_upstream_url_builds_no_proxy_and_bad_urls_are_refused() {
         };
         let err = Proxy::new(&cfg, &ServerConfig::default()).unwrap_err();
         assert!(
-            matches!(err, ProxyError::InvalidUpstreamUrl),
+            matches!(err, ProxyBuildError::InvalidUpstreamUrl),
             "{url}: {err:?}"
         );
     }

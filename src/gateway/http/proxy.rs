@@ -37,7 +37,6 @@
 //! it includes the time the upstream spends reading the request body.
 
 pub(super) mod headers;
-mod public_paths;
 mod streams;
 
 use std::error::Error as StdError;
@@ -62,7 +61,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
-use self::public_paths::PublicPaths;
 use crate::config::{ServerConfig, UpstreamConfig};
 
 /// A future that resolves when the session behind a request ends.
@@ -101,13 +99,20 @@ impl fmt::Debug for ProxyContext {
     }
 }
 
-/// Why a request could not be forwarded. Display texts are fixed, generic
-/// sentences; causes are kept as sources for the log only.
+/// Why the proxy could not be built: a start-up error, kept apart from
+/// [`ProxyError`] so that no request-time answer exists for it.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// `[upstream] url` is not `http://host:port` (construction only).
+pub enum ProxyBuildError {
+    /// `[upstream] url` is not `http://host:port`.
     #[error("the upstream URL is not usable")]
     InvalidUpstreamUrl,
+}
+
+/// Why a request could not be forwarded. Display texts are fixed, generic
+/// sentences; causes are kept as sources for the log only. The HTTP answer
+/// to each is in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
     /// The upstream refused the connection, or connecting failed or timed out.
     #[error("the upstream service is unavailable")]
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
@@ -136,24 +141,10 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The HTTP status the client gets.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidUpstreamUrl | Self::IdentityNotRepresentable => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            Self::UpstreamUnavailable(_) | Self::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
-            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::InvalidRequest | Self::RequestBody(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::SessionEnded => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The stable `error` code of the JSON body.
+    /// The stable code for logs and the JSON body's `error`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidUpstreamUrl | Self::IdentityNotRepresentable => "internal_error",
+            Self::IdentityNotRepresentable => "internal_error",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::BadUpstreamResponse(_) => "bad_upstream_response",
@@ -176,7 +167,6 @@ struct Inner {
     /// `Host` sent upstream: the upstream's own authority.
     host: HeaderValue,
     response_timeout: Duration,
-    public_paths: PublicPaths,
     forward_authorization: bool,
     trusted_proxies: Vec<IpAddr>,
     /// `[server] allow_underscores_in_headers`.
@@ -192,13 +182,13 @@ impl Proxy {
     pub fn new(
         upstream: &UpstreamConfig,
         server: &ServerConfig,
-    ) -> Result<Option<Self>, ProxyError> {
+    ) -> Result<Option<Self>, ProxyBuildError> {
         let Some(url) = &upstream.url else {
             return Ok(None);
         };
         let authority = parse_upstream_url(url)?;
         let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| ProxyError::InvalidUpstreamUrl)?;
+            .map_err(|_| ProxyBuildError::InvalidUpstreamUrl)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(upstream.connect_timeout));
         connector.set_nodelay(true);
@@ -211,7 +201,6 @@ impl Proxy {
             authority,
             host,
             response_timeout: upstream.response_timeout,
-            public_paths: PublicPaths::new(&upstream.public_paths),
             forward_authorization: upstream.danger_forward_authorization,
             trusted_proxies: server
                 .trusted_proxies
@@ -230,14 +219,6 @@ impl Proxy {
     /// gateway shutdown, once the server has stopped accepting.
     pub fn close_tunnels(&self) {
         self.inner.closing.send_replace(true);
-    }
-
-    /// Whether `path` (the URI path, no query) is a configured public path:
-    /// an exact entry, or under an entry ending in `/*` (`/pub/*` matches
-    /// `/pub/` and `/pub/x`, not `/pub`). Paths with dot segments, a
-    /// backslash, or encoded `.`, `/`, `\` never match, so they need a token.
-    pub fn is_public_path(&self, path: &str) -> bool {
-        self.inner.public_paths.matches(path)
     }
 
     /// Forwards `req` upstream and returns the upstream's response.
@@ -418,15 +399,17 @@ fn classify(
     }
 }
 
-fn parse_upstream_url(url: &str) -> Result<Authority, ProxyError> {
-    let uri: Uri = url.parse().map_err(|_| ProxyError::InvalidUpstreamUrl)?;
+fn parse_upstream_url(url: &str) -> Result<Authority, ProxyBuildError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ProxyBuildError::InvalidUpstreamUrl)?;
     let path_ok = matches!(
         uri.path_and_query().map(|pq| pq.as_str()),
         None | Some("/" | "")
     );
     match (uri.scheme_str(), uri.authority()) {
         (Some("http"), Some(authority)) if path_ok => Ok(authority.clone()),
-        _ => Err(ProxyError::InvalidUpstreamUrl),
+        _ => Err(ProxyBuildError::InvalidUpstreamUrl),
     }
 }
 
