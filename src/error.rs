@@ -4,7 +4,6 @@
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
 use crate::gateway::client_auth::ClientAuthError;
-use crate::gateway::http::proxy::ProxyError;
 use crate::gateway::keyring::KeyError;
 use crate::gateway::session_manager::OpenError;
 use crate::gateway::tls_config::TlsConfigError;
@@ -32,9 +31,6 @@ pub enum Error {
     /// generator).
     #[error(transparent)]
     Sessions(#[from] OpenError),
-    /// The upstream configuration is unusable.
-    #[error(transparent)]
-    Upstream(#[from] ProxyError),
     /// A socket could not be bound or another I/O step failed.
     #[error("{context}: {source}")]
     Io {

@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::routing::{get, post};
 use clawgate::clock::{Clock, SystemClock};
 use clawgate::config::{AuthConfig, ReplayConfig, StateConfig, TokensConfig};
-use clawgate::gateway::http::auth::{BearerAuthLayer, BearerAuthOptions, CurrentSession};
+use clawgate::gateway::http::auth::{
+    BearerAuthLayer, BearerAuthOptions, CurrentSession, PublicPaths,
+};
 use clawgate::gateway::replay_protection::ReplayGuard;
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
 use common::logs::LogBuffer;
@@ -128,7 +130,7 @@ async fn public_paths_pass_without_a_token_and_nothing_else_does() {
     let app = App::new();
     let layer = app
         .layer()
-        .public_paths(Arc::new(|path: &str| path == "/open"))
+        .public_paths(PublicPaths::new(&["/open".to_owned()]))
         .build();
     let router = app.router(layer);
     let (status, _, body) = call(&router, get_with("/open", None)).await;

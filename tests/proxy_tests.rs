@@ -22,6 +22,8 @@ use bytes::Bytes;
 use clawgate::config::{
     ConfigError, InvalidUpstreamUrl, ServerConfig, UpstreamConfig, UpstreamUrl,
 };
+use clawgate::gateway::http::auth::PublicPaths;
+use clawgate::gateway::http::error::ErrorResponse;
 use clawgate::gateway::http::proxy::{ForwardIdentity, Proxy, ProxyContext, ProxyError};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
@@ -32,7 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ring::digest::{Context as Sha, SHA256};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -138,8 +140,7 @@ async fn front(
 }
 
 fn error_response(err: &ProxyError) -> Response {
-    let body = json!({ "error": err.code(), "message": err.to_string() });
-    (err.status(), axum::Json(body)).into_response()
+    ErrorResponse::from(err).into_response()
 }
 
 // ---------------------------------------------------------------- client
@@ -737,9 +738,10 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         public_paths: vec!["/status".to_owned(), "/pub/*".to_owned()],
         ..UpstreamConfig::default()
     };
-    let proxy = build_proxy(&cfg, &ServerConfig::default());
+    // The rule moved from the proxy to the bearer layer (`auth::PublicPaths`).
+    let public = PublicPaths::new(&cfg.public_paths);
     for path in ["/status", "/pub/", "/pub/a", "/pub/a/b.css"] {
-        assert!(proxy.is_public_path(path), "{path} should be public");
+        assert!(public.matches(path), "{path} should be public");
     }
     let private = [
         "/status/",
@@ -756,7 +758,7 @@ async fn public_paths_match_exactly_or_by_prefix_and_refuse_dot_segments() {
         "/pub/./x",
     ];
     for path in private {
-        assert!(!proxy.is_public_path(path), "{path} must need a token");
+        assert!(!public.matches(path), "{path} must need a token");
     }
 }
 

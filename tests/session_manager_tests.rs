@@ -576,11 +576,6 @@ fn error_codes_are_stable_and_distinct() {
         (SessionError::NotFound, "session_not_found"),
         (SessionError::InvalidRequest("x"), "invalid_request"),
         (SessionError::Mint(TokenError::Signing), "mint_failed"),
-        (
-            SessionError::InvalidConfig("x".to_owned()),
-            "invalid_config",
-        ),
-        (SessionError::Random, "random_failed"),
     ];
     let mut codes = std::collections::HashSet::new();
     for (error, code) in &cases {

@@ -27,8 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use self::binding::ProofChecker;
 use self::certificate_manager::CertificateManager;
 use self::credentials::RateLimiter;
+use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits};
@@ -217,6 +219,8 @@ impl Gateway {
             health: vec![store_probe, index_probe],
             sessions: Arc::clone(&self.sessions),
             replay: Arc::clone(&self.replay),
+            proofs: Arc::new(ProofChecker::new(Arc::clone(&self.replay))),
+            public_paths: PublicPaths::new(&self.config.upstream.public_paths),
             proxy: self.proxy.clone(),
             auth_limiter: Arc::new(RateLimiter::new(self.config.auth.rate_limit_per_minute)),
             clock: Arc::clone(&self.clock),

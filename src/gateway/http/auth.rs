@@ -1,19 +1,25 @@
 //! The bearer-token tower layer, usable on its own in another axum app.
 //!
-//! Per request: `Authorization: Bearer v4.public.…` (or, for a browser
-//! WebSocket, `Sec-WebSocket-Protocol: clawgate.bearer, <token>`) →
-//! [`SessionManager::authenticate`] (signature + claims, then the in-memory
-//! revocation check; no I/O) → the replay check on unsafe methods → the
-//! verified [`Session`] in the request extensions. Tokens are never read
-//! from the query string: URLs end up in access logs (PITFALLS P3).
+//! Per request, after the public-path bypass ([`PublicPaths`]), three named
+//! steps:
+//! 1. **authenticate**: `Authorization: Bearer v4.public.…` (or, for a
+//!    browser WebSocket, `Sec-WebSocket-Protocol: clawgate.bearer, <token>`)
+//!    → [`SessionManager::authenticate`] (signature + claims, then the
+//!    in-memory revocation check; no I/O). Tokens are never read from the
+//!    query string: URLs end up in access logs (PITFALLS P3).
+//! 2. **confirm the binding** ([`BindingStep`], which `/auth/refresh` runs
+//!    too): a bound token (`cnf`) is checked always, whatever the `[auth]
+//!    binding` policy: `cnf.x5t#S256` against the connection's client
+//!    certificate, `cnf.kpid` against the `Clawgate-Proof` header
+//!    (`binding::ProofChecker`).
+//! 3. **check replay** on unsafe methods, unless a verified proof's signed
+//!    nonce already did (the spent proof is then removed from the request).
 //!
-//! A bound token (`cnf`) is checked after authentication, always, whatever
-//! the `[auth] binding` policy: `cnf.x5t#S256` against the connection's
-//! client certificate, `cnf.kpid` against the `Clawgate-Proof` header
-//! (`binding::ProofChecker`). A verified proof's signed nonce replaces the
-//! plain replay headers, and the spent proof is removed from the request.
+//! The verified [`Session`] then goes into the request extensions.
 //!
 //! Rejections follow RFC 6750 and never echo the token.
+
+mod public_paths;
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -28,7 +34,7 @@ use http::request::Parts;
 use http::{HeaderMap, Uri, header};
 use tower::{Layer, Service};
 
-use super::error::AuthRejection;
+use super::error::{AuthRejection, ErrorResponse};
 use crate::clock::Clock;
 use crate::config::ReplayConfig;
 use crate::gateway::binding::{BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker};
@@ -36,6 +42,9 @@ use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
 use crate::gateway::replay_protection::{NonceOwner, ReplayGuard};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{Session, SessionError, SessionManager, sid_prefix};
+use crate::gateway::session_token::VerifiedClaims;
+
+pub use self::public_paths::PublicPaths;
 
 /// Subprotocol marker a browser WebSocket client offers before its token.
 pub const WS_BEARER_PROTOCOL: &str = "clawgate.bearer";
@@ -44,21 +53,21 @@ pub const NONCE_HEADER: &str = "x-request-nonce";
 /// Header carrying the replay timestamp.
 pub const TIMESTAMP_HEADER: &str = "x-request-timestamp";
 
-/// Decides which paths pass without a token.
-pub type PublicPaths = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
 /// Builds [`BearerAuth`] services.
 #[derive(Clone)]
 pub struct BearerAuthLayer {
-    shared: Arc<BearerAuthOptions>,
+    shared: Arc<Steps>,
 }
 
 /// Options of a [`BearerAuthLayer`]; [`Self::build`] makes the layer.
+/// Cloning copies the configuration, so one set of options can make layers
+/// that differ in one setting (the gateway's local routes and upstream).
+#[derive(Clone)]
 pub struct BearerAuthOptions {
     sessions: Arc<SessionManager>,
     replay: Option<Arc<ReplayGuard>>,
-    public: Option<PublicPaths>,
-    proofs: Arc<ProofChecker>,
+    public: PublicPaths,
+    proofs: Option<Arc<ProofChecker>>,
     token_metrics: Option<Arc<TokenMetrics>>,
     replay_metrics: Option<Arc<ReplayMetrics>>,
     binding_metrics: Option<Arc<BindingMetrics>>,
@@ -71,12 +80,11 @@ impl BearerAuthLayer {
     /// the layer's own (default `[replay]` window and capacity) unless
     /// [`BearerAuthOptions::proofs`] shares one.
     pub fn builder(sessions: Arc<SessionManager>, clock: Arc<dyn Clock>) -> BearerAuthOptions {
-        let own = ReplayGuard::new(&ReplayConfig::default(), sessions.policy().leeway);
         BearerAuthOptions {
             sessions,
             replay: None,
-            public: None,
-            proofs: Arc::new(ProofChecker::new(Arc::new(own))),
+            public: PublicPaths::default(),
+            proofs: None,
             token_metrics: None,
             replay_metrics: None,
             binding_metrics: None,
@@ -92,9 +100,9 @@ impl BearerAuthOptions {
         self
     }
 
-    /// Lets paths for which `public` is true through without a token.
+    /// Lets the `public` paths through without a token.
     pub fn public_paths(mut self, public: PublicPaths) -> Self {
-        self.public = Some(public);
+        self.public = public;
         self
     }
 
@@ -108,7 +116,7 @@ impl BearerAuthOptions {
     /// Checks proofs of bound sessions with `checker` (share one, and its
     /// nonce cache, between every layer and `/auth/refresh`).
     pub fn proofs(mut self, checker: Arc<ProofChecker>) -> Self {
-        self.proofs = checker;
+        self.proofs = Some(checker);
         self
     }
 
@@ -120,8 +128,21 @@ impl BearerAuthOptions {
 
     /// The layer.
     pub fn build(self) -> BearerAuthLayer {
+        let proofs = self.proofs.unwrap_or_else(|| {
+            let own = ReplayGuard::new(&ReplayConfig::default(), self.sessions.policy().leeway);
+            Arc::new(ProofChecker::new(Arc::new(own)))
+        });
+        let steps = Steps {
+            sessions: self.sessions,
+            public: self.public,
+            binding: BindingStep::new(proofs, self.binding_metrics),
+            replay: self.replay,
+            token_metrics: self.token_metrics,
+            replay_metrics: self.replay_metrics,
+            clock: self.clock,
+        };
         BearerAuthLayer {
-            shared: Arc::new(self),
+            shared: Arc::new(steps),
         }
     }
 }
@@ -141,7 +162,7 @@ impl<S> Layer<S> for BearerAuthLayer {
 #[derive(Clone)]
 pub struct BearerAuth<S> {
     inner: S,
-    shared: Arc<BearerAuthOptions>,
+    shared: Arc<Steps>,
 }
 
 impl<S> Service<Request> for BearerAuth<S>
@@ -159,76 +180,94 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         match self.shared.check(&mut req) {
             Ok(()) => Either::Right(self.inner.call(req)),
-            Err(rejection) => Either::Left(ready(Ok(rejection.into_response()))),
+            Err(rejection) => {
+                let response = ErrorResponse::from(&rejection).into_response();
+                Either::Left(ready(Ok(response)))
+            }
         }
     }
 }
 
-impl BearerAuthOptions {
-    /// Order: public-path bypass → credentials → signature and claims →
-    /// revocation (inside `authenticate`) → binding → replay. Binding and
+/// The binding step, written once: the bearer layer runs it on every
+/// request, `/auth/refresh` on the refresh token. A bound token's `cnf`
+/// against what the request presents (nothing for an unbound token); the
+/// check is timed and counted, and a rejection logged.
+#[derive(Clone)]
+pub struct BindingStep {
+    proofs: Arc<ProofChecker>,
+    metrics: Option<Arc<BindingMetrics>>,
+}
+
+impl BindingStep {
+    /// A step spending proof nonces through `proofs`, recording into `metrics`.
+    pub fn new(proofs: Arc<ProofChecker>, metrics: Option<Arc<BindingMetrics>>) -> Self {
+        Self { proofs, metrics }
+    }
+
+    /// Confirms `claims`' binding against what the request presents at
+    /// `now_unix`. `presented` runs only for a bound token, and its error
+    /// (an unreadable proof header) counts as a failed check.
+    pub fn confirm<'p>(
+        &self,
+        claims: &VerifiedClaims,
+        presented: impl FnOnce() -> Result<Presented<'p>, BindingError>,
+        now_unix: u64,
+    ) -> Result<Confirmed, BindingError> {
+        let Some(cnf) = claims.cnf() else {
+            return Ok(Confirmed::default());
+        };
+        let started = Instant::now();
+        let owner = NonceOwner {
+            session_id: claims.sid(),
+            subject: Some(claims.sub()),
+        };
+        let result = presented().and_then(|presented| {
+            self.proofs
+                .check_for(Some(cnf), owner, &presented, now_unix)
+        });
+        if let Some(m) = &self.metrics {
+            record_binding(m, &result, started.elapsed());
+        }
+        result.inspect_err(|e| {
+            tracing::info!(
+                event = "binding_rejected",
+                reason = e.code(),
+                sub = %claims.sub(),
+                "bound token presented without proof of its binding"
+            );
+        })
+    }
+}
+
+/// A built [`BearerAuthLayer`]: the steps every request goes through.
+struct Steps {
+    sessions: Arc<SessionManager>,
+    public: PublicPaths,
+    binding: BindingStep,
+    replay: Option<Arc<ReplayGuard>>,
+    token_metrics: Option<Arc<TokenMetrics>>,
+    replay_metrics: Option<Arc<ReplayMetrics>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Steps {
+    /// Order: public-path bypass → authenticate (credentials, signature and
+    /// claims, revocation) → confirm the binding → check replay. Binding and
     /// replay run last so unauthenticated traffic can never fill the nonce
     /// cache.
     fn check(&self, req: &mut Request) -> Result<(), AuthRejection> {
-        if self
-            .public
-            .as_ref()
-            .is_some_and(|public| public(req.uri().path()))
-        {
+        if self.public.matches(req.uri().path()) {
             return Ok(());
         }
-        let token = bearer_token(req.headers())?.ok_or(AuthRejection::MissingToken)?;
-        let started = Instant::now();
-        let result = self.sessions.authenticate(token);
-        if let Some(m) = &self.token_metrics {
-            // The label is the precise reason (expired, bad signature, …):
-            // operators see it in metrics; clients only see invalid_token.
-            let label = match &result {
-                Ok(_) => "ok",
-                Err(SessionError::InvalidToken(t)) => t.code(),
-                Err(e) => e.code(),
-            };
-            m.validation(label, started.elapsed());
-        }
         let client = client_addr(req);
-        let session = result.map_err(|e| {
-            let reason = match &e {
-                SessionError::InvalidToken(t) => t.code(),
-                other => other.code(),
-            };
-            tracing::info!(event = "auth_rejected", reason, client = %client, "bearer token rejected");
-            AuthRejection::InvalidToken
-        })?;
+        let token = bearer_token(req.headers())?.ok_or(AuthRejection::MissingToken)?;
+        let session = self.authenticate(token, client)?;
         let confirmed = self.confirm(req, token, &session)?;
         // A verified proof's signed nonce and time replace the plain headers.
         if confirmed.proof_verified {
             req.headers_mut().remove(PROOF_HEADER);
-        } else if let Some(guard) = self
-            .replay
-            .as_ref()
-            .filter(|g| g.applies_to(req.method().as_str()))
-        {
-            let headers = req.headers();
-            let nonce = headers.get(NONCE_HEADER).map(|v| v.as_bytes());
-            let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
-            if let Err(e) = guard.check_bytes_for(
-                nonce_owner(&session),
-                nonce,
-                timestamp,
-                self.clock.unix_now(),
-            ) {
-                if let Some(m) = &self.replay_metrics {
-                    m.rejected(e.code());
-                }
-                tracing::info!(
-                    event = "replay_rejected",
-                    reason = e.code(),
-                    client = %client,
-                    sid_prefix = sid_prefix(session.session_id()),
-                    "replay protection refused a request"
-                );
-                return Err(AuthRejection::Replay(e));
-            }
+        } else {
+            self.check_replay(req, &session, client)?;
         }
         tracing::debug!(
             event = "auth_accepted",
@@ -241,42 +280,83 @@ impl BearerAuthOptions {
         Ok(())
     }
 
-    /// The binding check of a bound token; nothing for an unbound one.
+    /// Step 1: the token's signature and claims, then the in-memory
+    /// revocation check. The precise reason goes to metrics and the log;
+    /// the client only sees `invalid_token`.
+    fn authenticate(&self, token: &str, client: ClientAddr) -> Result<Session, AuthRejection> {
+        let started = Instant::now();
+        let result = self.sessions.authenticate(token);
+        let reason = |e: &SessionError| match e {
+            SessionError::InvalidToken(t) => t.code(),
+            other => other.code(),
+        };
+        if let Some(m) = &self.token_metrics {
+            let label = result.as_ref().map_or_else(reason, |_| "ok");
+            m.validation(label, started.elapsed());
+        }
+        result.map_err(|e| {
+            let reason = reason(&e);
+            tracing::info!(event = "auth_rejected", reason, client = %client, "bearer token rejected");
+            AuthRejection::InvalidToken
+        })
+    }
+
+    /// Step 2: the binding of a bound token, against this request.
     fn confirm(
         &self,
         req: &Request,
         token: &str,
         session: &Session,
     ) -> Result<Confirmed, AuthRejection> {
-        let Some(cnf) = session.claims().cnf() else {
-            return Ok(Confirmed::default());
-        };
-        let started = Instant::now();
-        let result = proof_header(req.headers()).and_then(|proof| {
+        let presented = || {
             let conn = req.extensions().get::<ConnectionInfo>();
-            let presented = Presented {
+            Ok(Presented {
                 method: req.method().as_str(),
                 uri: request_target(req.uri()),
                 token,
-                proof,
+                proof: proof_header(req.headers())?,
                 client_cert_sha256: conn.and_then(|c| c.client_cert_sha256.as_deref()),
-            };
-            let now = self.clock.unix_now();
-            self.proofs
-                .check_for(Some(cnf), nonce_owner(session), &presented, now)
-        });
-        if let Some(m) = &self.binding_metrics {
-            record_binding(m, &result, started.elapsed());
-        }
-        result.map_err(|e| {
-            tracing::info!(
-                event = "binding_rejected",
-                reason = e.code(),
-                sub = %session.subject(),
-                "bound token presented without proof of its binding"
-            );
-            AuthRejection::Binding(e)
-        })
+            })
+        };
+        self.binding
+            .confirm(session.claims(), presented, self.clock.unix_now())
+            .map_err(AuthRejection::Binding)
+    }
+
+    /// Step 3: the replay headers, on the guard's unsafe methods (when the
+    /// layer has a guard and no proof already spent a nonce).
+    fn check_replay(
+        &self,
+        req: &Request,
+        session: &Session,
+        client: ClientAddr,
+    ) -> Result<(), AuthRejection> {
+        let Some(guard) = self
+            .replay
+            .as_ref()
+            .filter(|g| g.applies_to(req.method().as_str()))
+        else {
+            return Ok(());
+        };
+        let headers = req.headers();
+        let nonce = headers.get(NONCE_HEADER).map(|v| v.as_bytes());
+        let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
+        let now = self.clock.unix_now();
+        guard
+            .check_bytes_for(nonce_owner(session), nonce, timestamp, now)
+            .map_err(|e| {
+                if let Some(m) = &self.replay_metrics {
+                    m.rejected(e.code());
+                }
+                tracing::info!(
+                    event = "replay_rejected",
+                    reason = e.code(),
+                    client = %client,
+                    sid_prefix = sid_prefix(session.session_id()),
+                    "replay protection refused a request"
+                );
+                AuthRejection::Replay(e)
+            })
     }
 }
 
@@ -327,7 +407,7 @@ pub fn request_target(uri: &Uri) -> &str {
 }
 
 /// Records one binding check of a bound token.
-pub(super) fn record_binding(
+fn record_binding(
     m: &BindingMetrics,
     result: &Result<Confirmed, BindingError>,
     took: std::time::Duration,
@@ -391,7 +471,7 @@ fn websocket_token(headers: &HeaderMap) -> Option<&str> {
 pub struct CurrentSession(pub Arc<Session>);
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
-    type Rejection = AuthRejection;
+    type Rejection = ErrorResponse;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
@@ -399,7 +479,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
             .get::<Arc<Session>>()
             .cloned()
             .map(Self)
-            .ok_or(AuthRejection::MissingToken)
+            .ok_or_else(|| ErrorResponse::from(&AuthRejection::MissingToken))
     }
 }
 

@@ -8,7 +8,7 @@
 //! refresh token.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -16,16 +16,15 @@ use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::auth::{CurrentSession, proof_header, record_binding, request_target};
-use super::error::{ApiError, binding_error, json_error, session_error};
+use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
+use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
-use crate::gateway::binding::{self, BindingError, Presented, ProofChecker};
-use crate::gateway::replay_protection::NonceOwner;
+use crate::gateway::binding::{self, BindingError, Presented};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
 use crate::gateway::session_token::{Confirmation, VerifiedClaims};
@@ -88,11 +87,7 @@ pub async fn pair(
     body: Bytes,
 ) -> Response {
     let Some(code) = headers.get(PAIRING_HEADER).and_then(|v| v.to_str().ok()) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "X-Pairing-Code header is required",
-        );
+        return error(ApiError::PairingCodeRequired);
     };
     let code = code.to_owned();
     // An empty body asks for nothing; anything else must parse, so a
@@ -102,13 +97,13 @@ pub async fn pair(
     } else {
         match json_body::<PairRequest>(&headers, &body) {
             Some(request) => request,
-            None => return bad_body(PAIR_BODY),
+            None => return error(ApiError::InvalidBody(AuthBody::Pair)),
         }
     };
     let conn = conn.map(|axum::Extension(c)| c);
     let cnf = match requested_binding(request.client_key.as_deref(), request.bind, conn.as_ref()) {
         Ok(cnf) => cnf,
-        Err(e) => return binding_error(&e),
+        Err(e) => return error(&e),
     };
     let peer = client_ip(conn.as_ref());
     blocking(state, "pair", move |s| s.sessions.pair(&code, peer, cnf)).await
@@ -123,12 +118,12 @@ pub async fn login(
     body: Bytes,
 ) -> Response {
     let Some(body) = json_body::<LoginRequest>(&headers, &body) else {
-        return bad_body(LOGIN_BODY);
+        return error(ApiError::InvalidBody(AuthBody::Login));
     };
     let conn = conn.map(|axum::Extension(c)| c);
     let cnf = match requested_binding(body.client_key.as_deref(), body.bind, conn.as_ref()) {
         Ok(cnf) => cnf,
-        Err(e) => return binding_error(&e),
+        Err(e) => return error(&e),
     };
     let peer = client_ip(conn.as_ref());
     // argon2 is deliberately slow: keep it off the async workers.
@@ -149,11 +144,11 @@ pub async fn refresh(
     body: Bytes,
 ) -> Response {
     let Some(body) = json_body::<RefreshRequest>(&headers, &body) else {
-        return bad_body(REFRESH_BODY);
+        return error(ApiError::InvalidBody(AuthBody::Refresh));
     };
     let presented = match RefreshPresentation::of(method, &uri, &headers, conn) {
         Ok(presented) => presented,
-        Err(e) => return binding_error(&e),
+        Err(e) => return error(&e),
     };
     blocking(state, "refresh", move |s| {
         s.sessions.refresh_confirmed(&body.refresh_token, |claims| {
@@ -188,17 +183,14 @@ impl RefreshPresentation {
     }
 
     /// The refresh token's binding against this request (nothing for an
-    /// unbound token), with the gateway's guard: one nonce cache for all
-    /// proofs.
+    /// unbound token): the bearer layer's binding step, with the gateway's
+    /// one proof checker (one nonce cache for all proofs).
     fn confirm(
         &self,
         s: &AppState,
         claims: &VerifiedClaims,
         refresh_token: &str,
     ) -> Result<(), BindingError> {
-        let Some(cnf) = claims.cnf() else {
-            return Ok(());
-        };
         let presented = Presented {
             method: self.method.as_str(),
             uri: &self.target,
@@ -206,18 +198,9 @@ impl RefreshPresentation {
             proof: self.proof.as_deref(),
             client_cert_sha256: self.cert.as_deref(),
         };
-        let started = Instant::now();
-        let checker = ProofChecker::new(Arc::clone(&s.replay));
-        let owner = NonceOwner {
-            session_id: claims.sid(),
-            subject: Some(claims.sub()),
-        };
-        let result = checker.check_for(Some(cnf), owner, &presented, s.clock.unix_now());
-        record_binding(&s.metrics.binding, &result, started.elapsed());
-        result.map(drop).inspect_err(|e| {
-            tracing::info!(event = "binding_rejected", reason = e.code(), sub = %claims.sub(),
-                "refresh of a bound session without proof of its binding");
-        })
+        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
+        step.confirm(claims, || Ok(presented), s.clock.unix_now())
+            .map(drop)
     }
 }
 
@@ -270,7 +253,7 @@ pub async fn admin_revoke(
         Some((None, Some(sid), None)) => AdminRevoke::Session(sid),
         Some((None, None, Some(sub))) => AdminRevoke::Subject(sub),
         _ => {
-            return bad_body(REVOKE_BODY);
+            return error(ApiError::InvalidBody(AuthBody::Revoke));
         }
     };
     let kind = match &what {
@@ -293,17 +276,9 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         .check_at(&ip.to_string(), state.clock.unix_now())
     {
         Ok(()) => next.run(req).await,
-        Err(retry) => {
-            let mut response = json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests; retry later",
-            );
-            if let Ok(v) = HeaderValue::from_str(&retry.0.as_secs().max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            response
-        }
+        Err(retry) => error(ApiError::RateLimited {
+            retry_after: retry.0,
+        }),
     }
 }
 
@@ -320,9 +295,9 @@ pub async fn whole_body(State(deadline): State<Duration>, req: Request, next: Ne
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(error)) if is_too_large(&error) => ApiError::PayloadTooLarge.into_response(),
+        Ok(Err(e)) if is_too_large(&e) => error(ApiError::PayloadTooLarge),
         // A pause over `body_read_timeout`, or the total deadline.
-        Ok(Err(_)) | Err(_) => ApiError::RequestTimeout.into_response(),
+        Ok(Err(_)) | Err(_) => error(ApiError::RequestTimeout),
     }
 }
 
@@ -376,8 +351,8 @@ async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce(&AppState) -> Result<T, SessionError> + Send + 'static,
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result.map_err(|e| session_error(&e)),
-        Err(_) => Err(ApiError::Internal.into_response()),
+        Ok(result) => result.map_err(|e| error(&e)),
+        Err(_) => Err(error(ApiError::Internal)),
     }
 }
 
@@ -403,9 +378,9 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Option<T
     is_json.then(|| serde_json::from_slice(body).ok()).flatten()
 }
 
-/// The 400 answer to a body that is not what `expected` describes.
-fn bad_body(expected: &'static str) -> Response {
-    json_error(StatusCode::BAD_REQUEST, "invalid_request", expected)
+/// The answer to `e`, as the error table in `http::error` gives it.
+fn error(e: impl Into<ErrorResponse>) -> Response {
+    e.into().into_response()
 }
 
 /// The binding a pairing or login asked for.
@@ -422,10 +397,3 @@ fn requested_binding(
 fn client_ip(conn: Option<&ConnectionInfo>) -> std::net::IpAddr {
     conn.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip())
 }
-
-/// What each JSON body must look like (the fixed 400 messages).
-const PAIR_BODY: &str = "expected no body or JSON {\"client_key\",\"bind\"}";
-const LOGIN_BODY: &str =
-    "expected JSON {\"username\",\"password\"} (optional \"client_key\", \"bind\")";
-const REFRESH_BODY: &str = "expected JSON {\"refresh_token\"}";
-const REVOKE_BODY: &str = "expected JSON with exactly one of jti, sid, sub";

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::{ApiError, proxy_error};
+use super::error::{ApiError, ErrorResponse};
 use super::proxy::{ForwardIdentity, ProxyContext};
 use super::security_headers::FromUpstream;
 use crate::gateway::server::ConnectionInfo;
@@ -17,7 +17,7 @@ use crate::gateway::session_manager::Session;
 /// Forwards the request upstream.
 pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
     let Some(proxy) = state.proxy.as_ref() else {
-        return ApiError::NotFound.into_response();
+        return ErrorResponse::from(ApiError::NotFound).into_response();
     };
     let conn = req.extensions().get::<ConnectionInfo>().cloned();
     let session = req.extensions().get::<Arc<Session>>().cloned();
@@ -38,6 +38,6 @@ pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
             response.extensions_mut().insert(FromUpstream);
             response
         }
-        Err(e) => proxy_error(&e),
+        Err(e) => ErrorResponse::from(&e).into_response(),
     }
 }

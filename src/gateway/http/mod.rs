@@ -29,8 +29,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use self::auth::{BearerAuthLayer, PublicPaths};
-use self::error::ApiError;
+use self::auth::{BearerAuthLayer, BearerAuthOptions, PublicPaths};
+use self::error::{ApiError, ErrorResponse};
 use self::proxy::Proxy;
 use self::security_headers::{FromUpstream, SecurityHeaders};
 use crate::clock::Clock;
@@ -56,6 +56,13 @@ pub struct AppState {
     pub sessions: Arc<SessionManager>,
     /// Replay protection for forwarded unsafe requests.
     pub replay: Arc<ReplayGuard>,
+    /// The one proof checker: every bearer layer and `/auth/refresh` spend
+    /// proof nonces through it, in the same guard as `replay` (one window,
+    /// one capacity).
+    pub proofs: Arc<ProofChecker>,
+    /// `[upstream] public_paths`: forwarded without a token (only when an
+    /// upstream is configured; otherwise every path needs a token).
+    pub public_paths: PublicPaths,
     /// The upstream, when configured.
     pub proxy: Option<Proxy>,
     /// Per-client-address limit on `/auth/*`.
@@ -84,15 +91,16 @@ pub struct HttpLimits {
 
 /// Builds the router with every layer in place.
 pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) -> Router {
-    // One proof checker for every layer, spending proof nonces in the
-    // gateway's replay guard (one window, one capacity; `/auth/refresh`
-    // builds the same checker around the same guard).
-    let proofs = Arc::new(ProofChecker::new(Arc::clone(&state.replay)));
+    let bearer = bearer_auth(&state);
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
-        .merge(auth_router(&state, &proofs, limits.auth_body_timeout))
-        .fallback_service(upstream_service(&state, proofs))
+        .merge(auth_router(
+            &state,
+            bearer.clone(),
+            limits.auth_body_timeout,
+        ))
+        .fallback_service(upstream_service(&state, bearer))
         .with_state(state.clone());
     routes.layer(
         ServiceBuilder::new()
@@ -107,7 +115,7 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
             .layer(middleware::from_fn_with_state(state, count_responses))
             // 4. A panic in anything below is a 500 JSON, never a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
-                ApiError::Internal.into_response()
+                ErrorResponse::from(ApiError::Internal).into_response()
             }))
             // 5. Host and target rules before routing, so the auth layer's
             //    public-path check and the proxy only see unambiguous requests.
@@ -123,17 +131,10 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
 /// their effects (logout, revoke) are idempotent.
 fn auth_router(
     state: &AppState,
-    proofs: &Arc<ProofChecker>,
+    bearer: BearerAuthOptions,
     body_timeout: Duration,
 ) -> Router<AppState> {
-    let bearer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
-        .proofs(Arc::clone(proofs))
-        .metrics(
-            Arc::clone(&state.metrics.tokens),
-            Arc::clone(&state.metrics.replay),
-        )
-        .binding_metrics(Arc::clone(&state.metrics.binding))
-        .build();
+    let bearer = bearer.build();
     let with_session = Router::new()
         .route("/auth/logout", post(auth_routes::logout))
         .route("/auth/session", get(auth_routes::session))
@@ -163,30 +164,33 @@ fn auth_router(
 /// bound tokens, replay check on unsafe methods, then the upstream.
 fn upstream_service(
     state: &AppState,
-    proofs: Arc<ProofChecker>,
+    bearer: BearerAuthOptions,
 ) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
 + Clone
 + Send
 + Sync
 + 'static {
-    let public = state
-        .proxy
-        .clone()
-        .map(|p| -> PublicPaths { Arc::new(move |path: &str| p.is_public_path(path)) });
-    let mut layer = BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
-        .replay(Arc::clone(&state.replay))
-        .proofs(proofs)
+    let mut bearer = bearer.replay(Arc::clone(&state.replay));
+    // With no upstream every path answers 404, and only after a token.
+    if state.proxy.is_some() {
+        bearer = bearer.public_paths(state.public_paths.clone());
+    }
+    bearer
+        .build()
+        .layer(forward::forward.with_state(state.clone()))
+}
+
+/// The bearer layer's configuration, written once for the local routes and
+/// the upstream: the gateway's sessions, clock, metrics and its one proof
+/// checker.
+fn bearer_auth(state: &AppState) -> BearerAuthOptions {
+    BearerAuthLayer::builder(Arc::clone(&state.sessions), Arc::clone(&state.clock))
+        .proofs(Arc::clone(&state.proofs))
         .metrics(
             Arc::clone(&state.metrics.tokens),
             Arc::clone(&state.metrics.replay),
         )
-        .binding_metrics(Arc::clone(&state.metrics.binding));
-    if let Some(public) = public {
-        layer = layer.public_paths(public);
-    }
-    layer
-        .build()
-        .layer(forward::forward.with_state(state.clone()))
+        .binding_metrics(Arc::clone(&state.metrics.binding))
 }
 
 /// Login and refresh bodies are small JSON documents.
@@ -202,7 +206,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     match ApiError::for_bare_status(response.status()) {
-        Some(err) => err.into_response(),
+        Some(err) => ErrorResponse::from(err).into_response(),
         None => response,
     }
 }

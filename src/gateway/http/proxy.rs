@@ -37,7 +37,6 @@
 //! it includes the time the upstream spends reading the request body.
 
 pub(super) mod headers;
-mod public_paths;
 mod streams;
 
 use std::error::Error as StdError;
@@ -62,7 +61,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
-use self::public_paths::PublicPaths;
 use crate::config::{ServerConfig, UpstreamConfig, UpstreamUrl};
 
 /// A future that resolves when the session behind a request ends.
@@ -102,12 +100,10 @@ impl fmt::Debug for ProxyContext {
 }
 
 /// Why a request could not be forwarded. Display texts are fixed, generic
-/// sentences; causes are kept as sources for the log only.
+/// sentences; causes are kept as sources for the log only. The HTTP answer
+/// to each is in `http::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// `[upstream] url` is not `http://host:port` (construction only).
-    #[error("the upstream URL is not usable")]
-    InvalidUpstreamUrl,
     /// The upstream refused the connection, or connecting failed or timed out.
     #[error("the upstream service is unavailable")]
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
@@ -136,24 +132,10 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The HTTP status the client gets.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidUpstreamUrl | Self::IdentityNotRepresentable => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            Self::UpstreamUnavailable(_) | Self::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
-            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::InvalidRequest | Self::RequestBody(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::SessionEnded => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The stable `error` code of the JSON body.
+    /// The stable code for logs and the JSON body's `error`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidUpstreamUrl | Self::IdentityNotRepresentable => "internal_error",
+            Self::IdentityNotRepresentable => "internal_error",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::BadUpstreamResponse(_) => "bad_upstream_response",
@@ -176,7 +158,6 @@ struct Inner {
     /// `Host` sent upstream: the upstream's own authority.
     host: HeaderValue,
     response_timeout: Duration,
-    public_paths: PublicPaths,
     forward_authorization: bool,
     trusted_proxies: Vec<IpAddr>,
     /// `[server] allow_underscores_in_headers`.
@@ -206,7 +187,6 @@ impl Proxy {
             authority,
             host,
             response_timeout: upstream.response_timeout,
-            public_paths: PublicPaths::new(&upstream.public_paths),
             forward_authorization: upstream.danger_forward_authorization,
             trusted_proxies: server
                 .trusted_proxies
@@ -225,14 +205,6 @@ impl Proxy {
     /// gateway shutdown, once the server has stopped accepting.
     pub fn close_tunnels(&self) {
         self.inner.closing.send_replace(true);
-    }
-
-    /// Whether `path` (the URI path, no query) is a configured public path:
-    /// an exact entry, or under an entry ending in `/*` (`/pub/*` matches
-    /// `/pub/` and `/pub/x`, not `/pub`). Paths with dot segments, a
-    /// backslash, or encoded `.`, `/`, `\` never match, so they need a token.
-    pub fn is_public_path(&self, path: &str) -> bool {
-        self.inner.public_paths.matches(path)
     }
 
     /// Forwards `req` upstream and returns the upstream's response.

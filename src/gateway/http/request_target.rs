@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use http::uri::Authority;
 use http::{HeaderMap, Uri, Version, header};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorResponse};
 
 /// Why a request's Host or target was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,7 @@ pub async fn check_request_target(req: Request, next: Next) -> Response {
                 reason = e.code(),
                 "request refused: {e}"
             );
-            ApiError::InvalidRequest.into_response()
+            ErrorResponse::from(ApiError::InvalidRequest).into_response()
         }
     }
 }

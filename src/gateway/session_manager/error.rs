@@ -81,13 +81,6 @@ pub enum SessionError {
     /// generator failed): the server's fault.
     #[error("cannot mint tokens: {0}")]
     Mint(#[source] TokenError),
-    /// Start-up: the `[tokens]`/`[auth]` configuration cannot be used; the
-    /// message names the key or the user, never a hash.
-    #[error("{0}")]
-    InvalidConfig(String),
-    /// Start-up: the system random generator failed (pairing code).
-    #[error("the system random number generator failed")]
-    Random,
 }
 
 impl SessionError {
@@ -111,8 +104,6 @@ impl SessionError {
             Self::NotFound => "session_not_found",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Mint(_) => "mint_failed",
-            Self::InvalidConfig(_) => "invalid_config",
-            Self::Random => "random_failed",
         }
     }
 

@@ -1,10 +1,16 @@
-//! `[upstream] public_paths`: which paths are forwarded without a token.
+//! `[upstream] public_paths`: which paths pass the bearer layer without a
+//! token (an auth rule, so it lives beside the layer that applies it).
 
 use std::borrow::Cow;
 
-/// The configured public paths.
-pub(super) struct PublicPaths(Vec<PublicPath>);
+/// The paths that need no token: an exact entry, or under an entry ending
+/// in `/*` (`/pub/*` matches `/pub/` and `/pub/x`, not `/pub`). Paths with
+/// dot segments, a backslash, or encoded `.`, `/`, `\` never match, so they
+/// need a token. The default is none.
+#[derive(Debug, Clone, Default)]
+pub struct PublicPaths(Vec<PublicPath>);
 
+#[derive(Debug, Clone)]
 enum PublicPath {
     Exact(String),
     /// Keeps the trailing `/`.
@@ -13,7 +19,7 @@ enum PublicPath {
 
 impl PublicPaths {
     /// Entries ending in `/*` are prefixes (keeping the `/`); others are exact.
-    pub(super) fn new(entries: &[String]) -> Self {
+    pub fn new(entries: &[String]) -> Self {
         let parse = |entry: &String| match entry.strip_suffix('*').filter(|p| p.ends_with('/')) {
             Some(prefix) => PublicPath::Prefix(prefix.to_owned()),
             None => PublicPath::Exact(entry.clone()),
@@ -21,8 +27,8 @@ impl PublicPaths {
         Self(entries.iter().map(parse).collect())
     }
 
-    /// Whether `path` is public.
-    pub(super) fn matches(&self, path: &str) -> bool {
+    /// Whether `path` (the URI path, no query) is public.
+    pub fn matches(&self, path: &str) -> bool {
         // Fail closed: the upstream may normalise `/pub/../admin` to `/admin`.
         is_plain_path(path)
             && self.0.iter().any(|p| match p {
