@@ -33,7 +33,7 @@ use self::credentials::RateLimiter;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::security_headers::SecurityHeaders;
-use self::http::{AppState, HealthProbe, HttpLimits};
+use self::http::{AppState, HealthProbe, HttpLimits, SharedState};
 use self::metrics::Metrics;
 use self::replay_protection::ReplayGuard;
 use self::revocation_store::StoreHealth;
@@ -214,7 +214,7 @@ impl Gateway {
                 .index_issue()
                 .map(|_| ("session_index", "journal_write_failed"))
         });
-        AppState {
+        AppState::new(SharedState {
             metrics: Arc::clone(&self.metrics),
             health: vec![store_probe, index_probe],
             sessions: Arc::clone(&self.sessions),
@@ -224,7 +224,7 @@ impl Gateway {
             proxy: self.proxy.clone(),
             auth_limiter: Arc::new(RateLimiter::new(self.config.auth.rate_limit_per_minute)),
             clock: Arc::clone(&self.clock),
-        }
+        })
     }
 
     fn limits(&self) -> HttpLimits {

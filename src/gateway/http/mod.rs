@@ -45,9 +45,30 @@ use crate::gateway::session_manager::SessionManager;
 /// hands it a path, an OS error or an error chain (those go to the log).
 pub type HealthProbe = Arc<dyn Fn() -> Option<(&'static str, &'static str)> + Send + Sync>;
 
-/// Everything the handlers share.
+/// Everything the handlers share, behind one `Arc`: axum clones the state
+/// for every request and every `from_fn_with_state` layer, so a clone is
+/// one reference-count increment, never a copy of the probe list or the
+/// public paths.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct SharedState {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Probes consulted by `/health`.
