@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clawgate::config::ReplayConfig;
-use clawgate::gateway::binding::{ClientKey, Presented, ProofChecker, ProofRequest, verify_proof};
-use clawgate::gateway::keyring::KeyRing;
 use clawgate::gateway::replay_protection::ReplayGuard;
+use clawgate::gateway::session_manager::binding::{
+    ClientKey, Presented, ProofChecker, ProofRequest, verify_proof,
+};
+use clawgate::gateway::session_token::keyring::KeyRing;
 use clawgate::gateway::session_token::{self, Confirmation, TokenDraft, TokenPolicy, TokenType};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};

@@ -20,9 +20,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clawgate::clock::ManualClock;
 use clawgate::config::ReplayConfig;
-use clawgate::gateway::keyring::KeyRing;
 use clawgate::gateway::replay_protection::{ReplayError, ReplayGuard};
-use clawgate::gateway::revocation_store::{Revocation, RevocationStore};
+use clawgate::gateway::session_manager::revocation_store::{Revocation, RevocationStore};
+use clawgate::gateway::session_token::keyring::KeyRing;
 use clawgate::gateway::session_token::{self, Claims, TokenDraft, TokenPolicy};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

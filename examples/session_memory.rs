@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clawgate::clock::SystemClock;
 use clawgate::config::{AuthConfig, StateConfig, TokensConfig};
-use clawgate::gateway::revocation_store::{Revocation, RevocationStore};
+use clawgate::gateway::session_manager::revocation_store::{Revocation, RevocationStore};
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
 
 const N: usize = 100_000;

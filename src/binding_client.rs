@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use http::{HeaderValue, Request, header};
 
 use crate::clock::{Clock as _, SystemClock};
-pub use crate::gateway::binding::{ClientKey, ClientKeyError, PROOF_HEADER};
+pub use crate::gateway::session_manager::binding::{ClientKey, ClientKeyError, PROOF_HEADER};
 use crate::secret_file::{mode_of, write_secret};
 
 /// A client key plus the request plumbing around it.
@@ -129,6 +129,7 @@ impl BindingClient {
 
 /// Why the client could not load, save or attach.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The key could not be made, parsed or used.
     #[error(transparent)]

@@ -15,9 +15,9 @@ use anyhow::{Context as _, bail};
 use clawgate::Config;
 use clawgate::clock::rfc3339;
 use clawgate::config::BindingPolicy;
-use clawgate::gateway::binding;
-use clawgate::gateway::credentials::hash_password;
-use clawgate::gateway::keyring::{self, KeyInfo, KeyRing};
+use clawgate::gateway::session_manager::binding;
+use clawgate::gateway::session_manager::credentials::hash_password;
+use clawgate::gateway::session_token::keyring::{self, KeyInfo, KeyRing};
 use clawgate::gateway::session_token::{
     self, Confirmation, TokenDraft, TokenError, TokenPolicy, TokenType,
 };

@@ -3,14 +3,15 @@
 
 use crate::config::ConfigError;
 use crate::gateway::certificate_manager::CertError;
-use crate::gateway::client_auth::ClientAuthError;
-use crate::gateway::keyring::KeyError;
 use crate::gateway::session_manager::OpenError;
+use crate::gateway::session_token::keyring::KeyError;
 use crate::gateway::tls_config::TlsConfigError;
+use crate::gateway::tls_config::client_auth::ClientAuthError;
 
 /// Anything that stops the gateway from being built or a CLI command from
 /// completing.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration is unusable.
     #[error(transparent)]

@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, ConfigError, ReplayConfig};
-use crate::gateway::binding::BindingError;
-use crate::gateway::keyring::{self, KeyError, KeyRing};
 use crate::gateway::replay_protection::{ReplayError, ReplayGuard, fuzz_parse_headers};
+use crate::gateway::session_manager::binding::BindingError;
+use crate::gateway::session_token::keyring::{self, KeyError, KeyRing};
 use crate::gateway::session_token::{self, TokenError, TokenPolicy, TokenType};
 use crate::secret_file::{ensure_private_dir, write_secret};
 

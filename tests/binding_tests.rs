@@ -15,7 +15,7 @@ use clawgate::Config;
 use clawgate::binding_client::BindingClient;
 use clawgate::config::ClientAuth;
 use clawgate::config::{BindingPolicy, UserConfig};
-use clawgate::gateway::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
 use clawgate::gateway::session_token::{self, Confirmation, TokenDraft};
 use common::{TestClient, TestGateway, TestResponse, authed, gateway_with_upstream, post_json};
 use http_body_util::Full;
@@ -394,7 +394,8 @@ async fn certificate_bound_session_is_accepted_only_with_its_certificate() {
     let reply = a.send(gw.addr(), post_json("/auth/login", &body)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let reply = reply.json();
-    let x5t = clawgate::gateway::binding::certificate_thumbprint(&fingerprint).unwrap();
+    let x5t =
+        clawgate::gateway::session_manager::binding::certificate_thumbprint(&fingerprint).unwrap();
     assert_eq!(reply["cnf"]["x5t#S256"], x5t.as_str(), "{reply}");
     let session = token(&reply, "session_token");
     let ok = a
@@ -567,8 +568,10 @@ mod vectors {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use clawgate::config::ReplayConfig;
-    use clawgate::gateway::binding::{ClientKey, Presented, ProofChecker, token_hash};
     use clawgate::gateway::replay_protection::ReplayGuard;
+    use clawgate::gateway::session_manager::binding::{
+        ClientKey, Presented, ProofChecker, token_hash,
+    };
     use clawgate::gateway::session_token::Confirmation;
     use serde_json::{Value, json};
 
@@ -865,7 +868,8 @@ fn a_python_client_reproduces_the_vectors_byte_for_byte() {
 #[ignore = "writes tests/data/binding-vectors.json"]
 fn regenerate_binding_vectors() {
     let dir = tempfile::tempdir().unwrap();
-    let ring = clawgate::gateway::keyring::KeyRing::open_or_init(dir.path()).unwrap();
+    let ring =
+        clawgate::gateway::session_token::keyring::KeyRing::open_or_init(dir.path()).unwrap();
     let policy = clawgate::gateway::session_token::TokenPolicy::new(
         "clawgate",
         "clawgate",

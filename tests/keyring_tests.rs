@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clawgate::gateway::keyring::{self, KeyError, KeyInfo, KeyRing, KeyStatus};
+use clawgate::gateway::session_token::keyring::{self, KeyError, KeyInfo, KeyRing, KeyStatus};
 use clawgate::gateway::session_token::{
     self as st, TokenDraft, TokenError, TokenPolicy, TokenType,
 };

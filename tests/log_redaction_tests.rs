@@ -8,7 +8,7 @@ use common::logs::LogBuffer;
 
 use bytes::Bytes;
 use clawgate::config::UserConfig;
-use clawgate::gateway::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
 use common::{authed, gateway_with_upstream, post_json};
 use http_body_util::Full;
 use hyper::Request;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clawgate::clock::SystemClock;
 use clawgate::config::{ClientAuth, TlsConfig};
 use clawgate::gateway::certificate_manager::CertificateManager;
-use clawgate::gateway::client_auth::client_verifier;
+use clawgate::gateway::tls_config::client_auth::client_verifier;
 use tempfile::TempDir;
 use tls_echo::{
     ClientCa, ClientIdentity, EchoServer, client, exchange, self_signed_client,

@@ -17,7 +17,7 @@ use clawgate::Config;
 use clawgate::binding_client::BindingClient;
 use clawgate::config::{BindingPolicy, UserConfig};
 use clawgate::gateway::Gateway;
-use clawgate::gateway::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
 use common::{TestClient, TestGateway, TestResponse, authed, post_json, replay_headers, send_on};
 use http_body_util::Full;
 use hyper::Request;

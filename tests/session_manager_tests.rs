@@ -18,12 +18,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clawgate::clock::{Clock, ManualClock};
 use clawgate::config::{AuthConfig, BindingPolicy, StateConfig, TokensConfig, UserConfig};
-use clawgate::gateway::credentials::insecure_hash_password_for_tests;
-use clawgate::gateway::keyring::KeyRing;
-use clawgate::gateway::revocation_store::{RevocationStore, StoreHealth};
+use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
+use clawgate::gateway::session_manager::revocation_store::{RevocationStore, StoreHealth};
 use clawgate::gateway::session_manager::{
     AdminRevoke, IssueMethod, OpenError, Session, SessionError, SessionManager, TokenPair,
 };
+use clawgate::gateway::session_token::keyring::KeyRing;
 use clawgate::gateway::session_token::{Confirmation, TokenError};
 use futures_util::FutureExt;
 use tempfile::TempDir;
@@ -487,7 +487,7 @@ fn issuing_without_a_signing_key_is_the_servers_fault_and_spends_no_pairing_code
     let err = sm.pair(&code, client(), None).unwrap_err();
     assert_eq!(err, SessionError::Mint(TokenError::NoSigningKey));
     // Once a key is activated, the same code still pairs.
-    clawgate::gateway::keyring::rotate(&empty, t0()).unwrap();
+    clawgate::gateway::session_token::keyring::rotate(&empty, t0()).unwrap();
     keyring.reload();
     let pair = sm.pair(&code, client(), None).unwrap();
     assert_eq!(
@@ -569,7 +569,9 @@ fn error_codes_are_stable_and_distinct() {
         (SessionError::InvalidCredentials, "invalid_credentials"),
         (SessionError::BindingRequired, "binding_required"),
         (
-            SessionError::Binding(clawgate::gateway::binding::BindingError::ProofStale),
+            SessionError::Binding(
+                clawgate::gateway::session_manager::binding::BindingError::ProofStale,
+            ),
             "proof_stale",
         ),
         (SessionError::Forbidden, "insufficient_scope"),
@@ -1082,7 +1084,7 @@ fn a_refused_confirmation_neither_rotates_nor_counts_as_reuse() {
     let refused = fx
         .sm
         .refresh_confirmed(pair.refresh_token().unwrap(), |_| {
-            Err(clawgate::gateway::binding::BindingError::ProofMissing)
+            Err(clawgate::gateway::session_manager::binding::BindingError::ProofMissing)
         })
         .unwrap_err();
     assert_eq!(refused.code(), "proof_missing");

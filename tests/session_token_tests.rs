@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use clawgate::gateway::keyring::{self, KeyRing};
+use clawgate::gateway::session_token::keyring::{self, KeyRing};
 use clawgate::gateway::session_token::{
     self as st, Confirmation, MAX_TOKEN_LEN, MintedToken, TokenDraft, TokenError, TokenPolicy,
     TokenType, VerifiedClaims,

@@ -24,6 +24,7 @@ pub use schema::{
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]

@@ -1,24 +1,28 @@
-//! The gateway: composition root plus the pieces it wires together.
+//! The gateway: the composition root and the parts a request goes through.
 //!
-//! `mod.rs`, `server.rs` and `http/` are composition code and contain no
-//! crypto; the sibling files own TLS policy, certificates, keys, tokens,
-//! sessions and replay protection.
+//! A request's path, and the module that owns each step:
+//!
+//! 1. accept: [`server`] (connection caps, handshake and idle timeouts);
+//! 2. TLS 1.3: [`tls_config`] (policy, client certificates) with the
+//!    certificate from [`certificate_manager`] (issue, renew, hot swap);
+//! 3. HTTP: [`http`] (router, security headers, limits);
+//! 4. auth: [`http::auth`] checks the bearer token ([`session_token`],
+//!    keys in [`session_token::keyring`]) and the session
+//!    ([`session_manager`]: revocations, binding, credentials);
+//! 5. replay: [`replay_protection`] (nonces, timestamps);
+//! 6. proxy: [`http::proxy`] forwards to the upstream.
+//!
+//! [`metrics`] is read by all of them. This file wires the parts together
+//! and holds no crypto.
 
-pub mod binding;
 pub mod certificate_manager;
-pub mod client_auth;
-pub mod credentials;
 pub mod http;
-pub mod keyring;
 pub mod metrics;
 pub mod replay_protection;
-pub mod revocation_store;
 pub mod server;
 pub mod session_manager;
 pub mod session_token;
 pub mod tls_config;
-
-mod lifecycle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,18 +31,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use self::binding::ProofChecker;
 use self::certificate_manager::CertificateManager;
-use self::credentials::RateLimiter;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits, SharedState};
 use self::metrics::Metrics;
 use self::replay_protection::ReplayGuard;
-use self::revocation_store::StoreHealth;
 use self::server::ServeOptions;
 use self::session_manager::SessionManager;
+use self::session_manager::binding::ProofChecker;
+use self::session_manager::credentials::RateLimiter;
+use self::session_manager::revocation_store::StoreHealth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::Error;
@@ -71,7 +75,7 @@ impl Gateway {
         let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
         let metrics = Arc::new(Metrics::new());
         certs.publish_expiry(&metrics.certs);
-        let client_verifier = client_auth::client_verifier(&config.tls)?;
+        let client_verifier = tls_config::client_auth::client_verifier(&config.tls)?;
         let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
         // Keys, then revocations, then the session index, all before the
         // first connection is accepted (PITFALLS R2).
@@ -110,7 +114,7 @@ impl Gateway {
         if let (Some(cert), Some(key)) = (&config.tls.cert_path, &config.tls.key_path) {
             certificate_manager::load_files(cert, key, clock.now())?;
         }
-        client_auth::client_verifier(&config.tls)?;
+        tls_config::client_auth::client_verifier(&config.tls)?;
         Ok(())
     }
 
@@ -144,7 +148,7 @@ impl Gateway {
             .map_err(|source| io("reading the listen address", source))?;
         let (metrics_addr, metrics_task) = if self.config.metrics.enabled {
             let (bound, task) =
-                lifecycle::serve_metrics(self.config.metrics.listen, Arc::clone(&self.metrics))
+                server::serve_metrics(self.config.metrics.listen, Arc::clone(&self.metrics))
                     .await?;
             (Some(bound), Some(task))
         } else {
@@ -159,10 +163,7 @@ impl Gateway {
         let background = [
             Arc::clone(&self.certs).spawn_upkeep(Arc::clone(&self.metrics.certs)),
             Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
-            lifecycle::spawn_store_health(
-                Arc::clone(self.sessions.store()),
-                Arc::clone(&self.metrics),
-            ),
+            Arc::clone(self.sessions.store()).spawn_health_gauge(Arc::clone(&self.metrics.http)),
         ];
         let opts = self.serve_options();
         let serve = server::serve(

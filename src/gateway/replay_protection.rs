@@ -302,6 +302,7 @@ impl std::fmt::Debug for ReplayGuard {
 /// Why a protected request was refused. Messages are fixed and never echo
 /// the header values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     /// `X-Request-Nonce` is absent or empty.
     #[error("the request nonce header is missing")]

@@ -12,6 +12,9 @@
 
 mod activity;
 mod client_slots;
+mod metrics_listener;
+
+pub(crate) use metrics_listener::serve_metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;

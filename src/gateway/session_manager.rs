@@ -72,6 +72,10 @@
 //! `sub`, `sid_prefix` (at most the first 8 characters of the `sid`),
 //! `method`. Never a token, a password or a pairing code.
 
+pub mod binding;
+pub mod credentials;
+pub mod revocation_store;
+
 mod error;
 mod index;
 mod issue;
@@ -88,9 +92,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clock::Clock;
 use crate::config::{AuthConfig, BindingPolicy, TokensConfig};
-use crate::gateway::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
-use crate::gateway::keyring::KeyRing;
-use crate::gateway::revocation_store::RevocationStore;
+use crate::gateway::session_manager::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
+use crate::gateway::session_manager::revocation_store::RevocationStore;
+use crate::gateway::session_token::keyring::KeyRing;
 use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
 pub use error::SessionError;
 use index::SessionIndex;

@@ -26,9 +26,10 @@ use subtle::ConstantTimeEq;
 use crate::clock::format_rfc3339_secs as format_time;
 use zeroize::Zeroizing;
 
+use self::keyring::{KeyRing, SigningKey};
 use crate::clock::{Clock, parse_rfc3339_secs};
-use crate::gateway::keyring::{KeyRing, SigningKey};
 
+pub mod keyring;
 mod token_types;
 
 pub use token_types::{

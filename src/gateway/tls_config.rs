@@ -17,6 +17,8 @@
 //! Tests pin these lists and compare them with the provider's defaults so a
 //! rustls upgrade cannot silently widen the policy.
 
+pub mod client_auth;
+
 use std::sync::Arc;
 
 use rustls::crypto::ring::{cipher_suite, default_provider, kx_group};

@@ -37,10 +37,12 @@ use tower::{Layer, Service};
 use super::error::{AuthRejection, ErrorResponse};
 use crate::clock::Clock;
 use crate::config::ReplayConfig;
-use crate::gateway::binding::{BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker};
 use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
 use crate::gateway::replay_protection::{NonceOwner, ReplayGuard};
 use crate::gateway::server::ConnectionInfo;
+use crate::gateway::session_manager::binding::{
+    BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker,
+};
 use crate::gateway::session_manager::{Session, SessionError, SessionManager, sid_prefix};
 use crate::gateway::session_token::VerifiedClaims;
 

@@ -24,19 +24,19 @@ use serde_json::json;
 use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
 use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
-use crate::gateway::binding::{self, BindingError, Presented};
 use crate::gateway::server::ConnectionInfo;
+use crate::gateway::session_manager::binding::{self, BindingError, Presented};
 use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
 use crate::gateway::session_token::{Confirmation, VerifiedClaims};
 
 /// Header carrying the one-time pairing code.
-pub const PAIRING_HEADER: &str = "x-pairing-code";
+pub(crate) const PAIRING_HEADER: &str = "x-pairing-code";
 
 /// `POST /auth/login` body. Unknown members are refused, so a misspelt
 /// `client_key` cannot silently yield an unbound session.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     username: String,
     password: String,
     #[serde(default)]
@@ -48,7 +48,7 @@ pub struct LoginRequest {
 /// `POST /auth/pair` body, optional (the code stays in `X-Pairing-Code`).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PairRequest {
+pub(crate) struct PairRequest {
     #[serde(default)]
     client_key: Option<String>,
     #[serde(default)]
@@ -58,21 +58,21 @@ pub struct PairRequest {
 /// What else than a `client_key` a session may be bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BindTarget {
+pub(crate) enum BindTarget {
     /// The connection's client certificate (mutual TLS).
     Certificate,
 }
 
 /// `POST /auth/refresh` body.
 #[derive(Deserialize)]
-pub struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     refresh_token: String,
 }
 
 /// `POST /admin/revoke` body: exactly one of the fields.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminRevokeRequest {
+pub(crate) struct AdminRevokeRequest {
     jti: Option<String>,
     sid: Option<String>,
     sub: Option<String>,
@@ -80,7 +80,7 @@ pub struct AdminRevokeRequest {
 
 /// `POST /auth/pair` with `X-Pairing-Code` and an optional JSON body
 /// `{"client_key","bind"}`.
-pub async fn pair(
+pub(crate) async fn pair(
     State(state): State<AppState>,
     conn: Option<axum::Extension<ConnectionInfo>>,
     headers: HeaderMap,
@@ -111,7 +111,7 @@ pub async fn pair(
 
 /// `POST /auth/login` with `{"username","password"}`, optionally
 /// `"client_key"` and `"bind"`.
-pub async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     conn: Option<axum::Extension<ConnectionInfo>>,
     headers: HeaderMap,
@@ -135,7 +135,7 @@ pub async fn login(
 
 /// `POST /auth/refresh` with `{"refresh_token"}`; a bound session also
 /// needs its proof (made for the refresh token) or client certificate.
-pub async fn refresh(
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     conn: Option<axum::Extension<ConnectionInfo>>,
     method: Method,
@@ -205,7 +205,7 @@ impl RefreshPresentation {
 }
 
 /// `POST /auth/logout`: revoke this session.
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
@@ -213,7 +213,7 @@ pub async fn logout(
 }
 
 /// `GET /auth/session`: the verified claims and both timeouts.
-pub async fn session(
+pub(crate) async fn session(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
@@ -221,7 +221,7 @@ pub async fn session(
 }
 
 /// `GET /auth/sessions`: this subject's live sessions.
-pub async fn sessions(
+pub(crate) async fn sessions(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
@@ -229,7 +229,7 @@ pub async fn sessions(
 }
 
 /// `DELETE /auth/sessions/{id}`: revoke one of them (by `jti` or `sid`).
-pub async fn revoke_one(
+pub(crate) async fn revoke_one(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
     Path(target): Path<String>,
@@ -241,7 +241,7 @@ pub async fn revoke_one(
 }
 
 /// `POST /admin/revoke` with one of `{"jti"}`, `{"sid"}`, `{"sub"}`; scope `admin`.
-pub async fn admin_revoke(
+pub(crate) async fn admin_revoke(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
@@ -269,7 +269,11 @@ pub async fn admin_revoke(
 
 /// Per-client-address rate limit on `/auth/*`, counted per request, so
 /// HTTP/2 multiplexing cannot multiply it.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn rate_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let ip = client_ip(req.extensions().get::<ConnectionInfo>());
     match state
         .auth_limiter
@@ -287,7 +291,11 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
 /// request (and its connection) for longer: the per-chunk
 /// `body_read_timeout` alone resets on every byte. 408 beyond the
 /// deadline, 413 beyond the `/auth/*` size limit.
-pub async fn whole_body(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+pub(crate) async fn whole_body(
+    State(deadline): State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let read = axum::body::to_bytes(body, AUTH_BODY_LIMIT);
     match tokio::time::timeout(deadline, read).await {

@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::gateway::binding::BindingError;
 use crate::gateway::http::proxy::ProxyError;
 use crate::gateway::replay_protection::ReplayError;
 use crate::gateway::session_manager::SessionError;
+use crate::gateway::session_manager::binding::BindingError;
 
 /// One error answer: everything a client is told about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

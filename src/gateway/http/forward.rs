@@ -15,7 +15,7 @@ use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::Session;
 
 /// Forwards the request upstream.
-pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Response {
     let Some(proxy) = state.proxy.as_ref() else {
         return ErrorResponse::from(ApiError::NotFound).into_response();
     };

@@ -22,23 +22,23 @@ use super::proxy::headers::{
     RequestRewrite, is_gateway_owned, is_websocket_request, rewrite_request,
 };
 use crate::config::ReplayConfig;
-use crate::gateway::binding::{BindingError, ClientKey, Presented, ProofChecker};
 use crate::gateway::replay_protection::ReplayGuard;
+use crate::gateway::session_manager::binding::{BindingError, ClientKey, Presented, ProofChecker};
 use crate::gateway::session_token::Confirmation;
 
 /// The client's TCP peer in the rewrite target (TEST-NET-1).
-pub const FUZZ_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+pub(crate) const FUZZ_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 /// The upstream authority the rewrite target sends as `Host`.
-pub const FUZZ_UPSTREAM_HOST: &str = "127.0.0.1:3000";
+pub(crate) const FUZZ_UPSTREAM_HOST: &str = "127.0.0.1:3000";
 /// Method, target and token a fuzzed proof must have been made for.
-pub const FUZZ_PROOF_METHOD: &str = "POST";
+pub(crate) const FUZZ_PROOF_METHOD: &str = "POST";
 /// See [`FUZZ_PROOF_METHOD`].
-pub const FUZZ_PROOF_URI: &str = "/v1/items?limit=5";
+pub(crate) const FUZZ_PROOF_URI: &str = "/v1/items?limit=5";
 /// See [`FUZZ_PROOF_METHOD`]; any string: only its hash is in the proof.
-pub const FUZZ_PROOF_TOKEN: &str = "v4.public.fuzz-session-token";
+pub(crate) const FUZZ_PROOF_TOKEN: &str = "v4.public.fuzz-session-token";
 
 /// Parses a header block (see the module docs) as hyper would hand it over.
-pub fn header_block(data: &[u8]) -> HeaderMap {
+pub(crate) fn header_block(data: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for line in data.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -65,7 +65,7 @@ pub fn header_block(data: &[u8]) -> HeaderMap {
 /// no `Authorization`, no bearer marker and no `v4.public.` entry goes
 /// upstream, and a token taken from the subprotocol offer goes upstream
 /// fewer times than it was offered.
-pub fn bearer(data: &[u8]) -> bool {
+pub(crate) fn bearer(data: &[u8]) -> bool {
     let headers = header_block(data);
     let extracted = bearer_token(&headers).map(|t| t.map(str::to_owned));
     let authorization = headers.contains_key(header::AUTHORIZATION);
@@ -149,7 +149,7 @@ pub fn bearer(data: &[u8]) -> bool {
 /// When that invariant, or one of these, breaks: `Host` is the upstream's
 /// alone; no hop-by-hop field, `Expect` or (by default) `Authorization`
 /// remains; with underscores not allowed no name holds `_`.
-pub fn request_headers(data: &[u8]) -> bool {
+pub(crate) fn request_headers(data: &[u8]) -> bool {
     let Some((&flags, block)) = data.split_first() else {
         return false;
     };
@@ -219,10 +219,13 @@ pub fn request_headers(data: &[u8]) -> bool {
 ///
 /// When an invariant breaks: an accepted proof is reported as verified and
 /// is refused as a replay when presented again.
-pub fn proof(data: &[u8]) -> Option<Result<(), BindingError>> {
+pub(crate) fn proof(data: &[u8]) -> Option<Result<(), BindingError>> {
     let value = HeaderValue::from_bytes(data).ok()?;
     let mut headers = HeaderMap::new();
-    headers.insert(crate::gateway::binding::PROOF_HEADER, value);
+    headers.insert(
+        crate::gateway::session_manager::binding::PROOF_HEADER,
+        value,
+    );
     let (checker, kpid) = fuzz_proof_checker();
     let cnf = Confirmation {
         kpid: Some(kpid.clone()),
@@ -261,7 +264,7 @@ pub fn proof(data: &[u8]) -> Option<Result<(), BindingError>> {
 /// # Panics
 ///
 /// Never for the published constant (a test pins it).
-pub fn fuzz_client_key() -> ClientKey {
+pub(crate) fn fuzz_client_key() -> ClientKey {
     ClientKey::from_paserk(crate::fuzzing::FUZZ_SECRET_KEY)
         .unwrap_or_else(|e| panic!("fuzz client key: {e}"))
 }

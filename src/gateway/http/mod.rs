@@ -2,15 +2,15 @@
 //! first, with the reason each layer sits where it does.
 
 pub mod auth;
-pub mod auth_routes;
+pub(crate) mod auth_routes;
 pub mod error;
-pub mod forward;
+pub(crate) mod forward;
 #[doc(hidden)]
-pub mod fuzzing;
+pub(crate) mod fuzzing;
 pub mod proxy;
-pub mod request_target;
+pub(crate) mod request_target;
 pub mod security_headers;
-pub mod well_known;
+pub(crate) mod well_known;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,11 +34,11 @@ use self::error::{ApiError, ErrorResponse};
 use self::proxy::Proxy;
 use self::security_headers::{FromUpstream, SecurityHeaders};
 use crate::clock::Clock;
-use crate::gateway::binding::ProofChecker;
-use crate::gateway::credentials::RateLimiter;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::replay_protection::ReplayGuard;
 use crate::gateway::session_manager::SessionManager;
+use crate::gateway::session_manager::binding::ProofChecker;
+use crate::gateway::session_manager::credentials::RateLimiter;
 
 /// A readiness probe: `Some((component, code))` when degraded. The code is
 /// a fixed snake_case word: `/health` is unauthenticated, so a probe never

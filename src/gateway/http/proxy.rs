@@ -103,6 +103,7 @@ impl fmt::Debug for ProxyContext {
 /// sentences; causes are kept as sources for the log only. The HTTP answer
 /// to each is in `http::error`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProxyError {
     /// The upstream refused the connection, or connecting failed or timed out.
     #[error("the upstream service is unavailable")]

@@ -24,7 +24,8 @@ use super::error::{ApiError, ErrorResponse};
 
 /// Why a request's Host or target was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RequestTargetError {
+#[non_exhaustive]
+pub(crate) enum RequestTargetError {
     /// An HTTP/1.1 request without a `Host` field (RFC 9112 §3.2).
     #[error("the request has no Host field")]
     MissingHost,
@@ -44,7 +45,7 @@ pub enum RequestTargetError {
 
 impl RequestTargetError {
     /// Stable reason code for logs.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::MissingHost => "missing_host",
             Self::DuplicateHost => "duplicate_host",
@@ -57,7 +58,7 @@ impl RequestTargetError {
 
 /// Middleware: refuses a request whose Host or target breaks the rules in
 /// the module docs with 400 `invalid_request`.
-pub async fn check_request_target(req: Request, next: Next) -> Response {
+pub(crate) async fn check_request_target(req: Request, next: Next) -> Response {
     match check(req.version(), req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(e) => {
@@ -72,7 +73,11 @@ pub async fn check_request_target(req: Request, next: Next) -> Response {
 }
 
 /// The checks of [`check_request_target`] on a request's parts.
-pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), RequestTargetError> {
+pub(crate) fn check(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), RequestTargetError> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {

@@ -11,7 +11,7 @@ use super::AppState;
 /// a component name and a reason code (e.g. `"revocation_store":
 /// "journal_write_failed"`). Degraded still answers 200: the gateway keeps
 /// enforcing and serving.
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
     let problems: Map<String, Value> = state
         .health
         .iter()
@@ -27,6 +27,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /.well-known/paseto-keys`: the public keys that verify tokens
 /// (PASERK `k4.public`), so other services can check tokens themselves.
-pub async fn paseto_keys(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn paseto_keys(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "keys": state.sessions.keyring().public_keys() }))
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::gateway::binding::BindingError;
+use crate::gateway::session_manager::binding::BindingError;
 use crate::gateway::session_token::TokenError;
 
 /// Why a session operation failed.
@@ -12,6 +12,7 @@ use crate::gateway::session_token::TokenError;
 /// a token, a password or a pairing code. [`code`](Self::code) is stable
 /// and meant for response bodies, logs and metrics labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// A presented session or refresh token failed verification (format,
     /// key, signature, issuer, audience, type, or time claims). A refresh

@@ -11,7 +11,7 @@ use super::{
     unix,
 };
 use crate::config::BindingPolicy;
-use crate::gateway::credentials::{PairingError, RetryAfter};
+use crate::gateway::session_manager::credentials::{PairingError, RetryAfter};
 use crate::gateway::session_token::{self, Confirmation, TokenDraft, TokenError};
 
 impl SessionManager {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::SessionManager;
 use crate::clock::Clock;
 use crate::config::{AuthConfig, ConfigError, StateConfig, TokensConfig};
-use crate::gateway::credentials::CredentialError;
-use crate::gateway::keyring::{KeyError, KeyRing};
-use crate::gateway::revocation_store::{OpenReport, RevocationStore};
+use crate::gateway::session_manager::credentials::CredentialError;
+use crate::gateway::session_manager::revocation_store::{OpenReport, RevocationStore};
+use crate::gateway::session_token::keyring::{KeyError, KeyRing};
 
 /// Why a session manager could not be opened (start-up only; no request
 /// can meet one of these).

@@ -12,8 +12,8 @@ use super::issue::Seed;
 use super::types::sid_prefix;
 use super::{SessionError, SessionManager, TokenPair, floor_secs, unix};
 use crate::config::BindingPolicy;
-use crate::gateway::binding::{self, BindingError};
-use crate::gateway::revocation_store::Revocation;
+use crate::gateway::session_manager::binding::{self, BindingError};
+use crate::gateway::session_manager::revocation_store::Revocation;
 use crate::gateway::session_token::{self, Confirmation, TokenError, TokenType, VerifiedClaims};
 
 impl SessionManager {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::BindingPolicy;
-use crate::gateway::revocation_store::{Revocation, RevocationStore, StoreError};
+use crate::gateway::session_manager::revocation_store::{Revocation, RevocationStore, StoreError};
 
 impl SessionManager {
     /// [`logout`](Self::logout) at `now`.

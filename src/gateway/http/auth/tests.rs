@@ -3,7 +3,7 @@
 use http::{HeaderMap, HeaderValue, Uri, header};
 
 use super::{AuthRejection, WS_BEARER_PROTOCOL, bearer_token, proof_header, request_target};
-use crate::gateway::binding::{BindingError, PROOF_HEADER};
+use crate::gateway::session_manager::binding::{BindingError, PROOF_HEADER};
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();

@@ -29,6 +29,7 @@ pub use rate_limit::{ClientAddrKey, LoginLimiter, RateLimiter, RetryAfter, clien
 
 /// Why a credential operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialError {
     /// Unknown user or wrong password. Deliberately one variant with one
     /// message: neither the client nor the caller can tell the two apart.

@@ -128,6 +128,7 @@ impl std::fmt::Debug for ClientKey {
 
 /// Why a client key could not be made, read or used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientKeyError {
     /// The text is not a PASERK `k4.secret` key (prefix, encoding, length,
     /// or a public half that does not match the seed).

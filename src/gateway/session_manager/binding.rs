@@ -235,6 +235,7 @@ fn from_replay(e: ReplayError) -> BindingError {
 /// Why a binding was refused (or could not be set up). Messages are fixed
 /// and never contain a token, a proof or a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BindingError {
     /// The session is key-bound and the request has no `Clawgate-Proof`.
     #[error("a proof of possession is required for this session")]

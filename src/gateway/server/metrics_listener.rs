@@ -1,23 +1,19 @@
-//! Background tasks of a running gateway that belong to no one part: the
-//! metrics listener and the revocation-store health gauge. (Certificate
-//! renewal, reload and expiry alerts are the certificate manager's own task,
-//! [`CertificateManager::spawn_upkeep`](super::certificate_manager::CertificateManager::spawn_upkeep).)
+//! The metrics listener: `GET /metrics` (OpenMetrics text) on its own
+//! plain-HTTP socket, apart from the TLS port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::metrics::Metrics;
-use super::revocation_store::{RevocationStore, StoreHealth};
 use crate::error::Error;
+use crate::gateway::metrics::Metrics;
 
 /// Serves `GET /metrics` (Prometheus text format) on its own listener.
-pub(super) async fn serve_metrics(
+pub(crate) async fn serve_metrics(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
@@ -51,21 +47,3 @@ pub(super) async fn serve_metrics(
     });
     Ok((bound, task))
 }
-
-/// Keeps the store-health gauge current.
-pub(super) fn spawn_store_health(
-    store: Arc<RevocationStore>,
-    metrics: Arc<Metrics>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            metrics
-                .http
-                .set_store_healthy(matches!(store.health(), StoreHealth::Healthy));
-            tokio::time::sleep(STORE_HEALTH_INTERVAL).await;
-        }
-    })
-}
-
-/// How often the store-health gauge is refreshed.
-const STORE_HEALTH_INTERVAL: Duration = Duration::from_secs(5);

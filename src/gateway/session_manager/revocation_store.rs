@@ -64,8 +64,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::gateway::metrics::HttpMetrics;
 use journal::{Journal, Record};
 use memory::MemorySet;
 pub use revocation::{MAX_ID_BYTES, Revocation};
@@ -116,6 +118,7 @@ pub struct OpenReport {
 
 /// Why a revocation call did not fully succeed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The id is empty or longer than 256 bytes; nothing was revoked.
     #[error("revocation id is empty or too long")]
@@ -129,6 +132,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+/// How often [`RevocationStore::spawn_health_gauge`] refreshes the gauge.
+const HEALTH_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The revocation set of one gateway: in-memory lookups backed by the journal.
 pub struct RevocationStore {
@@ -229,6 +235,17 @@ impl RevocationStore {
     /// [`is_revoked_at`](Self::is_revoked_at) at the store clock's now.
     pub fn is_revoked(&self, jti: &str, sid: &str, sub: &str, iat_unix: u64) -> bool {
         self.is_revoked_at(jti, sid, sub, iat_unix, self.clock.unix_now())
+    }
+
+    /// Keeps `metrics`' store-health gauge current, every few seconds,
+    /// until the returned task is aborted.
+    pub fn spawn_health_gauge(self: Arc<Self>, metrics: Arc<HttpMetrics>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                metrics.set_store_healthy(matches!(self.health(), StoreHealth::Healthy));
+                tokio::time::sleep(HEALTH_GAUGE_INTERVAL).await;
+            }
+        })
     }
 
     /// Whether the journal is being read and written successfully.

@@ -146,6 +146,7 @@ impl std::fmt::Debug for PairingCode {
 
 /// Why a pairing code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PairingError {
     /// The offered code is wrong.
     #[error("invalid pairing code")]
