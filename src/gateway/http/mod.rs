@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub(crate) mod auth_routes;
+pub(crate) mod edge;
 pub mod error;
 pub(crate) mod forward;
 #[doc(hidden)]
@@ -18,21 +19,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::handler::Handler;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use http::header;
 use tower::{Layer, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use self::auth::{BearerAuthLayer, BearerAuthOptions, PublicPaths};
+use self::edge::{EdgeLayer, TargetCheckLayer};
 use self::error::{ApiError, ErrorResponse};
 use self::proxy::Proxy;
-use self::security_headers::{FromUpstream, SecurityHeaders};
+use self::security_headers::SecurityHeaders;
 use crate::clock::Clock;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::replay_protection::ReplayGuard;
@@ -113,6 +114,7 @@ pub struct HttpLimits {
 /// Builds the router with every layer in place.
 pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) -> Router {
     let bearer = bearer_auth(&state);
+    let http_metrics = Arc::clone(&state.metrics.http);
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
@@ -122,26 +124,21 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
             limits.auth_body_timeout,
         ))
         .fallback_service(upstream_service(&state, bearer))
-        .with_state(state.clone());
+        .with_state(state);
     routes.layer(
         ServiceBuilder::new()
-            // 1. Outermost, so every response below (errors, panics, timeouts) gets HSTS.
-            .layer(middleware::from_fn_with_state(
-                headers,
-                security_headers::add_security_headers,
-            ))
-            // 2. Inside the headers: bare framework errors (405, 413, 408) become JSON.
-            .layer(middleware::from_fn(json_errors))
-            // 3. Count every response, including the rewritten errors.
-            .layer(middleware::from_fn_with_state(state, count_responses))
-            // 4. A panic in anything below is a 500 JSON, never a dropped connection.
+            // 1. Outermost, so every response below (errors, panics,
+            //    timeouts) is finished: bare framework errors become JSON,
+            //    the status is counted, and the security headers (HSTS) set.
+            .layer(EdgeLayer::new(headers, http_metrics))
+            // 2. A panic in anything below is a 500 JSON, never a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 ErrorResponse::from(ApiError::Internal).into_response()
             }))
-            // 5. Host and target rules before routing, so the auth layer's
+            // 3. Host and target rules before routing, so the auth layer's
             //    public-path check and the proxy only see unambiguous requests.
-            .layer(middleware::from_fn(request_target::check_request_target))
-            // 6. Limits wrap the request body before any handler or the proxy reads it.
+            .layer(TargetCheckLayer)
+            // 4. Limits wrap the request body before any handler or the proxy reads it.
             .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
             .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout)),
     )
@@ -216,24 +213,3 @@ fn bearer_auth(state: &AppState) -> BearerAuthOptions {
 
 /// Login and refresh bodies are small JSON documents.
 pub(crate) const AUTH_BODY_LIMIT: usize = 16 * 1024;
-
-async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json || response.extensions().get::<FromUpstream>().is_some() {
-        return response;
-    }
-    match ApiError::for_bare_status(response.status()) {
-        Some(err) => ErrorResponse::from(err).into_response(),
-        None => response,
-    }
-}
-
-async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    state.metrics.http.response(response.status().as_u16());
-    response
-}

@@ -14,13 +14,8 @@
 //! Every refusal is a 400 `invalid_request`; the reason goes to the debug
 //! log (without the values).
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http::uri::Authority;
 use http::{HeaderMap, Uri, Version, header};
-
-use super::error::{ApiError, ErrorResponse};
 
 /// Why a request's Host or target was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,23 +51,8 @@ impl RequestTargetError {
     }
 }
 
-/// Middleware: refuses a request whose Host or target breaks the rules in
-/// the module docs with 400 `invalid_request`.
-pub(crate) async fn check_request_target(req: Request, next: Next) -> Response {
-    match check(req.version(), req.uri(), req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            tracing::debug!(
-                event = "request_target_refused",
-                reason = e.code(),
-                "request refused: {e}"
-            );
-            ErrorResponse::from(ApiError::InvalidRequest).into_response()
-        }
-    }
-}
-
-/// The checks of [`check_request_target`] on a request's parts.
+/// The request-target and `Host` rules on a request's parts (applied by
+/// [`TargetCheckLayer`](super::edge::TargetCheckLayer)).
 pub(crate) fn check(
     version: Version,
     uri: &Uri,

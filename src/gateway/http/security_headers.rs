@@ -11,8 +11,6 @@
 //! line, 431 when the head exceeds `max_header_bytes`). Those responses are
 //! bare and the connection is closed; see docs/tls-session-security.md.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
 use http::header::{self, HeaderName, HeaderValue};
 
@@ -61,17 +59,6 @@ impl SecurityHeaders {
             );
         }
     }
-}
-
-/// Middleware function for `axum::middleware::from_fn_with_state`.
-pub async fn add_security_headers(
-    State(headers): State<SecurityHeaders>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(req).await;
-    headers.apply(&mut response);
-    response
 }
 
 /// Headers set when the response does not already have them.
