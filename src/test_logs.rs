@@ -1,5 +1,8 @@
-//! Log capture for unit tests: events written as JSON lines by a
-//! subscriber made the default for one closure or thread.
+//! Log capture for tests: a shared buffer and subscribers (JSON or plain
+//! text, every level) writing into it, made the default for one closure or
+//! thread (`with_default` / `set_default`, never the global default: a test
+//! binary holds many tests). The unit tests use it as `crate::test_logs`, the
+//! integration tests as `common::logs` (`#[path]` in `tests/common/mod.rs`).
 
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +19,18 @@ impl Logs {
         tracing_subscriber::fmt()
             .json()
             .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || logs.clone())
+            .finish()
+    }
+
+    /// A plain-text subscriber (no colours) writing every event here.
+    #[allow(dead_code)] // only the integration tests read plain text
+    pub(crate) fn text_subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        keep_interest_per_thread();
+        let logs = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
             .with_writer(move || logs.clone())
             .finish()
     }
@@ -54,7 +69,7 @@ impl io::Write for Logs {
 
 /// With a single dispatcher registered, tracing-core caches a callsite's
 /// interest from the default subscriber of whichever thread hits it first:
-/// a parallel test without a subscriber would switch the event off for the
+/// a parallel test without a subscriber would switch the event off for a
 /// capturing one. A second, permanent dispatcher makes every registration
 /// ask all live subscribers instead.
 fn keep_interest_per_thread() {

@@ -900,3 +900,7 @@ fn reload_of_provided_files_swaps_a_changed_pair_and_keeps_it_over_a_bad_one() {
     assert!(matches!(err, CertError::KeyMismatch), "{err}");
     assert_eq!(manager.current(), info);
 }
+
+mod certificate {
+    mod reload;
+}

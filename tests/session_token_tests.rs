@@ -2,6 +2,8 @@
 //! one test per rejection class, and interoperability with plain pasetors.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
+mod common;
+
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -741,4 +743,8 @@ fn clock_forms_read_the_time_from_the_clock() {
     assert_eq!(verify(&clock).unwrap().sub(), "alice");
     clock.advance(HOUR + LEEWAY + Duration::from_secs(1));
     assert_eq!(verify(&clock).unwrap_err(), TokenError::Expired);
+}
+
+mod session_token {
+    mod key_ring;
 }

@@ -352,3 +352,7 @@ async fn curl_and_openssl_agree_with_the_policy() {
         eprintln!("openssl not found: skipping the s_client half");
     }
 }
+
+mod tls_config {
+    mod mtls;
+}

@@ -1,5 +1,7 @@
 //! Shared test helpers: a gateway on 127.0.0.1:0 with temporary
-//! directories, a real rustls TLS 1.3 client, and polling helpers.
+//! directories, a real rustls TLS 1.3 client, and polling helpers;
+//! `tls_echo` (a bare TLS server and client PKI for mutual TLS), `upstream`
+//! (loopback upstreams) and `logs` (log capture, shared with the unit tests).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -8,7 +10,9 @@
     clippy::expect_used
 )]
 
+#[path = "../../src/test_logs.rs"]
 pub mod logs;
+pub mod tls_echo;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -92,24 +96,34 @@ pub fn client_provider(
     Arc::new(provider)
 }
 
-/// Builds a client config trusting `ca_pem_path`, with the given suites and versions.
-pub fn client_config(
+/// The one client builder of the tests: trusts the PEM roots in
+/// `ca_pem_path`, with the given suites (None: ring's defaults) and versions;
+/// the caller chooses the client certificate (none, or `tls_echo::client`'s).
+pub fn client_builder(
     ca_pem_path: &Path,
     suites: Option<Vec<SupportedCipherSuite>>,
     versions: &[&'static rustls::SupportedProtocolVersion],
-    alpn: &[&[u8]],
-) -> ClientConfig {
+) -> rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert> {
     let mut roots = RootCertStore::empty();
     let pem = std::fs::read(ca_pem_path).unwrap();
     for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
         let cert: CertificateDer<'static> = cert.unwrap();
         roots.add(cert).unwrap();
     }
-    let mut config = ClientConfig::builder_with_provider(client_provider(suites))
+    ClientConfig::builder_with_provider(client_provider(suites))
         .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
+}
+
+/// A client config without a client certificate, offering `alpn`.
+pub fn client_config(
+    ca_pem_path: &Path,
+    suites: Option<Vec<SupportedCipherSuite>>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> ClientConfig {
+    let mut config = client_builder(ca_pem_path, suites, versions).with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }

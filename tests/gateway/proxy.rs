@@ -8,9 +8,9 @@
 // Tests unwrap freely: a panic is the failure report (HELPER_RULES: no unwrap outside tests).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::logs::LogBuffer;
+use common::logs::Logs;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -98,7 +98,6 @@ async fn spawn_front_with(
     id: Option<ForwardIdentity>,
     wrap: impl FnOnce(Router) -> Router,
 ) -> Front {
-    logs();
     let server = ServerConfig {
         trusted_proxies: trusted.to_vec(),
         ..ServerConfig::default()
@@ -697,6 +696,10 @@ async fn streamed_body_over_the_limit_gives_413_not_502() {
 
 #[tokio::test]
 async fn failure_log_names_the_code_and_never_the_token() {
+    // Scoped to this test's thread: the current-thread runtime runs the
+    // front and the proxy here (an IP upstream needs no resolver thread).
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(logs.text_subscriber());
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
@@ -711,24 +714,13 @@ async fn failure_log_names_the_code_and_never_the_token() {
     ];
     let (parts, _) = send(get_req(&front, "/", &secret)).await;
     assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
-    let text = logs().text();
+    let text = logs.text();
     let line = text
         .lines()
         .find(|l| l.contains("upstream forwarding failed") && l.contains(&dead.to_string()))
         .unwrap_or_default();
     assert!(line.contains("upstream_unavailable"), "{text}");
     assert!(!text.contains("topsecret"), "secret in log: {text}");
-}
-
-/// Every test's log lines; installed globally once, before any front exists,
-/// because tracing caches per-callsite interest across threads.
-fn logs() -> &'static LogBuffer {
-    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing::subscriber::set_global_default(logs.text_subscriber()).unwrap();
-        logs
-    })
 }
 
 #[tokio::test]

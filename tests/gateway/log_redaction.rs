@@ -2,9 +2,9 @@
 //! JSON): no token, password, pairing code or key material may appear.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
+use crate::common;
 
-use common::logs::LogBuffer;
+use common::logs::Logs;
 
 use bytes::Bytes;
 use clawgate::config::UserConfig;
@@ -14,11 +14,27 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::json;
 
-#[tokio::test]
-async fn a_whole_session_life_cycle_logs_no_secret() {
-    let captured = LogBuffer::default();
-    tracing::subscriber::set_global_default(captured.json_subscriber()).unwrap();
+/// The subscriber is this test's alone (the binary holds many tests): the
+/// default of the test thread and of every thread of its own runtime,
+/// including the blocking pool where login and refresh run.
+#[test]
+fn a_whole_session_life_cycle_logs_no_secret() {
+    let captured = Logs::default();
+    let dispatch = tracing::Dispatch::new(captured.subscriber());
+    let for_threads = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            // These threads live and die with this runtime: leaving the
+            // default set for their lifetime is the scope wanted.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || runtime.block_on(life_cycle(&captured)));
+}
 
+async fn life_cycle(captured: &Logs) {
     let password = "hunter2-very-secret";
     let (gw, _, _) = gateway_with_upstream(|c, _| {
         c.auth.users = vec![UserConfig {

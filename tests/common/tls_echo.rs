@@ -2,13 +2,6 @@
 //! (CertificateManager resolver + tls_config::server_config + an optional
 //! client verifier) answering "ping" with "pong", and the client side: rcgen
 //! client PKI and rustls clients with or without a client certificate.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,7 +19,7 @@ use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -192,17 +185,7 @@ fn client_params(name: &str) -> CertificateParams {
 
 /// A TLS 1.3 client trusting the PEM roots in `ca`, presenting `identity`.
 pub fn client(ca: &Path, identity: Option<&ClientIdentity>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        let cert: CertificateDer<'static> = cert.unwrap();
-        roots.add(cert).unwrap();
-    }
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots);
+    let builder = super::client_builder(ca, None, &[&rustls::version::TLS13]);
     let config = match identity {
         // A resolver instead of `with_client_auth_cert`, which refuses a key
         // that does not match: tests need to present such a pair.

@@ -2,7 +2,7 @@
 //! `examples/auth_layer.rs` uses it): real keys and tokens, no gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use clawgate::gateway::http::auth::{
 };
 use clawgate::gateway::replay_protection::ReplayGuard;
 use clawgate::gateway::session_manager::{IssueMethod, SessionManager};
-use common::logs::LogBuffer;
+use common::logs::Logs;
 use common::replay_headers;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -174,8 +174,8 @@ async fn a_replay_guard_on_the_layer_wants_fresh_headers_on_unsafe_methods() {
 
 #[tokio::test]
 async fn a_rejection_outside_the_gateway_logs_no_client_address_and_no_token() {
-    let logs = LogBuffer::default();
-    let _guard = tracing::subscriber::set_default(logs.json_subscriber());
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
     let app = App::new();
     let router = app.router(app.layer().build());
     let forged = "v4.public.forged-token-body-that-must-not-be-logged";

@@ -4,8 +4,8 @@
 //! client in another language, and the `clawgate request` subcommand.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
-mod tls_echo;
+use crate::common;
+use crate::common::tls_echo;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

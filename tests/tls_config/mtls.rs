@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod tls_echo;
+use crate::common::tls_echo;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! each reproduced against the real server over TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,8 +3,8 @@
 //! a client without one never gets an HTTP answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
-mod tls_echo;
+use crate::common;
+use crate::common::tls_echo;
 
 use std::sync::Arc;
 

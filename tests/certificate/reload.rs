@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
-mod tls_echo;
+use crate::common;
+use crate::common::tls_echo;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -4,9 +4,9 @@
 //! material in Debug output or logs.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod common;
+use crate::common;
 
-use common::logs::LogBuffer;
+use common::logs::Logs;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -633,7 +633,7 @@ fn key_status_labels_match_the_published_json() {
 
 /// Runs `f` with every log event captured, and returns the log text.
 fn captured_logs(f: impl FnOnce()) -> String {
-    let buffer = LogBuffer::default();
+    let buffer = Logs::default();
     let subscriber = buffer.text_subscriber();
     tracing::subscriber::with_default(subscriber, || {
         tracing::callsite::rebuild_interest_cache();
