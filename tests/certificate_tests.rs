@@ -554,16 +554,15 @@ async fn a_handshake_after_sleep_triggers_renewal_on_the_wall_clock() {
     let before = running.certificates().current().fingerprint_sha256;
     clock.set(SystemTime::now()); // the host wakes up
     let client = TestClient::trusting(&config.tls.cert_dir.join("ca.crt"));
-    let mut renewed = false;
-    for _ in 0..100 {
-        let tls = client.connect(running.addr()).await.unwrap();
-        let served = fingerprint(&tls.get_ref().1.peer_certificates().unwrap()[0]);
-        if served != before {
-            renewed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let renewed = common::eventually_async(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async {
+            let tls = client.connect(running.addr()).await.unwrap();
+            fingerprint(&tls.get_ref().1.peer_certificates().unwrap()[0]) != before
+        },
+    )
+    .await;
     assert!(
         renewed,
         "a due certificate kept serving after handshakes noticed it"

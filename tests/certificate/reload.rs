@@ -20,7 +20,7 @@ use clawgate::gateway::certificate_manager::{
 };
 use clawgate::gateway::metrics::Metrics;
 use clawgate::secret_file::{write_public, write_secret};
-use common::{TestClient, TestGateway, eventually};
+use common::{TestClient, TestGateway, eventually, eventually_every};
 use tempfile::TempDir;
 use tls_echo::{EchoServer, client, connect, served_fingerprint};
 
@@ -204,14 +204,10 @@ impl Running {
 
     /// Like `wait_until_current`, polling every 2 ms (50 swaps in a row).
     async fn wait_until_current_fast(&self, fingerprint: &str) -> bool {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.current() != fingerprint {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        true
+        eventually_every(WAIT, Duration::from_millis(2), || {
+            self.current() == fingerprint
+        })
+        .await
     }
 }
 

@@ -222,17 +222,37 @@ pub async fn send_on(tls: TlsStream<TcpStream>, mut req: Request<Full<Bytes>>) -
     }
 }
 
-/// Polls `check` until it holds or `timeout` passes.
-pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut check: F) -> bool {
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, check: F) -> bool {
+    eventually_every(timeout, Duration::from_millis(20), check).await
+}
+
+/// Polls `check` every `every` until it holds or `timeout` passes.
+pub async fn eventually_every<F: FnMut() -> bool>(
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> bool {
+    eventually_async(timeout, every, || std::future::ready(check())).await
+}
+
+/// Polls an async `check` (a connection, a scrape) every `every` until it
+/// holds or `timeout` passes. The only sleep of the polling helpers: the
+/// wait between two looks at a real server.
+pub async fn eventually_async<F, Fut>(timeout: Duration, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if check() {
+        if check().await {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -59,13 +59,13 @@ impl EchoServer {
 
     /// Waits until the server recorded `n` connections, then returns the last.
     pub async fn last_seen(&self, n: usize) -> Seen {
-        for _ in 0..250 {
-            if let Some(last) = self.seen.lock().unwrap().get(n - 1) {
-                return last.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("server recorded fewer than {n} connections");
+        let mut last = None;
+        super::eventually(Duration::from_secs(5), || {
+            last = self.seen.lock().unwrap().get(n - 1).cloned();
+            last.is_some()
+        })
+        .await;
+        last.unwrap_or_else(|| panic!("server recorded fewer than {n} connections"))
     }
 }
 

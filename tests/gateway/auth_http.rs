@@ -185,7 +185,8 @@ async fn unknown_user_and_wrong_password_get_the_same_answer() {
 
 #[tokio::test]
 async fn refresh_token_reuse_revokes_the_family() {
-    let gw = TestGateway::start(|c, _| {
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let gw = start_with_clock(&clock, |c, _| {
         c.auth.users = vec![user("alice", "pw", &[])];
         c.tokens.refresh_grace = Duration::ZERO;
     })
@@ -201,7 +202,7 @@ async fn refresh_token_reuse_revokes_the_family() {
         .await;
     assert_eq!(first.status, 200);
     let rotated = first.json()["session_token"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(1100)).await; // past a zero grace on a whole-second clock
+    clock.advance(Duration::from_secs(2)); // past a zero grace on a whole-second clock
     let reused = gw
         .client()
         .send(

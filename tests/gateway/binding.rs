@@ -863,7 +863,7 @@ fn a_python_client_reproduces_the_vectors_byte_for_byte() {
 }
 
 /// Writes tests/data/binding-vectors.json (run by hand after a deliberate
-/// format change: `cargo test --test binding_tests -- --ignored regenerate`).
+/// format change: `cargo test --test gateway_tests -- --ignored regenerate`).
 #[test]
 #[ignore = "writes tests/data/binding-vectors.json"]
 fn regenerate_binding_vectors() {

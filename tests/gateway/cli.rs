@@ -433,15 +433,17 @@ async fn serve_prints_banner_reloads_on_sighup_and_stops_on_sigterm() {
     );
     assert!(staged.status.success(), "{}", stderr(&staged));
     signal(serving.0.as_ref().unwrap(), "HUP");
-    let mut seen = 0;
-    for _ in 0..50 {
-        seen = published_keys(&client, addr).await;
-        if seen == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(seen, 2, "SIGHUP reloads the keys directory");
+    let reloaded = common::eventually_async(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_millis(100),
+        || async { published_keys(&client, addr).await == 2 },
+    )
+    .await;
+    assert!(
+        reloaded,
+        "SIGHUP reloads the keys directory (published: {})",
+        published_keys(&client, addr).await
+    );
 
     let child = serving.0.take().unwrap();
     signal(&child, "TERM");

@@ -226,18 +226,16 @@ async fn one_address_cannot_hold_more_than_max_connections_per_ip() {
     );
     // A slot given back is usable again.
     drop(first);
-    let mut served = false;
-    let deadline = tokio::time::Instant::now() + CLOSED_WITHIN;
-    while !served && tokio::time::Instant::now() < deadline {
-        if let Ok(tls) = client.connect(gw.addr()).await {
-            let req = Request::get("/health")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            served = send_on(tls, req).await.status == 200;
-        } else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let served = common::eventually_async(CLOSED_WITHIN, Duration::from_millis(20), || async {
+        let Ok(tls) = client.connect(gw.addr()).await else {
+            return false;
+        };
+        let req = Request::get("/health")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send_on(tls, req).await.status == 200
+    })
+    .await;
     assert!(served, "the freed slot was never given back");
 }
 

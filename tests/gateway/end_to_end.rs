@@ -476,14 +476,12 @@ async fn shutdown_closes_websocket_tunnels_and_the_metrics_listener() {
     })
     .await;
     assert!(closed.is_ok(), "WebSocket tunnel outlived the gateway");
-    let mut refused = false;
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let refused = common::eventually_async(
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        || async { tokio::net::TcpStream::connect(metrics_addr).await.is_err() },
+    )
+    .await;
     assert!(refused, "metrics listener still accepting after shutdown");
     drop(dir);
 }

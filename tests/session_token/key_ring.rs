@@ -430,14 +430,12 @@ async fn watcher_picks_up_a_rotation_without_restart() {
     let before = ring.signer().unwrap().kid().to_owned();
     let watcher = Arc::clone(&ring).spawn_watcher(Duration::from_millis(10));
     let rotated = keyring::rotate(&dir, at(10)).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while ring.signer().unwrap().kid() == before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "watcher never reloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        common::eventually(Duration::from_secs(5), || ring.signer().unwrap().kid()
+            != before)
+        .await,
+        "watcher never reloaded"
+    );
     assert_eq!(ring.signer().unwrap().kid(), rotated.kid);
     drop(ring);
     tokio::time::timeout(Duration::from_secs(5), watcher)
@@ -713,14 +711,13 @@ async fn watcher_reloads_only_when_the_directory_fingerprint_changes() {
     assert!(ring.verifying_key(&other.kid).is_none());
     // A new mtime is a change: a poll reloads.
     file.set_modified(at(3_600)).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while ring.verifying_key(&other.kid).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "watcher never reloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        common::eventually(Duration::from_secs(5), || ring
+            .verifying_key(&other.kid)
+            .is_some())
+        .await,
+        "watcher never reloaded"
+    );
     assert!(ring.verifying_key(&staged.kid).is_none());
     drop(ring);
     tokio::time::timeout(Duration::from_secs(5), watcher)
