@@ -1,12 +1,12 @@
 //! The accept loop: TCP → TLS 1.3 handshake (with a timeout, metrics and a
-//! plain-words log line when it fails) → HTTP/1.1 or HTTP/2 → the router.
+//! plain-words log line when it fails) → HTTP/1.1 or HTTP/2, as ALPN agreed → the router.
 //!
 //! The loop never waits for a free slot: a connection over `max_connections`
 //! or over its address's `max_connections_per_ip` is closed at accept, before
 //! any TLS work, so a full server keeps draining its backlog and cannot be
 //! made to queue everyone else behind an attacker. Every connection then has
 //! deadlines: its first complete request head within `header_read_timeout`
-//! of the handshake (protocol detection included), and no stretch of
+//! of the handshake (HTTP/2: the preface and a HEADERS frame), and no stretch of
 //! `idle_timeout` without a request in progress. Shutdown stops accepting
 //! and drains in-flight requests for a grace period.
 
@@ -18,12 +18,14 @@ pub(crate) use metrics_listener::serve_metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -84,7 +86,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         acceptor: TlsAcceptor::from(tls),
         app,
-        builder: http_builder(&opts),
+        http: HttpBuilders::new(&opts),
         metrics,
         handshake_timeout: opts.handshake_timeout,
         deadlines: Deadlines {
@@ -148,21 +150,46 @@ pub async fn serve(
     }
 }
 
-fn http_builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
-    builder
+/// One HTTP/1.1 and one HTTP/2 server configuration; ALPN picks one per
+/// connection.
+struct HttpBuilders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(opts: &ServeOptions) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(opts.header_read_timeout)
+            .max_buf_size(opts.max_header_bytes.max(8192));
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        Self { h1, h2 }
+    }
+
+    /// The protocol is the one ALPN agreed on: `h2` only when the client
+    /// offered it (RFC 9113 §3.2: over TLS, HTTP/2 is negotiated by ALPN,
+    /// never guessed), HTTP/1.1 otherwise. Choosing here, instead of
+    /// sniffing the first bytes, keeps the connection task to the size of
+    /// the protocol in use: an idle HTTP/1.1 connection does not carry an
+    /// HTTP/2 connection's state (issue 12, idle memory).
+    fn serve(&self, tls: TlsStream, service: ConnectionService) -> HttpConnection {
+        let io = TokioIo::new(tls);
+        if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
+            HttpConnection::H2 {
+                conn: Box::pin(self.h2.serve_connection(io, service)),
+            }
+        } else {
+            HttpConnection::H1 {
+                conn: self.h1.serve_connection(io, service).with_upgrades(),
+            }
+        }
+    }
 }
 
 /// Admission at accept: a global slot and a slot of the client's address.
@@ -198,7 +225,7 @@ impl Admission {
 struct Shared {
     acceptor: TlsAcceptor,
     app: Router,
-    builder: auto::Builder<TokioExecutor>,
+    http: HttpBuilders,
     metrics: Arc<TlsMetrics>,
     handshake_timeout: Duration,
     deadlines: Deadlines,
@@ -243,11 +270,7 @@ impl Connection {
             info,
             activity: Arc::clone(&activity),
         };
-        let conn = self
-            .shared
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(tls), service)
-            .into_owned();
+        let conn = self.shared.http.serve(tls, service);
         if let Err(error) = self.drive(conn, &activity).await {
             tracing::debug!(event = "connection_error", client = %peer, %error, "connection ended with an error");
         }
@@ -257,7 +280,11 @@ impl Connection {
     /// shutdown signal. A connection that never sent a complete request is
     /// dropped at its deadline; an idle one is asked to close (HTTP/2
     /// GOAWAY) and dropped `IDLE_CLOSE_GRACE` later if it has not.
-    async fn drive(mut self, conn: HttpConnection, activity: &Activity) -> Result<(), BoxError> {
+    async fn drive(
+        mut self,
+        conn: HttpConnection,
+        activity: &Activity,
+    ) -> Result<(), hyper::Error> {
         let deadlines = self.shared.deadlines;
         tokio::pin!(conn);
         let timer = tokio::time::sleep(deadlines.first_request);
@@ -321,14 +348,37 @@ impl Connection {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
-type HttpConnection = auto::UpgradeableConnection<
-    'static,
-    TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
-    ConnectionService,
-    TokioExecutor,
->;
+pin_project_lite::pin_project! {
+    /// A served connection, HTTP/1.1 (upgrades allowed: WebSockets) or
+    /// HTTP/2. The HTTP/2 state is boxed: it is large and the rarer case.
+    #[project = HttpConnectionProj]
+    enum HttpConnection {
+        H1 { #[pin] conn: http1::UpgradeableConnection<TokioIo<TlsStream>, ConnectionService> },
+        H2 { conn: Pin<Box<http2::Connection<TokioIo<TlsStream>, ConnectionService, TokioExecutor>>> },
+    }
+}
+
+impl HttpConnection {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            HttpConnectionProj::H1 { conn } => conn.graceful_shutdown(),
+            HttpConnectionProj::H2 { conn } => conn.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl Future for HttpConnection {
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HttpConnectionProj::H1 { conn } => conn.poll(cx),
+            HttpConnectionProj::H2 { conn } => conn.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Most HTTP/2 streams one connection may have open at once, so
 /// multiplexing cannot multiply a client's share of the server.
