@@ -292,7 +292,19 @@ impl Connection {
         let mut closing = false;
         loop {
             tokio::select! {
-                result = conn.as_mut() => return result,
+                result = conn.as_mut() => {
+                    // hyper's header-read timer has the first-request
+                    // deadline's length: when it closed a connection that
+                    // never sent a request, count that deadline here (our
+                    // own timer would have counted it had it fired first).
+                    if !closing
+                        && activity.step(deadlines, tokio::time::Instant::now())
+                            == Step::Close("first_request")
+                    {
+                        self.shared.metrics.timed_out("first_request");
+                    }
+                    return result;
+                }
                 () = timer.as_mut() => {
                     let now = tokio::time::Instant::now();
                     if closing {

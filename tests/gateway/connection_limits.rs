@@ -63,7 +63,7 @@ async fn tls_client_that_sends_nothing_is_closed_at_the_first_request_deadline()
 
 #[tokio::test]
 async fn partial_h2_preface_is_closed_at_the_first_request_deadline() {
-    // Fewer than 24 bytes: the protocol sniffer is still waiting to decide.
+    // Fewer than 24 bytes: the HTTP/2 server is still waiting for the preface.
     let gw = short_first_request_deadline().await;
     let client = TestClient::with_alpn(&gw.ca_path(), &[b"h2"]);
     let mut tls = client.connect(gw.addr()).await.unwrap();
@@ -84,6 +84,36 @@ async fn h2_preface_without_a_request_is_closed_at_the_first_request_deadline() 
     assert!(
         closed_by_server(&mut tls).await.is_some(),
         "an HTTP/2 preface with no HEADERS kept its connection open"
+    );
+}
+
+#[tokio::test]
+async fn the_protocol_is_the_one_alpn_agreed_never_guessed_from_the_bytes() {
+    let gw = TestGateway::start(|_, _| {}).await;
+    // Offered h2: the server agrees and speaks HTTP/2 (SETTINGS frame first).
+    let mut tls = TestClient::with_alpn(&gw.ca_path(), &[b"h2", b"http/1.1"])
+        .connect(gw.addr())
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(H2_PREFACE).await.unwrap();
+    tls.write_all(EMPTY_SETTINGS).await.unwrap();
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 4, "first frame from an h2 server is SETTINGS");
+    // No ALPN: HTTP/1.1, so an HTTP/2 preface is refused (hyper closes on
+    // it), never served as HTTP/2 (RFC 9113 §3.2): no SETTINGS frame back.
+    let mut tls = TestClient::with_alpn(&gw.ca_path(), &[])
+        .connect(gw.addr())
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    tls.write_all(H2_PREFACE).await.unwrap();
+    tls.write_all(EMPTY_SETTINGS).await.unwrap();
+    let answer = closed_by_server(&mut tls).await.unwrap();
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "{answer:?}"
     );
 }
 
