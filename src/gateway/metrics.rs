@@ -495,7 +495,8 @@ pub struct UpstreamMetrics {
 impl UpstreamMetrics {
     fn register(registry: &mut Registry) -> Self {
         let family = Family::<Label, Counter>::default();
-        let errors = UpstreamErrorKind::ALL.map(|k| family.get_or_create(&[("kind", k.label())]).clone());
+        let errors =
+            UpstreamErrorKind::ALL.map(|k| family.get_or_create(&[("kind", k.label())]).clone());
         let m = Self {
             response_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
             errors,

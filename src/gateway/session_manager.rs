@@ -100,7 +100,8 @@ use index::SessionIndex;
 pub use open::OpenError;
 use refresh::{FamilyLocks, SpentCache};
 pub use types::{
-    AdminRevoke, ClientAddr, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair, sid_prefix,
+    AdminRevoke, ClientAddr, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair,
+    sid_prefix,
 };
 
 /// Issues, refreshes, authenticates and revokes sessions. `Send + Sync`;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::access_log::ErrorCode;
 use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
 use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
@@ -82,6 +83,20 @@ pub(crate) struct AdminRevokeRequest {
 /// `{"client_key","bind"}`.
 pub(crate) async fn pair(
     State(state): State<AppState>,
+    conn: Option<axum::Extension<ConnectionInfo>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let refusals = Arc::clone(&state.metrics.refusals);
+    let response = pair_inner(state, conn, headers, body).await;
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        refusals.pairing_failed(code.0);
+    }
+    response
+}
+
+async fn pair_inner(
+    state: AppState,
     conn: Option<axum::Extension<ConnectionInfo>>,
     headers: HeaderMap,
     body: Bytes,
@@ -404,9 +419,10 @@ fn requested_binding(
 
 /// The peer as logs show it (`ip:port`); `0.0.0.0` outside the listener.
 fn client_addr(conn: Option<&ConnectionInfo>) -> ClientAddr {
-    conn.map_or(ClientAddr::from(std::net::IpAddr::from([0, 0, 0, 0])), |c| {
-        ClientAddr::from(c.peer)
-    })
+    conn.map_or(
+        ClientAddr::from(std::net::IpAddr::from([0, 0, 0, 0])),
+        |c| ClientAddr::from(c.peer),
+    )
 }
 
 fn client_ip(conn: Option<&ConnectionInfo>) -> std::net::IpAddr {
