@@ -722,6 +722,55 @@ mod tests {
     }
 
     #[test]
+    fn operator_metrics_are_exposed_with_pre_resolved_labels() {
+        let m = Metrics::new();
+        m.upstream.answered(Duration::from_millis(3));
+        m.upstream.failed(UpstreamErrorKind::Timeout);
+        m.refusals.rate_limited("auth", "rate_limited");
+        // Codes outside the documented set are not counted (bounded labels).
+        m.refusals.rate_limited("auth", "some_other_code");
+        m.refusals.pairing_failed("pairing_invalid");
+        m.refusals.pairing_failed("invalid_body");
+        let text = m.render();
+        for line in [
+            "clawgate_upstream_response_duration_seconds_count 1",
+            "clawgate_upstream_errors_total{kind=\"timeout\"} 1",
+            "clawgate_upstream_errors_total{kind=\"connect\"} 0",
+            "clawgate_rate_limited_total{route=\"auth\",reason=\"rate_limited\"} 1",
+            "clawgate_rate_limited_total{route=\"upstream\",reason=\"rate_limited\"} 0",
+            "clawgate_pairing_failures_total{reason=\"invalid_code\"} 1",
+            "clawgate_pairing_failures_total{reason=\"other\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+        assert!(!text.contains("some_other_code"));
+        let info = format!(
+            "clawgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&info), "{text}");
+        // Every kind has its own counter.
+        for kind in UpstreamErrorKind::ALL {
+            assert!(text.contains(&format!("kind=\"{}\"", kind.label())));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_read_from_proc_at_scrape_time() {
+        let m = Metrics::new();
+        let text = m.render();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        assert!(value("clawgate_process_resident_memory_bytes ") > 0.0);
+        assert!(value("clawgate_process_open_fds ") >= 3.0);
+        assert!(value("clawgate_process_cpu_seconds_total ") >= 0.0);
+    }
+
+    #[test]
     fn open_connection_guard_decrements() {
         let m = Metrics::new();
         let guard = m.tls.connection_opened();

@@ -135,7 +135,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(response) = ready!(this.inner.poll(cx));
-        let response = this.shared.finish(response.map(Body::new), *this.route);
+        let response = this.shared.finish(response.map(Body::new), this.route);
         Poll::Ready(Ok(match this.pending.take() {
             Some(pending) => {
                 let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
