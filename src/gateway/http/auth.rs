@@ -276,7 +276,7 @@ impl Steps {
             event = "auth_accepted",
             sub = %session.subject(),
             sid_prefix = sid_prefix(session.session_id()),
-            client = client.0.map(tracing::field::display),
+            client = %client,
             "bearer token accepted"
         );
         let session = Arc::new(session);
@@ -303,12 +303,7 @@ impl Steps {
         }
         result.map_err(|e| {
             let reason = reason(&e);
-            tracing::info!(
-                event = "auth_rejected",
-                reason,
-                client = client.0.map(tracing::field::display),
-                "bearer token rejected"
-            );
+            tracing::info!(event = "auth_rejected", reason, client = %client, "bearer token rejected");
             AuthRejection::InvalidToken
         })
     }
@@ -363,7 +358,7 @@ impl Steps {
                 tracing::info!(
                     event = "replay_rejected",
                     reason = e.code(),
-                    client = client.0.map(tracing::field::display),
+                    client = %client,
                     sid_prefix = sid_prefix(session.session_id()),
                     "replay protection refused a request"
                 );
@@ -380,18 +375,25 @@ fn nonce_owner(session: &Session) -> NonceOwner<'_> {
     }
 }
 
-/// The TCP peer for logs (`None`, and the field left out, when the
-/// request did not come through the gateway's listener, e.g. the layer
-/// used inside another app).
+/// The TCP peer for logs (`-` when the request did not come through the
+/// gateway's listener, e.g. the layer used inside another app).
 fn client_addr(req: &Request) -> ClientAddr {
     ClientAddr(req.extensions().get::<ConnectionInfo>().map(|c| c.peer))
 }
 
-/// The peer address, logged as `client = "ip:port"` like every other
-/// event, and formatted only when a log line is actually written (this
-/// runs on every request; formatting up front would allocate).
+/// The peer address, formatted only when a log line is actually written
+/// (this runs on every request; formatting up front would allocate).
 #[derive(Clone, Copy)]
 struct ClientAddr(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(peer) => peer.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
 
 /// The `Clawgate-Proof` header: `Ok(None)` when absent; several copies
 /// are malformed (which one would count is ambiguous).
