@@ -64,8 +64,11 @@ async fn wait_for_signals(_running: &RunningGateway) {
 }
 
 /// JSON or pretty logs on stderr; `RUST_LOG` overrides `[log] level`
-/// (which `Config::validate` has already checked).
+/// (which `Config::validate` has already checked). `pretty` uses colours
+/// only when stderr is a terminal: escape codes in a journal or a file
+/// are noise.
 fn init_logging(config: &Config) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
@@ -75,7 +78,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     Ok(())
 }

@@ -470,6 +470,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Filter directive (`info`, `clawgate=debug`, …).
     pub level: String,
+    /// One INFO event per request (target `clawgate::access`).
+    pub access_log: bool,
 }
 
 impl Default for LogConfig {
@@ -477,6 +479,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Json,
             level: "info".to_owned(),
+            access_log: true,
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub certs: Arc<CertMetrics>,
     /// HTTP responses and store health.
     pub http: Arc<HttpMetrics>,
+    /// Forwarding to the upstream: latency and failures by kind.
+    pub upstream: Arc<UpstreamMetrics>,
+    /// Refusals: wrong pairing codes, rate limits (429).
+    pub refusals: Arc<RefusalMetrics>,
 }
 
 impl Metrics {
@@ -49,7 +53,13 @@ impl Metrics {
             binding: Arc::new(BindingMetrics::register(&mut registry)),
             certs: Arc::new(CertMetrics::register(&mut registry)),
             http: Arc::new(HttpMetrics::register(&mut registry)),
-            registry,
+            upstream: Arc::new(UpstreamMetrics::register(&mut registry)),
+            refusals: Arc::new(RefusalMetrics::register(&mut registry)),
+            registry: {
+                register_build_info(&mut registry);
+                registry.register_collector(Box::new(process::ProcessCollector));
+                registry
+            },
         }
     }
 
@@ -78,6 +88,18 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+/// `clawgate_build_info{version}`: always 1; the version is in the label.
+fn register_build_info(registry: &mut Registry) {
+    let info = Family::<Label, Gauge>::default();
+    info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+        .set(1);
+    registry.register(
+        "build_info",
+        "Always 1; the label version is the running clawgate version",
+        info,
+    );
 }
 
 /// Latency buckets from 50 µs to ~1.6 s.
@@ -419,6 +441,245 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// Why forwarding to the upstream failed: the `kind` label of
+/// `clawgate_upstream_errors_total`, in the order of [`UpstreamMetrics`]'s
+/// pre-resolved counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Connecting failed (refused, unreachable, or `connect_timeout`).
+    Connect,
+    /// No response head within `response_timeout`.
+    Timeout,
+    /// The upstream closed the connection or answered with something invalid.
+    BadResponse,
+    /// The client's request body failed or was too large while streaming.
+    RequestBody,
+    /// The request could not be forwarded as sent (CONNECT, `*`, identity bytes).
+    InvalidRequest,
+    /// The session ended (revoked, expired) before the upstream answered.
+    SessionEnded,
+}
+
+impl UpstreamErrorKind {
+    /// Every kind, in counter order.
+    pub const ALL: [Self; 6] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::BadResponse,
+        Self::RequestBody,
+        Self::InvalidRequest,
+        Self::SessionEnded,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::BadResponse => "bad_response",
+            Self::RequestBody => "request_body",
+            Self::InvalidRequest => "invalid_request",
+            Self::SessionEnded => "session_ended",
+        }
+    }
+}
+
+/// Forwarding to the upstream.
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    response_seconds: Histogram,
+    /// One counter per [`UpstreamErrorKind::ALL`] entry, resolved at start.
+    errors: [Counter; 6],
+}
+
+impl UpstreamMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let family = Family::<Label, Counter>::default();
+        let errors =
+            UpstreamErrorKind::ALL.map(|k| family.get_or_create(&[("kind", k.label())]).clone());
+        let m = Self {
+            response_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
+            errors,
+        };
+        registry.register(
+            "upstream_response_duration_seconds",
+            "Time from sending a request upstream to its response head (successful forwards only)",
+            m.response_seconds.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Requests that could not be forwarded or got no valid upstream answer, by kind",
+            family,
+        );
+        m
+    }
+
+    /// Records a response head received after `took`.
+    pub fn answered(&self, took: Duration) {
+        self.response_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a failed forward.
+    pub fn failed(&self, kind: UpstreamErrorKind) {
+        if let Some(i) = UpstreamErrorKind::ALL.iter().position(|k| *k == kind) {
+            self.errors[i].inc();
+        }
+    }
+}
+
+/// The `route` label of `clawgate_rate_limited_total`.
+pub const RATE_LIMIT_ROUTES: [&str; 3] = ["auth", "admin", "upstream"];
+/// The `reason` label of `clawgate_rate_limited_total`: the error code of the 429.
+pub const RATE_LIMIT_REASONS: [&str; 4] = [
+    "rate_limited",
+    "pairing_locked",
+    "replay_quota_exhausted",
+    "proof_quota_exhausted",
+];
+/// The `reason` label of `clawgate_pairing_failures_total`.
+pub const PAIRING_FAILURE_REASONS: [&str; 5] =
+    ["invalid_code", "used", "locked", "disabled", "other"];
+
+/// Requests the gateway refused on purpose: pairing failures, rate limits.
+#[derive(Debug)]
+pub struct RefusalMetrics {
+    /// `[route][reason]`, resolved at start.
+    rate_limited: [[Counter; 4]; 3],
+    pairing: [Counter; 5],
+}
+
+impl RefusalMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let limited = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let rate_limited = RATE_LIMIT_ROUTES.map(|route| {
+            RATE_LIMIT_REASONS.map(|reason| {
+                limited
+                    .get_or_create(&[("route", route), ("reason", reason)])
+                    .clone()
+            })
+        });
+        let pairing_family = Family::<Label, Counter>::default();
+        let pairing = PAIRING_FAILURE_REASONS
+            .map(|reason| pairing_family.get_or_create(&[("reason", reason)]).clone());
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by the gateway (not the upstream), by route (auth, admin, upstream) and reason (the error code)",
+            limited,
+        );
+        registry.register(
+            "pairing_failures",
+            "POST /auth/pair requests that did not get a session, by reason",
+            pairing_family,
+        );
+        Self {
+            rate_limited,
+            pairing,
+        }
+    }
+
+    /// Counts a 429 on `route` with error `code`; other codes are not counted.
+    pub fn rate_limited(&self, route: &str, code: &str) {
+        let r = RATE_LIMIT_ROUTES.iter().position(|x| *x == route);
+        let c = RATE_LIMIT_REASONS.iter().position(|x| *x == code);
+        if let (Some(r), Some(c)) = (r, c) {
+            self.rate_limited[r][c].inc();
+        }
+    }
+
+    /// Counts a failed pairing by the error code of its answer.
+    pub fn pairing_failed(&self, code: &str) {
+        let reason = match code {
+            "pairing_invalid" => 0,
+            "pairing_used" => 1,
+            "pairing_locked" => 2,
+            "pairing_disabled" => 3,
+            _ => 4,
+        };
+        self.pairing[reason].inc();
+    }
+}
+
+/// Process metrics read from `/proc/self` at scrape time (Linux; elsewhere
+/// they are absent).
+mod process {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    /// Reads CPU time, resident memory and open descriptors when scraped.
+    #[derive(Debug)]
+    pub(super) struct ProcessCollector;
+
+    impl Collector for ProcessCollector {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let Some(sample) = Sample::read() else {
+                return Ok(());
+            };
+            let cpu = ConstCounter::new(sample.cpu_seconds);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time spent by the process, in seconds",
+                None,
+                MetricType::Counter,
+            )?)?;
+            let rss = ConstGauge::new(sample.resident_bytes);
+            rss.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the process (RSS), in bytes",
+                None,
+                MetricType::Gauge,
+            )?)?;
+            let fds = ConstGauge::new(sample.open_fds);
+            fds.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "File descriptors the process has open (sockets included)",
+                None,
+                MetricType::Gauge,
+            )?)?;
+            Ok(())
+        }
+    }
+
+    struct Sample {
+        cpu_seconds: f64,
+        resident_bytes: i64,
+        open_fds: i64,
+    }
+
+    impl Sample {
+        /// `None` when `/proc/self` cannot be read (not Linux).
+        fn read() -> Option<Self> {
+            let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+            let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+            // Less the descriptor of the listing itself.
+            let open_fds = std::fs::read_dir("/proc/self/fd")
+                .ok()?
+                .count()
+                .saturating_sub(1);
+            // Fields after the parenthesised command name (which may hold
+            // spaces): utime and stime are fields 14 and 15 of the line.
+            let after = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+            Some(Self {
+                cpu_seconds: (utime + stime) / CLOCK_TICKS_PER_SECOND,
+                resident_bytes: pages.saturating_mul(PAGE_SIZE),
+                open_fds: i64::try_from(open_fds).unwrap_or(i64::MAX),
+            })
+        }
+    }
+
+    /// `USER_HZ`: 100 on every Linux architecture the gateway builds for
+    /// (reading `sysconf` would need `unsafe` or another dependency).
+    const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+    /// 4 KiB pages (x86-64, aarch64 with the usual kernels).
+    const PAGE_SIZE: i64 = 4096;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +719,55 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn operator_metrics_are_exposed_with_pre_resolved_labels() {
+        let m = Metrics::new();
+        m.upstream.answered(Duration::from_millis(3));
+        m.upstream.failed(UpstreamErrorKind::Timeout);
+        m.refusals.rate_limited("auth", "rate_limited");
+        // Codes outside the documented set are not counted (bounded labels).
+        m.refusals.rate_limited("auth", "some_other_code");
+        m.refusals.pairing_failed("pairing_invalid");
+        m.refusals.pairing_failed("invalid_body");
+        let text = m.render();
+        for line in [
+            "clawgate_upstream_response_duration_seconds_count 1",
+            "clawgate_upstream_errors_total{kind=\"timeout\"} 1",
+            "clawgate_upstream_errors_total{kind=\"connect\"} 0",
+            "clawgate_rate_limited_total{route=\"auth\",reason=\"rate_limited\"} 1",
+            "clawgate_rate_limited_total{route=\"upstream\",reason=\"rate_limited\"} 0",
+            "clawgate_pairing_failures_total{reason=\"invalid_code\"} 1",
+            "clawgate_pairing_failures_total{reason=\"other\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+        assert!(!text.contains("some_other_code"));
+        let info = format!(
+            "clawgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&info), "{text}");
+        // Every kind has its own counter.
+        for kind in UpstreamErrorKind::ALL {
+            assert!(text.contains(&format!("kind=\"{}\"", kind.label())));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_read_from_proc_at_scrape_time() {
+        let m = Metrics::new();
+        let text = m.render();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        assert!(value("clawgate_process_resident_memory_bytes ") > 0.0);
+        assert!(value("clawgate_process_open_fds ") >= 3.0);
+        assert!(value("clawgate_process_cpu_seconds_total ") >= 0.0);
     }
 
     #[test]

@@ -86,10 +86,10 @@ impl Gateway {
             Arc::clone(&clock),
         )?);
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = config
-            .upstream
-            .upstream_url()?
-            .map(|url| Proxy::new(&url, &config.upstream, &config.server));
+        let proxy = config.upstream.upstream_url()?.map(|url| {
+            Proxy::new(&url, &config.upstream, &config.server)
+                .with_metrics(Arc::clone(&metrics.upstream))
+        });
         Ok(Self {
             config,
             clock,
@@ -234,6 +234,7 @@ impl Gateway {
                 .unwrap_or(usize::MAX),
             body_read_timeout: self.config.server.body_read_timeout,
             auth_body_timeout: self.config.server.auth_body_timeout,
+            access_log: self.config.log.access_log,
         }
     }
 

@@ -85,7 +85,6 @@ mod revoke;
 mod types;
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,7 +100,8 @@ use index::SessionIndex;
 pub use open::OpenError;
 use refresh::{FamilyLocks, SpentCache};
 pub use types::{
-    AdminRevoke, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair, sid_prefix,
+    AdminRevoke, ClientAddr, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair,
+    sid_prefix,
 };
 
 /// Issues, refreshes, authenticates and revokes sessions. `Send + Sync`;
@@ -223,7 +223,7 @@ impl SessionManager {
     pub fn pair(
         &self,
         offered_code: &str,
-        client: IpAddr,
+        client: impl Into<ClientAddr>,
         binding: Option<Confirmation>,
     ) -> Result<TokenPair, SessionError> {
         self.pair_at(offered_code, client, binding, self.clock.now())
@@ -236,7 +236,7 @@ impl SessionManager {
         &self,
         username: &str,
         password: &str,
-        client: IpAddr,
+        client: impl Into<ClientAddr>,
         binding: Option<Confirmation>,
     ) -> Result<TokenPair, SessionError> {
         self.login_at(username, password, client, binding, self.clock.now())

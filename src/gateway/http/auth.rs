@@ -34,6 +34,7 @@ use http::request::Parts;
 use http::{HeaderMap, Uri, header};
 use tower::{Layer, Service};
 
+use super::access_log::AccessSlot;
 use super::error::{AuthRejection, ErrorResponse};
 use crate::clock::Clock;
 use crate::config::ReplayConfig;
@@ -278,7 +279,11 @@ impl Steps {
             client = %client,
             "bearer token accepted"
         );
-        req.extensions_mut().insert(Arc::new(session));
+        let session = Arc::new(session);
+        if let Some(slot) = req.extensions().get::<AccessSlot>() {
+            slot.set_session(&session);
+        }
+        req.extensions_mut().insert(session);
         Ok(())
     }
 

@@ -21,12 +21,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::access_log::ErrorCode;
 use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
 use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::binding::{self, BindingError, Presented};
-use crate::gateway::session_manager::{AdminRevoke, SessionError, TokenPair};
+use crate::gateway::session_manager::{AdminRevoke, ClientAddr, SessionError, TokenPair};
 use crate::gateway::session_token::{Confirmation, VerifiedClaims};
 
 /// Header carrying the one-time pairing code.
@@ -86,6 +87,20 @@ pub(crate) async fn pair(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let refusals = Arc::clone(&state.metrics.refusals);
+    let response = pair_inner(state, conn, headers, body).await;
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        refusals.pairing_failed(code.0);
+    }
+    response
+}
+
+async fn pair_inner(
+    state: AppState,
+    conn: Option<axum::Extension<ConnectionInfo>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(code) = headers.get(PAIRING_HEADER).and_then(|v| v.to_str().ok()) else {
         return error(ApiError::PairingCodeRequired);
     };
@@ -105,7 +120,7 @@ pub(crate) async fn pair(
         Ok(cnf) => cnf,
         Err(e) => return error(&e),
     };
-    let peer = client_ip(conn.as_ref());
+    let peer = client_addr(conn.as_ref());
     blocking(state, "pair", move |s| s.sessions.pair(&code, peer, cnf)).await
 }
 
@@ -125,7 +140,7 @@ pub(crate) async fn login(
         Ok(cnf) => cnf,
         Err(e) => return error(&e),
     };
-    let peer = client_ip(conn.as_ref());
+    let peer = client_addr(conn.as_ref());
     // argon2 is deliberately slow: keep it off the async workers.
     blocking(state, "login", move |s| {
         s.sessions.login(&body.username, &body.password, peer, cnf)
@@ -400,6 +415,14 @@ fn requested_binding(
     let certificate = bind == Some(BindTarget::Certificate);
     let cert = conn.and_then(|c| c.client_cert_sha256.as_deref());
     binding::requested_confirmation(client_key, certificate, cert)
+}
+
+/// The peer as logs show it (`ip:port`); `0.0.0.0` outside the listener.
+fn client_addr(conn: Option<&ConnectionInfo>) -> ClientAddr {
+    conn.map_or(
+        ClientAddr::from(std::net::IpAddr::from([0, 0, 0, 0])),
+        |c| ClientAddr::from(c.peer),
+    )
 }
 
 fn client_ip(conn: Option<&ConnectionInfo>) -> std::net::IpAddr {

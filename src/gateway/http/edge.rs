@@ -6,9 +6,12 @@
 //! 1. a bare framework error (405, 413, 408 from axum and tower-http) becomes
 //!    the JSON error of the table in `http::error`; upstream answers are
 //!    left as they are;
-//! 2. the final status is counted;
+//! 2. the final status is counted, and a gateway-made 429 counted by route
+//!    and reason;
 //! 3. the security headers are set, so every response, errors included,
-//!    carries HSTS (PITFALLS H1).
+//!    carries HSTS (PITFALLS H1);
+//! 4. with the access log on, the body is wrapped so the request's access
+//!    event is written when the response ends (`access_log`).
 //!
 //! On the way in, [`TargetCheckLayer`] refuses an ambiguous request target
 //! or `Host` before routing, so the auth layer's public-path rule and the
@@ -29,10 +32,11 @@ use http::header;
 use http_body::Body as HttpBody;
 use tower::{Layer, Service};
 
+use super::access_log::{self, ErrorCode, Pending};
 use super::error::{ApiError, ErrorResponse};
 use super::request_target;
 use super::security_headers::{FromUpstream, SecurityHeaders};
-use crate::gateway::metrics::HttpMetrics;
+use crate::gateway::metrics::{HttpMetrics, RefusalMetrics};
 
 /// Applies the response steps of this module to everything below it.
 #[derive(Clone)]
@@ -43,12 +47,24 @@ pub(crate) struct EdgeLayer {
 struct EdgeShared {
     headers: SecurityHeaders,
     metrics: Arc<HttpMetrics>,
+    refusals: Arc<RefusalMetrics>,
+    access_log: bool,
 }
 
 impl EdgeLayer {
-    pub(crate) fn new(headers: SecurityHeaders, metrics: Arc<HttpMetrics>) -> Self {
+    pub(crate) fn new(
+        headers: SecurityHeaders,
+        metrics: Arc<HttpMetrics>,
+        refusals: Arc<RefusalMetrics>,
+        access_log: bool,
+    ) -> Self {
         Self {
-            shared: Arc::new(EdgeShared { headers, metrics }),
+            shared: Arc::new(EdgeShared {
+                headers,
+                metrics,
+                refusals,
+                access_log,
+            }),
         }
     }
 }
@@ -85,10 +101,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let pending = access_log::enabled(self.shared.access_log).then(|| Pending::start(&mut req));
+        let route = route_class(req.uri().path());
         EdgeFuture {
             inner: self.inner.call(req),
             shared: Arc::clone(&self.shared),
+            pending,
+            route,
         }
     }
 }
@@ -99,6 +119,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         shared: Arc<EdgeShared>,
+        pending: Option<Pending>,
+        route: &'static str,
     }
 }
 
@@ -113,16 +135,42 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(response) = ready!(this.inner.poll(cx));
-        Poll::Ready(Ok(this.shared.finish(response.map(Body::new))))
+        let response = this.shared.finish(response.map(Body::new), this.route);
+        Poll::Ready(Ok(match this.pending.take() {
+            Some(pending) => {
+                let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
+                let status = response.status();
+                response.map(|body| pending.finish(status, error, body))
+            }
+            None => response,
+        }))
     }
 }
 
 impl EdgeShared {
-    fn finish(&self, response: Response) -> Response {
+    fn finish(&self, response: Response, route: &'static str) -> Response {
         let mut response = json_errors(response);
-        self.metrics.response(response.status().as_u16());
+        let status = response.status();
+        self.metrics.response(status.as_u16());
+        if status == http::StatusCode::TOO_MANY_REQUESTS
+            && response.extensions().get::<FromUpstream>().is_none()
+            && let Some(code) = response.extensions().get::<ErrorCode>()
+        {
+            self.refusals.rate_limited(route, code.0);
+        }
         self.headers.apply(&mut response);
         response
+    }
+}
+
+/// The `route` label of a rate-limit refusal: a byte comparison, no allocation.
+fn route_class(path: &str) -> &'static str {
+    if path.starts_with("/auth/") {
+        "auth"
+    } else if path.starts_with("/admin/") {
+        "admin"
+    } else {
+        "upstream"
     }
 }
 

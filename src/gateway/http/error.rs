@@ -73,6 +73,10 @@ impl IntoResponse for ErrorResponse {
             message: self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
+        // For the edge (rate-limit counts) and the access log's `error`.
+        response
+            .extensions_mut()
+            .insert(super::access_log::ErrorCode(self.code));
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge {

@@ -1,6 +1,7 @@
 //! HTTP composition: the router and its middleware, written once, outermost
 //! first, with the reason each layer sits where it does.
 
+pub(crate) mod access_log;
 pub mod auth;
 pub(crate) mod auth_routes;
 pub(crate) mod edge;
@@ -109,12 +110,15 @@ pub struct HttpLimits {
     /// Total time to receive a whole `/auth/*` or `/admin/revoke` body
     /// (408 beyond), however slowly it trickles.
     pub auth_body_timeout: Duration,
+    /// `[log] access_log`: one event per request (see `access_log`).
+    pub access_log: bool,
 }
 
 /// Builds the router with every layer in place.
 pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) -> Router {
     let bearer = bearer_auth(&state);
     let http_metrics = Arc::clone(&state.metrics.http);
+    let refusals = Arc::clone(&state.metrics.refusals);
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
@@ -129,8 +133,14 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
         ServiceBuilder::new()
             // 1. Outermost, so every response below (errors, panics,
             //    timeouts) is finished: bare framework errors become JSON,
-            //    the status is counted, and the security headers (HSTS) set.
-            .layer(EdgeLayer::new(headers, http_metrics))
+            //    the status is counted, the security headers (HSTS) set, and
+            //    the access event written when the response ends.
+            .layer(EdgeLayer::new(
+                headers,
+                http_metrics,
+                refusals,
+                limits.access_log,
+            ))
             // 2. A panic in anything below is a 500 JSON, never a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 ErrorResponse::from(ApiError::Internal).into_response()

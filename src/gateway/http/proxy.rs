@@ -61,7 +61,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 
 use self::headers::RequestRewrite;
+use super::access_log::AccessSlot;
 use crate::config::{ServerConfig, UpstreamConfig, UpstreamUrl};
+use crate::gateway::metrics::{UpstreamErrorKind, UpstreamMetrics};
 
 /// A future that resolves when the session behind a request ends.
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -133,6 +135,19 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The `kind` label of `clawgate_upstream_errors_total`.
+    pub fn kind(&self) -> UpstreamErrorKind {
+        use UpstreamErrorKind as K;
+        match self {
+            Self::UpstreamUnavailable(_) => K::Connect,
+            Self::UpstreamTimeout => K::Timeout,
+            Self::BadUpstreamResponse(_) => K::BadResponse,
+            Self::PayloadTooLarge(_) | Self::RequestBody(_) => K::RequestBody,
+            Self::InvalidRequest | Self::IdentityNotRepresentable => K::InvalidRequest,
+            Self::SessionEnded => K::SessionEnded,
+        }
+    }
+
     /// The stable code for logs and the JSON body's `error`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -151,6 +166,7 @@ impl ProxyError {
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
+    metrics: Option<Arc<UpstreamMetrics>>,
 }
 
 struct Inner {
@@ -199,7 +215,15 @@ impl Proxy {
         };
         Self {
             inner: Arc::new(inner),
+            metrics: None,
         }
+    }
+
+    /// The same proxy, recording latency and failures in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<UpstreamMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Closes every open WebSocket tunnel, and any opened later: for
@@ -219,9 +243,22 @@ impl Proxy {
     /// read as a gateway field with `_` as `-` in any case. Failures are logged (`tracing::warn!`,
     /// fields `error.code`, `upstream`, `error.detail`; never headers or bodies).
     pub async fn forward(&self, req: Request, ctx: ProxyContext) -> Result<Response, ProxyError> {
+        let slot = req.extensions().get::<AccessSlot>().cloned();
+        let started = std::time::Instant::now();
         let result = self.forward_inner(req, ctx).await;
+        let took = started.elapsed();
+        if let Some(slot) = slot {
+            slot.set_upstream(took);
+        }
+        if let Some(metrics) = &self.metrics {
+            match &result {
+                Ok(_) => metrics.answered(took),
+                Err(err) => metrics.failed(err.kind()),
+            }
+        }
         if let Err(err) = &result {
             tracing::warn!(
+                event = "upstream_failed",
                 error.code = err.code(),
                 upstream = %self.inner.authority,
                 error.detail = %ErrorChain(err),

@@ -1,11 +1,10 @@
 //! Starting sessions (pairing, login, CLI issue) and minting token pairs.
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use super::error::mint_error;
 use super::index::LiveSession;
-use super::types::sid_prefix;
+use super::types::{ClientAddr, sid_prefix};
 use super::{
     ADMIN_SCOPE, IssueMethod, PAIRED_SUBJECT, SessionError, SessionManager, TokenPair, floor_secs,
     unix,
@@ -19,10 +18,11 @@ impl SessionManager {
     pub fn pair_at(
         &self,
         offered_code: &str,
-        client: IpAddr,
+        client: impl Into<ClientAddr>,
         binding: Option<Confirmation>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
+        let client = client.into();
         let now = floor_secs(now);
         let code = self.pairing.as_ref().ok_or(SessionError::PairingDisabled)?;
         // What could still fail after redemption is checked first: a
@@ -33,7 +33,7 @@ impl SessionManager {
             .map_err(|_| SessionError::Mint(TokenError::NoSigningKey))?;
         // PairingCode compares in constant time, counts wrong offers under
         // its lock and enforces one-time use and the lockout.
-        code.redeem_at(offered_code, client, unix(now))
+        code.redeem_at(offered_code, client.ip(), unix(now))
             .map_err(pairing_error)
             .inspect_err(|e| {
                 tracing::warn!(event = "pairing_failed", code = e.code(), %client, "pairing refused");
@@ -52,10 +52,11 @@ impl SessionManager {
         &self,
         username: &str,
         password: &str,
-        client: IpAddr,
+        client: impl Into<ClientAddr>,
         binding: Option<Confirmation>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
+        let client = client.into();
         let now = floor_secs(now);
         let cnf = self.resolve_binding(binding)?;
         // No configured user has a longer name (checked at start-up), so
@@ -66,7 +67,7 @@ impl SessionManager {
         // The per-user limits run before argon2: past them, guessing at
         // one account costs the gateway no hashing.
         self.login_limiter
-            .check_at(username, client, unix(now))
+            .check_at(username, client.ip(), unix(now))
             .map_err(|RetryAfter(retry_after)| SessionError::RateLimited { retry_after })?;
         // One argon2id run and one error for unknown users and wrong
         // passwords alike. The name is not logged on failure: users type
@@ -136,7 +137,7 @@ impl SessionManager {
         &self,
         grant: Grant,
         method: IssueMethod,
-        client: Option<IpAddr>,
+        client: Option<ClientAddr>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
         let seed = Seed {

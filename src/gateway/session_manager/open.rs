@@ -59,13 +59,26 @@ impl SessionManager {
 }
 
 /// Logs what opening the revocation store found.
+/// One event for the whole report; WARN when lines were skipped (a torn
+/// last line from an interrupted write, or damage).
 fn log_store_report(report: &OpenReport) {
-    tracing::info!(
-        event = "revocation_store_loaded",
-        loaded = report.loaded,
-        expired_dropped = report.expired_dropped,
-        corrupt_lines = report.corrupt_lines,
-        torn_tail = report.torn_tail,
-        "revocations loaded before accepting connections"
-    );
+    if report.torn_tail || report.corrupt_lines > 0 {
+        tracing::warn!(
+            event = "revocation_store_loaded",
+            loaded = report.loaded,
+            expired_dropped = report.expired_dropped,
+            corrupt_lines = report.corrupt_lines,
+            torn_tail = report.torn_tail,
+            "revocations loaded; unreadable journal lines skipped (interrupted write or damage)"
+        );
+    } else {
+        tracing::info!(
+            event = "revocation_store_loaded",
+            loaded = report.loaded,
+            expired_dropped = report.expired_dropped,
+            corrupt_lines = report.corrupt_lines,
+            torn_tail = report.torn_tail,
+            "revocations loaded before accepting connections"
+        );
+    }
 }

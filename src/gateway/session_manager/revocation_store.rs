@@ -339,17 +339,12 @@ impl RevocationStore {
         }
     }
 
+    /// Only the degraded case: the counts (torn tail included) are logged
+    /// once, by whoever opened the store (`session_manager::open`), so a
+    /// start-up logs each fact once.
     fn log_open(&self, report: &OpenReport) {
-        if report.torn_tail {
-            tracing::warn!("revocation journal: discarded a torn last line (interrupted write)");
-        }
-        match &report.health {
-            StoreHealth::Healthy => tracing::info!(
-                loaded = report.loaded,
-                expired_dropped = report.expired_dropped,
-                "revocation store loaded"
-            ),
-            StoreHealth::Degraded { reason, .. } => alert_degraded(reason),
+        if let StoreHealth::Degraded { reason, .. } = &report.health {
+            alert_degraded(reason);
         }
     }
 }

@@ -277,3 +277,45 @@ fn rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::
 /// Characters of a session id shown in logs: enough to correlate events,
 /// far too few (48 of 256 bits) to matter if the id were guessable.
 const SID_PREFIX_LEN: usize = 8;
+
+/// A client's address as every log event shows it (field `client`):
+/// `ip:port` for a connection (the gateway always knows the port), the
+/// bare IP only when a library caller gave no port. Limits key on
+/// [`ip`](Self::ip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    ip: std::net::IpAddr,
+    port: Option<u16>,
+}
+
+impl ClientAddr {
+    /// The IP address (what rate limits and lockouts count by).
+    pub fn ip(self) -> std::net::IpAddr {
+        self.ip
+    }
+}
+
+impl From<std::net::IpAddr> for ClientAddr {
+    fn from(ip: std::net::IpAddr) -> Self {
+        Self { ip, port: None }
+    }
+}
+
+impl From<std::net::SocketAddr> for ClientAddr {
+    fn from(peer: std::net::SocketAddr) -> Self {
+        Self {
+            ip: peer.ip(),
+            port: Some(peer.port()),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            // The same form as `SocketAddr`'s: `[v6]:port`.
+            Some(port) => std::net::SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
+        }
+    }
+}

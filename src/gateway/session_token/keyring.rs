@@ -383,13 +383,19 @@ impl ReloadReport {
             tracing::warn!(%warning, "key file warning");
         }
         for kid in &self.added {
-            tracing::info!(%kid, "verification key added");
+            tracing::info!(event = "verification_key_added", %kid, "verification key added");
         }
         for kid in &self.removed {
-            tracing::info!(%kid, "verification key removed");
+            tracing::info!(event = "verification_key_removed", %kid, "verification key removed");
         }
         if self.signer != self.previous_signer {
-            tracing::info!(previous = ?self.previous_signer, signer = ?self.signer, "signing key changed");
+            // Plain kids, a field left out when there is none (never `Some("k4…")`).
+            tracing::info!(
+                event = "signing_key_changed",
+                previous = self.previous_signer.as_deref(),
+                signer = self.signer.as_deref(),
+                "signing key changed"
+            );
         }
         if self.signer.is_none() && self.dir_error.is_none() {
             tracing::warn!("no signing key: tokens cannot be issued until one is activated");
