@@ -16,6 +16,7 @@ mod gateway {
     mod header_hygiene;
     mod log_redaction;
     mod mtls_gateway;
+    mod observability;
     mod proxy;
     mod replay_quota;
 }

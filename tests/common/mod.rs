@@ -355,3 +355,32 @@ pub fn post_json(path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap()
 }
+
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<logs::Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `test` on a runtime of its own whose every thread (the test thread,
+/// the blocking pool where login and refresh run) logs into a capture of
+/// this test alone: a test binary holds many tests, so no global subscriber.
+pub fn with_captured_logs<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
+    let logs = logs::Logs::default();
+    let dispatch = tracing::Dispatch::new(logs.subscriber());
+    let for_threads = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            // These threads live and die with this runtime: leaving the
+            // default set for their lifetime is the scope wanted.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .unwrap();
+    CAPTURED.with(|c| *c.borrow_mut() = Some(logs));
+    tracing::dispatcher::with_default(&dispatch, || runtime.block_on(test()));
+}
+
+/// The capture of the test running on this thread (inside `with_captured_logs`).
+pub fn captured_logs() -> logs::Logs {
+    CAPTURED.with(|c| c.borrow().clone().expect("inside with_captured_logs"))
+}

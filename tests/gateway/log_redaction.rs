@@ -14,24 +14,11 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::json;
 
-/// The subscriber is this test's alone (the binary holds many tests): the
-/// default of the test thread and of every thread of its own runtime,
+/// The capture is this test's alone, on every thread of its runtime,
 /// including the blocking pool where login and refresh run.
 #[test]
 fn a_whole_session_life_cycle_logs_no_secret() {
-    let captured = Logs::default();
-    let dispatch = tracing::Dispatch::new(captured.subscriber());
-    let for_threads = dispatch.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .on_thread_start(move || {
-            // These threads live and die with this runtime: leaving the
-            // default set for their lifetime is the scope wanted.
-            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
-        })
-        .build()
-        .unwrap();
-    tracing::dispatcher::with_default(&dispatch, || runtime.block_on(life_cycle(&captured)));
+    common::with_captured_logs(|| async { life_cycle(&common::captured_logs()).await });
 }
 
 async fn life_cycle(captured: &Logs) {
