@@ -2,25 +2,69 @@
 
 use anyhow::Context as _;
 use clawgate::Config;
-use clawgate::config::LogFormat;
+use std::path::Path;
+
+use clawgate::config::{ConfigError, LogFormat, parse_socket_addr};
 use clawgate::gateway::{Gateway, RunningGateway};
 
+/// `serve`'s flags that override the file (`--upstream`, `--listen`).
+#[derive(Default)]
+pub(crate) struct Overrides {
+    pub(crate) upstream: Option<String>,
+    pub(crate) listen: Option<String>,
+}
+
+impl Overrides {
+    /// Writes the flags over the loaded values; `preflight` then checks
+    /// them with the file's rules ([upstream] url is validated there).
+    pub(crate) fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(url) = &self.upstream {
+            config.upstream.url = Some(url.clone());
+        }
+        if let Some(listen) = &self.listen {
+            config.server.listen = parse_socket_addr(listen)
+                .map_err(|why| ConfigError::Invalid(vec![format!("--listen: {why}")]))?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the gateway until SIGTERM or Ctrl-C; SIGHUP reloads certificates.
-pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config, file: Option<&Path>) -> anyhow::Result<()> {
     init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let facts = Facts {
+        file: file.map_or_else(|| "defaults".to_owned(), |f| f.display().to_string()),
+        upstream: config
+            .upstream
+            .url
+            .clone()
+            .unwrap_or_else(|| "none (set [upstream] url or --upstream)".to_owned()),
+        keys: config.tokens.keys_dir.display().to_string(),
+    };
     runtime.block_on(async {
         let gateway = Gateway::build(config).context(crate::TLS_UNAVAILABLE)?;
         let running = gateway.start().await?;
-        print_banner(&running);
+        print_banner(&running, &facts);
         wait_for_signals(&running).await;
         running.shutdown().await;
         Ok(())
     })
 }
 
-fn print_banner(running: &RunningGateway) {
+/// What the banner says about the configuration in use.
+struct Facts {
+    file: String,
+    upstream: String,
+    keys: String,
+}
+
+fn print_banner(running: &RunningGateway, facts: &Facts) {
     let served = running.certificates().current();
+    println!("clawgate {}", env!("CARGO_PKG_VERSION"));
+    println!("config: {}", facts.file);
+    println!("upstream: {}", facts.upstream);
+    println!("keys: {}", facts.keys);
     println!("clawgate listening on https://{}", running.addr());
     println!(
         "certificate sha256 fingerprint: {}",

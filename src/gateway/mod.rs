@@ -111,6 +111,37 @@ impl Gateway {
     /// [`build`](Self::build), not here).
     pub fn preflight(config: &Config, clock: &dyn Clock) -> Result<(), Error> {
         config.validate()?;
+        // A named file that is not there is a configuration error (exit 64)
+        // naming the key and the path, not a TLS failure.
+        let t = &config.tls;
+        let mut missing = Vec::new();
+        for (key, path, fix) in [
+            (
+                "cert_path",
+                &t.cert_path,
+                "point it at your certificate chain (PEM), or remove cert_path and key_path to use a generated certificate",
+            ),
+            (
+                "key_path",
+                &t.key_path,
+                "point it at the certificate's private key (PEM), or remove cert_path and key_path to use a generated certificate",
+            ),
+            (
+                "client_ca_path",
+                &t.client_ca_path,
+                "point it at the PEM bundle of the CAs that sign client certificates",
+            ),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !p.exists()) {
+                missing.push(format!(
+                    "[tls] {key}: {} does not exist; {fix}",
+                    path.display()
+                ));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(crate::config::ConfigError::Invalid(missing).into());
+        }
         if let (Some(cert), Some(key)) = (&config.tls.cert_path, &config.tls.key_path) {
             certificate_manager::load_files(cert, key, clock.now())?;
         }
@@ -310,7 +341,25 @@ impl RunningGateway {
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| io(&format!("cannot listen on {addr}"), source))
+        .map_err(|source| io(&listen_failure("server", addr, &source), source))
+}
+
+/// `[section] listen: cannot listen on ADDR (why): fix`. The OS error is
+/// kept as the error's source, so it is not repeated here.
+pub(crate) fn listen_failure(section: &str, addr: SocketAddr, error: &std::io::Error) -> String {
+    let fix = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process (another clawgate?) holds that port: stop it, or set another address"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that address: use one it has, or 0.0.0.0"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: use a port from 1024 up, or grant CAP_NET_BIND_SERVICE"
+        }
+        _ => "set another address",
+    };
+    format!("[{section}] listen: cannot listen on {addr} ({fix})")
 }
 
 fn io(context: &str, source: std::io::Error) -> Error {
