@@ -62,6 +62,13 @@ enum Command {
     /// Make a signed request with a bound session, like curl
     /// (`request login|pair|refresh|logout`, then `request GET URL`).
     Request(cli::request::RequestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `clawgate man > clawgate.1`.
+    Man,
     /// Manage the gateway's TLS certificate.
     Cert {
         #[command(subcommand)]
@@ -270,6 +277,18 @@ fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::HashPassword => Ok(cli::hash_password_from_stdin()?),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "clawgate", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            Ok(())
+        }
         Command::Request(args) => Ok(cli::request::run(&args)?),
         Command::Cert { action, config } => {
             let config = load(config.as_deref())?;
