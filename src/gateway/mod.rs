@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use self::certificate_manager::CertificateManager;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
+use self::http::ready::UpstreamProbe;
 use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits, SharedState};
 use self::metrics::Metrics;
@@ -44,7 +45,7 @@ use self::session_manager::binding::ProofChecker;
 use self::session_manager::credentials::RateLimiter;
 use self::session_manager::revocation_store::StoreHealth;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, UpstreamUrl};
 use crate::error::Error;
 
 /// A configured gateway, ready to bind. Building it loads (or generates)
@@ -59,6 +60,8 @@ pub struct Gateway {
     sessions: Arc<SessionManager>,
     replay: Arc<ReplayGuard>,
     proxy: Option<Proxy>,
+    /// Probes the upstream for `/ready` (present with `proxy`).
+    upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
 
 impl Gateway {
@@ -86,10 +89,11 @@ impl Gateway {
             Arc::clone(&clock),
         )?);
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = config
-            .upstream
-            .upstream_url()?
-            .map(|url| Proxy::new(&url, &config.upstream, &config.server));
+        let upstream_url = config.upstream.upstream_url()?;
+        let proxy = upstream_url
+            .as_ref()
+            .map(|url| Proxy::new(url, &config.upstream, &config.server));
+        let upstream_probe = upstream_url.map(|url| (Arc::new(UpstreamProbe::default()), url));
         Ok(Self {
             config,
             clock,
@@ -99,6 +103,7 @@ impl Gateway {
             sessions,
             replay,
             proxy,
+            upstream_probe,
         })
     }
 
@@ -191,6 +196,10 @@ impl Gateway {
             SecurityHeaders::new(&self.config.hsts),
             &self.limits(),
         );
+        let probe_task = self
+            .upstream_probe
+            .as_ref()
+            .map(|(probe, url)| Arc::clone(probe).spawn(url, self.config.upstream.connect_timeout));
         let background = [
             Arc::clone(&self.certs).spawn_upkeep(Arc::clone(&self.metrics.certs)),
             Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
@@ -216,7 +225,7 @@ impl Gateway {
             if let Some(proxy) = proxy {
                 proxy.close_tunnels();
             }
-            for task in background.into_iter().chain(metrics_task) {
+            for task in background.into_iter().chain(metrics_task).chain(probe_task) {
                 task.abort();
             }
         });
@@ -254,6 +263,7 @@ impl Gateway {
             proofs: Arc::new(ProofChecker::new(Arc::clone(&self.replay))),
             public_paths: PublicPaths::new(&self.config.upstream.public_paths),
             proxy: self.proxy.clone(),
+            upstream_probe: self.upstream_probe.as_ref().map(|(p, _)| Arc::clone(p)),
             auth_limiter: Arc::new(RateLimiter::new(self.config.auth.rate_limit_per_minute)),
             clock: Arc::clone(&self.clock),
         })
