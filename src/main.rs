@@ -37,6 +37,18 @@ enum Command {
         /// (overrides [server] listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Start-up banner: `text` (for a person, pairing code included),
+        /// `log` (one JSON `ready` line on stdout, no code; the code is in
+        /// `[state] dir`/pairing-code), or `auto` (text on a terminal).
+        #[arg(long, value_enum, default_value_t = cli::serve::Banner::Auto)]
+        banner: cli::serve::Banner,
+    },
+    /// Make a fresh one-time pairing code that the running gateway accepts
+    /// within 2 s (the previous code stops working).
+    Pairing {
+        /// Config file (default lookup when omitted).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print a commented default config, or validate one.
     Config {
@@ -225,11 +237,13 @@ fn run(command: Command) -> Result<(), Failure> {
             config,
             upstream,
             listen,
+            banner,
         } => {
             let overrides = cli::serve::Overrides { upstream, listen };
             let (config, file) = preflight_with(config.as_deref(), &overrides)?;
-            Ok(cli::serve::run(config, file.as_deref())?)
+            Ok(cli::serve::run(config, file.as_deref(), banner)?)
         }
+        Command::Pairing { config } => Ok(cli::serve::new_pairing_code(&load(config.as_deref())?)?),
         Command::Config {
             action: ConfigAction::Init,
         } => {

@@ -401,7 +401,15 @@ async fn serve_prints_banner_reloads_on_sighup_and_stops_on_sigterm() {
     std::fs::write(&cfg, text).unwrap();
     let mut serving = Serving(Some(
         Command::new(env!("CARGO_BIN_EXE_clawgate"))
-            .args(["serve", "--config", cfg.to_str().unwrap()])
+            // stdout is a pipe here: ask for the banner for a person
+            // (tests/first_run_tests.rs covers the JSON `ready` line).
+            .args([
+                "serve",
+                "--banner",
+                "text",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
             .env("HOME", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

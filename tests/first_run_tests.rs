@@ -46,7 +46,7 @@ impl Drop for Serving {
 /// line (or the listening line when metrics are off).
 fn serve(args: &[&str], home: &Path, cwd: &Path) -> (Serving, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .arg("serve")
+        .args(["serve", "--banner", "text"])
         .args(args)
         .env("HOME", home)
         .env_remove("RUST_LOG")
@@ -326,4 +326,105 @@ fn serve_with_upstream_and_listen_flags_needs_no_config_file() {
     assert!(created.contains("\"WARN\""), "{created}");
     assert!(created.contains(&keys.display().to_string()), "{created}");
     assert!(!cwd.path().join("keys").exists());
+}
+
+/// Offers `code` at `/auth/pair`; the status.
+async fn pair(client: &common::TestClient, addr: SocketAddr, code: &str) -> u16 {
+    let req = http::Request::post("/auth/pair")
+        .header("x-pairing-code", code)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    client.send(addr, req).await.status
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn off_a_terminal_stdout_is_json_without_the_code_and_clawgate_pairing_makes_a_new_one() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join(".zeroclaw").join("gateway-state");
+    // The default config file, found without --config; metrics off, as the
+    // default metrics port belongs to the no-config test.
+    let cfg = home.path().join(".zeroclaw").join("gateway.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "[metrics]\nenabled = false\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HOME", home.path())
+        .env_remove("RUST_LOG")
+        .current_dir(home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let serving = Serving(child);
+    // stdout is a pipe, so `auto` means JSON lines only: the first is `ready`.
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(ready["event"], "ready", "{first}");
+    assert_eq!(ready["config"], cfg.display().to_string());
+    let file = PathBuf::from(ready["pairing_code_file"].as_str().unwrap());
+    assert_eq!(file, state.join("pairing-code"));
+    assert_eq!(mode(&file), 0o600);
+    let code = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(!first.contains(&code), "no line carries the code");
+    let addr: SocketAddr = ready["listen"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = common::TestClient::trusting(Path::new(ready["root"].as_str().unwrap()));
+    assert_eq!(
+        pair(&client, addr, &code).await,
+        200,
+        "the file's code pairs"
+    );
+    assert_ne!(pair(&client, addr, &code).await, 200, "once");
+
+    // A fresh code without a restart.
+    let fresh = clawgate(&["pairing"], home.path());
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let printed = stdout(&fresh);
+    let new_code = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("pairing code: "))
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_code, code);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut status = 0;
+    while tokio::time::Instant::now() < deadline {
+        // A wrong code costs one attempt of five: wait for the file to be
+        // read rather than guessing early.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        status = pair(&client, addr, &new_code).await;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "the running gateway took the new code");
+
+    let logs = stop(serving);
+    let rest = {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        rest
+    };
+    for line in first.lines().chain(rest.lines()) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert!(
+        logs.contains(&file.display().to_string()),
+        "the log names the file: {logs}"
+    );
+    for secret in [&code, &new_code] {
+        assert!(!logs.contains(secret.as_str()), "a code in the log");
+        assert!(!rest.contains(secret.as_str()), "a code on stdout");
+    }
 }

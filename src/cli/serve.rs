@@ -2,7 +2,13 @@
 
 use anyhow::Context as _;
 use clawgate::Config;
+use std::io::IsTerminal as _;
 use std::path::Path;
+
+use anyhow::bail;
+use clawgate::gateway::PAIRING_CODE_FILE;
+use clawgate::gateway::session_manager::credentials::PairingCode;
+use clawgate::secret_file::write_secret;
 
 use clawgate::config::{ConfigError, LogFormat, parse_socket_addr};
 use clawgate::gateway::{Gateway, RunningGateway};
@@ -29,8 +35,53 @@ impl Overrides {
     }
 }
 
+/// How `serve` announces itself on stdout.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Banner {
+    /// `text` when stdout is a terminal, else `log`.
+    Auto,
+    /// Lines for a person, the pairing code included.
+    Text,
+    /// One JSON `ready` line (no code): stdout stays JSON for a journal.
+    Log,
+}
+
+/// `clawgate pairing`: a fresh code written where the running gateway
+/// looks for it every second (`[state] dir`/pairing-code, 0600).
+pub(crate) fn new_pairing_code(config: &Config) -> anyhow::Result<()> {
+    if !config.auth.pairing {
+        return Err(ConfigError::Invalid(vec![
+            "[auth] pairing: is false: set it to true to pair with a code".to_owned(),
+        ])
+        .into());
+    }
+    let dir = &config.state.dir;
+    if !dir.is_dir() {
+        bail!(
+            "[state] dir: {} does not exist: start `clawgate serve` with this config first",
+            dir.display()
+        );
+    }
+    let code = PairingCode::generate(&config.auth).context("generating a pairing code")?;
+    let file = dir.join(PAIRING_CODE_FILE);
+    write_secret(&file, code.reveal().as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    // The user asked for this code: stdout is its only destination.
+    println!("pairing code: {}", code.reveal());
+    println!(
+        "a running gateway with [state] dir = {} accepts it within 2 s; the previous code no longer works",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Runs the gateway until SIGTERM or Ctrl-C; SIGHUP reloads certificates.
-pub(crate) fn run(config: Config, file: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config, file: Option<&Path>, banner: Banner) -> anyhow::Result<()> {
+    let banner = match banner {
+        Banner::Auto if std::io::stdout().is_terminal() => Banner::Text,
+        Banner::Auto => Banner::Log,
+        other => other,
+    };
     init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let facts = Facts {
@@ -45,7 +96,11 @@ pub(crate) fn run(config: Config, file: Option<&Path>) -> anyhow::Result<()> {
     runtime.block_on(async {
         let gateway = Gateway::build(config).context(crate::TLS_UNAVAILABLE)?;
         let running = gateway.start().await?;
-        print_banner(&running, &facts);
+        if banner == Banner::Text {
+            print_banner(&running, &facts);
+        } else {
+            print_ready_line(&running, &facts);
+        }
         wait_for_signals(&running).await;
         running.shutdown().await;
         Ok(())
@@ -80,6 +135,33 @@ fn print_banner(running: &RunningGateway, facts: &Facts) {
     }
     if let Some(metrics) = running.metrics_addr() {
         println!("metrics: http://{metrics}/metrics");
+    }
+}
+
+/// The `ready` event as one JSON line on stdout, like the log lines: the
+/// banner's facts and the pairing code's file, never the code.
+fn print_ready_line(running: &RunningGateway, facts: &Facts) {
+    let served = running.certificates().current();
+    let line = serde_json::json!({
+        "timestamp": clawgate::clock::rfc3339(std::time::SystemTime::now()),
+        "level": "INFO",
+        "event": "ready",
+        "message": "clawgate ready",
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": facts.file,
+        "upstream": facts.upstream,
+        "keys_dir": facts.keys,
+        "listen": format!("https://{}", running.addr()),
+        "certificate_sha256": served.fingerprint_sha256,
+        "spki_pin": served.spki_pin,
+        "root": running.certificates().root_path().map(|p| p.display().to_string()),
+        "pairing_code_file": running.pairing_code_file().map(|p| p.display().to_string()),
+        "metrics": running.metrics_addr().map(|a| format!("http://{a}/metrics")),
+    });
+    println!("{line}");
+    if let Some(file) = running.pairing_code_file() {
+        tracing::info!(event = "pairing_code_file", file = %file.display(),
+            "the one-time pairing code is in this file (0600); `clawgate pairing` makes a new one");
     }
 }
 

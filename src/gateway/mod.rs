@@ -196,6 +196,12 @@ impl Gateway {
             SecurityHeaders::new(&self.config.hsts),
             &self.limits(),
         );
+        // The current code is always in this file (0600, in the 0700
+        // state directory): written now, so a code left by an earlier run
+        // never becomes valid again, and re-read every second.
+        let pairing_file = self.config.state.dir.join(PAIRING_CODE_FILE);
+        let pairing_task = Arc::clone(&self.sessions).spawn_pairing_file(pairing_file.clone());
+        let pairing_file = pairing_task.as_ref().map(|_| pairing_file);
         let probe_task = self
             .upstream_probe
             .as_ref()
@@ -225,7 +231,12 @@ impl Gateway {
             if let Some(proxy) = proxy {
                 proxy.close_tunnels();
             }
-            for task in background.into_iter().chain(metrics_task).chain(probe_task) {
+            for task in background
+                .into_iter()
+                .chain(metrics_task)
+                .chain(probe_task)
+                .chain(pairing_task)
+            {
                 task.abort();
             }
         });
@@ -233,6 +244,7 @@ impl Gateway {
         Ok(RunningGateway {
             addr,
             metrics_addr,
+            pairing_file,
             stop: Some(stop_tx),
             task,
             certs: self.certs,
@@ -296,6 +308,7 @@ impl Gateway {
 pub struct RunningGateway {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    pairing_file: Option<std::path::PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     certs: Arc<CertificateManager>,
@@ -304,6 +317,11 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// The file holding the current pairing code (when pairing is on).
+    pub fn pairing_code_file(&self) -> Option<&std::path::Path> {
+        self.pairing_file.as_deref()
+    }
+
     /// The HTTPS address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -347,6 +365,10 @@ impl RunningGateway {
         let _ = (&mut self.task).await;
     }
 }
+
+/// The file in `[state] dir` holding the current one-time pairing code;
+/// `clawgate pairing` writes a new one there.
+pub const PAIRING_CODE_FILE: &str = "pairing-code";
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
