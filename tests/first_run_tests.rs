@@ -42,8 +42,8 @@ impl Drop for Serving {
     }
 }
 
-/// Starts `serve` with `args` and reads its banner up to the metrics
-/// line (or the listening line when metrics are off).
+/// Starts `serve` with `args` and reads its banner up to the pairing
+/// code (printed after the address, the certificate and the root).
 fn serve(args: &[&str], home: &Path, cwd: &Path) -> (Serving, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
         .args(["serve", "--banner", "text"])
@@ -59,7 +59,7 @@ fn serve(args: &[&str], home: &Path, cwd: &Path) -> (Serving, Vec<String>) {
     let mut lines = Vec::new();
     for line in BufReader::new(out).lines() {
         let line = line.unwrap();
-        let last = line.starts_with("metrics: ");
+        let last = line.starts_with("pairing code: ");
         lines.push(line);
         if last {
             break;
@@ -427,4 +427,73 @@ async fn off_a_terminal_stdout_is_json_without_the_code_and_clawgate_pairing_mak
         assert!(!logs.contains(secret.as_str()), "a code in the log");
         assert!(!rest.contains(secret.as_str()), "a code on stdout");
     }
+}
+
+/// The README's key-bound session example, with the config it names.
+#[tokio::test]
+async fn readme_key_bound_session_needs_binding_optional_and_a_copied_token_is_refused() {
+    use std::io::Write as _;
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n[auth]\nbinding = \"optional\"\n",
+    )
+    .unwrap();
+    let (serving, banner) = serve(
+        &["--config", cfg.to_str().unwrap()],
+        home.path(),
+        home.path(),
+    );
+    let addr: SocketAddr = value(&banner, "clawgate listening on https://")
+        .parse()
+        .unwrap();
+    let ca = value(&banner, "trust this root once: ").to_owned();
+    let code = value(&banner, "pairing code: ").to_owned();
+    let base = format!("https://localhost:{}", addr.port());
+
+    let home_path = home.path().to_owned();
+    let (paired, session) = tokio::task::spawn_blocking(move || {
+        let mut pair = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .args(["request", "pair", &base, "--cacert", &ca])
+            .env("HOME", &home_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(pair.stdin.take().unwrap(), "{code}").unwrap();
+        let paired = pair.wait_with_output().unwrap();
+        let session = clawgate(
+            &["request", "GET", &format!("{base}/auth/session"), "-i"],
+            &home_path,
+        );
+        (paired, session)
+    })
+    .await
+    .unwrap();
+    assert!(paired.status.success(), "{}", stderr(&paired));
+    assert!(session.status.success(), "{}", stderr(&session));
+    let shown = stdout(&session);
+    assert!(shown.contains("200"), "{shown}");
+    assert!(
+        shown.contains("k4.pid."),
+        "the session is key-bound: {shown}"
+    );
+
+    // The token copied out of the client's state, sent like plain curl.
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.path().join(".zeroclaw/client/session.json")).unwrap(),
+    )
+    .unwrap();
+    let token = saved["session_token"].as_str().unwrap();
+    let client = common::TestClient::trusting(Path::new(value(&banner, "trust this root once: ")));
+    let copied = client
+        .send(addr, common::authed("GET", "/auth/session", token, ""))
+        .await;
+    assert_eq!(
+        copied.status, 401,
+        "a copied token is useless without the key"
+    );
+    drop(serving);
 }
