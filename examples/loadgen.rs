@@ -382,12 +382,12 @@ async fn serve_each(held: Vec<TlsStream<TcpStream>>, token: &str) -> usize {
                 .header("host", "localhost")
                 .header("authorization", auth)
                 .body(Full::new(Bytes::new()));
-            if let Ok(req) = req {
-                if let Ok(resp) = sender.send_request(req).await {
-                    if resp.status().is_success() && resp.into_body().collect().await.is_ok() {
-                        served.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            if let Ok(req) = req
+                && let Ok(resp) = sender.send_request(req).await
+                && resp.status().is_success()
+                && resp.into_body().collect().await.is_ok()
+            {
+                served.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }

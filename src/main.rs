@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
-use anyhow::Context as _;
 use clawgate::Config;
 use clawgate::clock::SystemClock;
 use clawgate::config::{ConfigError, DEFAULT_CONFIG_TOML};
@@ -28,6 +27,26 @@ enum Command {
     /// Run the gateway (defaults work with no config file).
     Serve {
         /// Config file (default: ~/.zeroclaw/gateway.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The service to put behind the gateway, e.g. http://127.0.0.1:3000
+        /// (overrides [upstream] url).
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+        /// Address to listen on, an IP:port such as 127.0.0.1:8443
+        /// (overrides [server] listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Start-up banner: `text` (for a person, pairing code included),
+        /// `log` (one JSON `ready` line on stdout, no code; the code is in
+        /// `[state] dir`/pairing-code), or `auto` (text on a terminal).
+        #[arg(long, value_enum, default_value_t = cli::serve::Banner::Auto)]
+        banner: cli::serve::Banner,
+    },
+    /// Make a fresh one-time pairing code that the running gateway accepts
+    /// within 2 s (the previous code stops working).
+    Pairing {
+        /// Config file (default lookup when omitted).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -55,6 +74,13 @@ enum Command {
     /// Make a signed request with a bound session, like curl
     /// (`request login|pair|refresh|logout`, then `request GET URL`).
     Request(cli::request::RequestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `clawgate man > clawgate.1`.
+    Man,
     /// Manage the gateway's TLS certificate.
     Cert {
         #[command(subcommand)]
@@ -165,19 +191,59 @@ const EX_USAGE: u8 = 64;
 pub(crate) const TLS_UNAVAILABLE: &str = "TLS is not available; refusing to start";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version print and succeed; every usage error
+            // exits 64 (EX_USAGE), like a configuration error.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("clawgate: {:#}", failure.error);
+            eprintln!("clawgate: {}", render(&failure.error));
             ExitCode::from(failure.code)
         }
     }
 }
 
+/// The error and its causes on one line, each cause once: an error whose
+/// message already shows its source (`…: Address already in use (os error
+/// 98)`) does not get it appended a second time.
+fn render(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => Ok(cli::serve::run(preflight(config.as_deref())?.0)?),
+        Command::Serve {
+            config,
+            upstream,
+            listen,
+            banner,
+        } => {
+            let overrides = cli::serve::Overrides { upstream, listen };
+            let (config, file) = preflight_with(config.as_deref(), &overrides)?;
+            Ok(cli::serve::run(config, file.as_deref(), banner)?)
+        }
+        Command::Pairing { config } => Ok(cli::serve::new_pairing_code(&load(config.as_deref())?)?),
         Command::Config {
             action: ConfigAction::Init,
         } => {
@@ -225,6 +291,18 @@ fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::HashPassword => Ok(cli::hash_password_from_stdin()?),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "clawgate", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            Ok(())
+        }
         Command::Request(args) => Ok(cli::request::run(&args)?),
         Command::Cert { action, config } => {
             let config = load(config.as_deref())?;
@@ -242,9 +320,23 @@ fn run(command: Command) -> Result<(), Failure> {
 /// function, so they accept and refuse the same files with the same
 /// message and exit status.
 fn preflight(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Failure> {
-    let (config, file) = Config::load(path)?;
-    Gateway::preflight(&config, &SystemClock).context(TLS_UNAVAILABLE)?;
-    Ok((config, file))
+    preflight_with(path, &cli::serve::Overrides::default())
+}
+
+/// [`preflight`] with `serve`'s command-line overrides applied first, so
+/// they meet the same rules as the file's values.
+fn preflight_with(
+    path: Option<&Path>,
+    overrides: &cli::serve::Overrides,
+) -> Result<(Config, Option<PathBuf>), Failure> {
+    let (mut config, file) = Config::load(path)?;
+    overrides.apply(&mut config)?;
+    match Gateway::preflight(&config, &SystemClock) {
+        Ok(()) => Ok((config, file)),
+        // A configuration error is the user's to fix (exit 64), not a TLS failure.
+        Err(clawgate::Error::Config(error)) => Err(error.into()),
+        Err(error) => Err(anyhow::Error::from(error).context(TLS_UNAVAILABLE).into()),
+    }
 }
 
 fn load(path: Option<&Path>) -> Result<Config, Failure> {

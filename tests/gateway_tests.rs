@@ -13,10 +13,12 @@ mod gateway {
     mod cli;
     mod connection_limits;
     mod end_to_end;
+    mod first_run;
     mod header_hygiene;
     mod log_redaction;
     mod mtls_gateway;
     mod observability;
+    mod operations;
     mod proxy;
     mod replay_quota;
 }

@@ -2,25 +2,124 @@
 
 use anyhow::Context as _;
 use clawgate::Config;
-use clawgate::config::LogFormat;
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::bail;
+use clawgate::gateway::PAIRING_CODE_FILE;
+use clawgate::gateway::session_manager::credentials::PairingCode;
+use clawgate::secret_file::write_secret;
+
+use clawgate::config::{ConfigError, LogFormat, parse_socket_addr};
 use clawgate::gateway::{Gateway, RunningGateway};
 
+/// `serve`'s flags that override the file (`--upstream`, `--listen`).
+#[derive(Default)]
+pub(crate) struct Overrides {
+    pub(crate) upstream: Option<String>,
+    pub(crate) listen: Option<String>,
+}
+
+impl Overrides {
+    /// Writes the flags over the loaded values; `preflight` then checks
+    /// them with the file's rules ([upstream] url is validated there).
+    pub(crate) fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(url) = &self.upstream {
+            config.upstream.url = Some(url.clone());
+        }
+        if let Some(listen) = &self.listen {
+            config.server.listen = parse_socket_addr(listen)
+                .map_err(|why| ConfigError::Invalid(vec![format!("--listen: {why}")]))?;
+        }
+        Ok(())
+    }
+}
+
+/// How `serve` announces itself on stdout.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Banner {
+    /// `text` when stdout is a terminal, else `log`.
+    Auto,
+    /// Lines for a person, the pairing code included.
+    Text,
+    /// One JSON `ready` line (no code): stdout stays JSON for a journal.
+    Log,
+}
+
+/// `clawgate pairing`: a fresh code written where the running gateway
+/// looks for it every second (`[state] dir`/pairing-code, 0600).
+pub(crate) fn new_pairing_code(config: &Config) -> anyhow::Result<()> {
+    if !config.auth.pairing {
+        return Err(ConfigError::Invalid(vec![
+            "[auth] pairing: is false: set it to true to pair with a code".to_owned(),
+        ])
+        .into());
+    }
+    let dir = &config.state.dir;
+    if !dir.is_dir() {
+        bail!(
+            "[state] dir: {} does not exist: start `clawgate serve` with this config first",
+            dir.display()
+        );
+    }
+    let code = PairingCode::generate(&config.auth).context("generating a pairing code")?;
+    let file = dir.join(PAIRING_CODE_FILE);
+    write_secret(&file, code.reveal().as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    // The user asked for this code: stdout is its only destination.
+    println!("pairing code: {}", code.reveal());
+    println!(
+        "a running gateway with [state] dir = {} accepts it within 2 s; the previous code no longer works",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Runs the gateway until SIGTERM or Ctrl-C; SIGHUP reloads certificates.
-pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config, file: Option<&Path>, banner: Banner) -> anyhow::Result<()> {
+    let banner = match banner {
+        Banner::Auto if std::io::stdout().is_terminal() => Banner::Text,
+        Banner::Auto => Banner::Log,
+        other => other,
+    };
     init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let facts = Facts {
+        file: file.map_or_else(|| "defaults".to_owned(), |f| f.display().to_string()),
+        upstream: config
+            .upstream
+            .url
+            .clone()
+            .unwrap_or_else(|| "none (set [upstream] url or --upstream)".to_owned()),
+        keys: config.tokens.keys_dir.display().to_string(),
+    };
     runtime.block_on(async {
         let gateway = Gateway::build(config).context(crate::TLS_UNAVAILABLE)?;
         let running = gateway.start().await?;
-        print_banner(&running);
+        if banner == Banner::Text {
+            print_banner(&running, &facts);
+        } else {
+            print_ready_line(&running, &facts);
+        }
         wait_for_signals(&running).await;
         running.shutdown().await;
         Ok(())
     })
 }
 
-fn print_banner(running: &RunningGateway) {
+/// What the banner says about the configuration in use.
+struct Facts {
+    file: String,
+    upstream: String,
+    keys: String,
+}
+
+fn print_banner(running: &RunningGateway, facts: &Facts) {
     let served = running.certificates().current();
+    println!("clawgate {}", env!("CARGO_PKG_VERSION"));
+    println!("config: {}", facts.file);
+    println!("upstream: {}", facts.upstream);
+    println!("keys: {}", facts.keys);
     println!("clawgate listening on https://{}", running.addr());
     println!(
         "certificate sha256 fingerprint: {}",
@@ -36,6 +135,33 @@ fn print_banner(running: &RunningGateway) {
     }
     if let Some(metrics) = running.metrics_addr() {
         println!("metrics: http://{metrics}/metrics");
+    }
+}
+
+/// The `ready` event as one JSON line on stdout, like the log lines: the
+/// banner's facts and the pairing code's file, never the code.
+fn print_ready_line(running: &RunningGateway, facts: &Facts) {
+    let served = running.certificates().current();
+    let line = serde_json::json!({
+        "timestamp": clawgate::clock::rfc3339(std::time::SystemTime::now()),
+        "level": "INFO",
+        "event": "ready",
+        "message": "clawgate ready",
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": facts.file,
+        "upstream": facts.upstream,
+        "keys_dir": facts.keys,
+        "listen": format!("https://{}", running.addr()),
+        "certificate_sha256": served.fingerprint_sha256,
+        "spki_pin": served.spki_pin,
+        "root": running.certificates().root_path().map(|p| p.display().to_string()),
+        "pairing_code_file": running.pairing_code_file().map(|p| p.display().to_string()),
+        "metrics": running.metrics_addr().map(|a| format!("http://{a}/metrics")),
+    });
+    println!("{line}");
+    if let Some(file) = running.pairing_code_file() {
+        tracing::info!(event = "pairing_code_file", file = %file.display(),
+            "the one-time pairing code is in this file (0600); `clawgate pairing` makes a new one");
     }
 }
 

@@ -19,7 +19,7 @@ pub use rules::{
 pub use schema::{
     AuthConfig, BindingPolicy, ClientAuth, Config, DEFAULT_CONFIG_TOML, HstsConfig, KeyAlgorithm,
     LogConfig, LogFormat, MetricsConfig, ReplayConfig, ServerConfig, StateConfig, TlsConfig,
-    TokensConfig, UpstreamConfig, UserConfig, parse_duration,
+    TokensConfig, UpstreamConfig, UserConfig, parse_duration, parse_socket_addr,
 };
 
 /// Why a configuration could not be used.
@@ -27,7 +27,7 @@ pub use schema::{
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -70,7 +70,40 @@ impl Config {
             path: file.clone(),
             source,
         })?;
-        Ok((Self::from_toml(&text)?, Some(file)))
+        let mut config = Self::from_toml(&text)?;
+        // A relative path in the file means the same directory whatever the
+        // working directory of the process (a `serve` started elsewhere
+        // must not create a second signing key).
+        let base = std::path::absolute(&file)
+            .ok()
+            .and_then(|f| f.parent().map(Path::to_path_buf));
+        if let Some(base) = base {
+            config.resolve_relative(&base);
+        }
+        Ok((config, Some(file)))
+    }
+
+    /// Joins every relative path of the configuration onto `base` (the
+    /// config file's directory).
+    pub fn resolve_relative(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.tls.cert_dir);
+        resolve(&mut self.tokens.keys_dir);
+        resolve(&mut self.state.dir);
+        for p in [
+            &mut self.tls.cert_path,
+            &mut self.tls.key_path,
+            &mut self.tls.client_ca_path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
     }
 
     /// Checks values that parse but cannot work, collecting every problem.

@@ -43,6 +43,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[serde(deserialize_with = "duration")]
@@ -241,7 +242,7 @@ pub struct TokensConfig {
 impl Default for TokensConfig {
     fn default() -> Self {
         Self {
-            keys_dir: PathBuf::from("keys"),
+            keys_dir: PathBuf::from("~/.zeroclaw/keys"),
             issuer: "clawgate".to_owned(),
             audience: "clawgate".to_owned(),
             session_ttl: hours(24),
@@ -423,6 +424,7 @@ pub struct MetricsConfig {
     /// Whether the metrics listener runs.
     pub enabled: bool,
     /// Its address; loopback by default.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
 }
 
@@ -430,7 +432,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
         }
     }
 }
@@ -492,12 +494,58 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()
 }
 
+/// A duration as written: only a string is accepted, but a bare number
+/// gets an error that shows the string to write instead.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Other(serde::de::IgnoredAny),
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let raw = String::deserialize(d)?;
+    let raw = match RawDuration::deserialize(d)? {
+        RawDuration::Text(raw) => raw,
+        RawDuration::Integer(n) => {
+            return Err(serde::de::Error::custom(format!(
+                "{n} is a number; durations are strings with a unit: use a string like \"{n}s\""
+            )));
+        }
+        RawDuration::Float(n) => {
+            return Err(serde::de::Error::custom(format!(
+                "{n} is a number; durations are strings with a unit: use a string like \"{n}s\" or \"1500ms\""
+            )));
+        }
+        RawDuration::Other(_) => {
+            return Err(serde::de::Error::custom(
+                "durations are strings with a unit: use a string like \"30s\", \"24h\" or \"30d\"",
+            ));
+        }
+    };
     parse_duration(&raw).ok_or_else(|| {
         serde::de::Error::custom(format!(
             "{raw:?}: not a duration (use e.g. \"30s\", \"24h\", \"30d\")"
         ))
+    })
+}
+
+/// A listen address: an IP address and a port. Host names are refused
+/// with the fix, since binding never resolves names.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_socket_addr(&raw).map_err(serde::de::Error::custom)
+}
+
+/// Parses a listen address (`IP:port`); the error says what to write
+/// instead (host names such as `localhost` are not resolved).
+pub fn parse_socket_addr(raw: &str) -> Result<SocketAddr, String> {
+    raw.trim().parse().map_err(|_| {
+        format!(
+            "{raw:?} is not an IP:port: use an IP address and a port such as \"127.0.0.1:8443\" \
+             or \"[::1]:8443\" (\"0.0.0.0:8443\" for every interface); host names are not resolved"
+        )
     })
 }
 

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use self::certificate_manager::CertificateManager;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
+use self::http::ready::UpstreamProbe;
 use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits, SharedState};
 use self::metrics::Metrics;
@@ -44,7 +45,7 @@ use self::session_manager::binding::ProofChecker;
 use self::session_manager::credentials::RateLimiter;
 use self::session_manager::revocation_store::StoreHealth;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, UpstreamUrl};
 use crate::error::Error;
 
 /// A configured gateway, ready to bind. Building it loads (or generates)
@@ -59,6 +60,8 @@ pub struct Gateway {
     sessions: Arc<SessionManager>,
     replay: Arc<ReplayGuard>,
     proxy: Option<Proxy>,
+    /// Probes the upstream for `/ready` (present with `proxy`).
+    upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
 
 impl Gateway {
@@ -86,10 +89,12 @@ impl Gateway {
             Arc::clone(&clock),
         )?);
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
-        let proxy = config.upstream.upstream_url()?.map(|url| {
-            Proxy::new(&url, &config.upstream, &config.server)
+        let upstream_url = config.upstream.upstream_url()?;
+        let proxy = upstream_url.as_ref().map(|url| {
+            Proxy::new(url, &config.upstream, &config.server)
                 .with_metrics(Arc::clone(&metrics.upstream))
         });
+        let upstream_probe = upstream_url.map(|url| (Arc::new(UpstreamProbe::default()), url));
         Ok(Self {
             config,
             clock,
@@ -99,6 +104,7 @@ impl Gateway {
             sessions,
             replay,
             proxy,
+            upstream_probe,
         })
     }
 
@@ -111,6 +117,37 @@ impl Gateway {
     /// [`build`](Self::build), not here).
     pub fn preflight(config: &Config, clock: &dyn Clock) -> Result<(), Error> {
         config.validate()?;
+        // A named file that is not there is a configuration error (exit 64)
+        // naming the key and the path, not a TLS failure.
+        let t = &config.tls;
+        let mut missing = Vec::new();
+        for (key, path, fix) in [
+            (
+                "cert_path",
+                &t.cert_path,
+                "point it at your certificate chain (PEM), or remove cert_path and key_path to use a generated certificate",
+            ),
+            (
+                "key_path",
+                &t.key_path,
+                "point it at the certificate's private key (PEM), or remove cert_path and key_path to use a generated certificate",
+            ),
+            (
+                "client_ca_path",
+                &t.client_ca_path,
+                "point it at the PEM bundle of the CAs that sign client certificates",
+            ),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !p.exists()) {
+                missing.push(format!(
+                    "[tls] {key}: {} does not exist; {fix}",
+                    path.display()
+                ));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(crate::config::ConfigError::Invalid(missing).into());
+        }
         if let (Some(cert), Some(key)) = (&config.tls.cert_path, &config.tls.key_path) {
             certificate_manager::load_files(cert, key, clock.now())?;
         }
@@ -160,6 +197,16 @@ impl Gateway {
             SecurityHeaders::new(&self.config.hsts),
             &self.limits(),
         );
+        // The current code is always in this file (0600, in the 0700
+        // state directory): written now, so a code left by an earlier run
+        // never becomes valid again, and re-read every second.
+        let pairing_file = self.config.state.dir.join(PAIRING_CODE_FILE);
+        let pairing_task = Arc::clone(&self.sessions).spawn_pairing_file(pairing_file.clone());
+        let pairing_file = pairing_task.as_ref().map(|_| pairing_file);
+        let probe_task = self
+            .upstream_probe
+            .as_ref()
+            .map(|(probe, url)| Arc::clone(probe).spawn(url, self.config.upstream.connect_timeout));
         let background = [
             Arc::clone(&self.certs).spawn_upkeep(Arc::clone(&self.metrics.certs)),
             Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
@@ -185,7 +232,12 @@ impl Gateway {
             if let Some(proxy) = proxy {
                 proxy.close_tunnels();
             }
-            for task in background.into_iter().chain(metrics_task) {
+            for task in background
+                .into_iter()
+                .chain(metrics_task)
+                .chain(probe_task)
+                .chain(pairing_task)
+            {
                 task.abort();
             }
         });
@@ -193,6 +245,7 @@ impl Gateway {
         Ok(RunningGateway {
             addr,
             metrics_addr,
+            pairing_file,
             stop: Some(stop_tx),
             task,
             certs: self.certs,
@@ -223,6 +276,7 @@ impl Gateway {
             proofs: Arc::new(ProofChecker::new(Arc::clone(&self.replay))),
             public_paths: PublicPaths::new(&self.config.upstream.public_paths),
             proxy: self.proxy.clone(),
+            upstream_probe: self.upstream_probe.as_ref().map(|(p, _)| Arc::clone(p)),
             auth_limiter: Arc::new(RateLimiter::new(self.config.auth.rate_limit_per_minute)),
             clock: Arc::clone(&self.clock),
         })
@@ -256,6 +310,7 @@ impl Gateway {
 pub struct RunningGateway {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    pairing_file: Option<std::path::PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     certs: Arc<CertificateManager>,
@@ -264,6 +319,11 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// The file holding the current pairing code (when pairing is on).
+    pub fn pairing_code_file(&self) -> Option<&std::path::Path> {
+        self.pairing_file.as_deref()
+    }
+
     /// The HTTPS address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -308,10 +368,32 @@ impl RunningGateway {
     }
 }
 
+/// The file in `[state] dir` holding the current one-time pairing code;
+/// `clawgate pairing` writes a new one there.
+pub const PAIRING_CODE_FILE: &str = "pairing-code";
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| io(&format!("cannot listen on {addr}"), source))
+        .map_err(|source| io(&listen_failure("server", addr, &source), source))
+}
+
+/// `[section] listen: cannot listen on ADDR (why): fix`. The OS error is
+/// kept as the error's source, so it is not repeated here.
+pub(crate) fn listen_failure(section: &str, addr: SocketAddr, error: &std::io::Error) -> String {
+    let fix = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process (another clawgate?) holds that port: stop it, or set another address"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that address: use one it has, or 0.0.0.0"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: use a port from 1024 up, or grant CAP_NET_BIND_SERVICE"
+        }
+        _ => "set another address",
+    };
+    format!("[{section}] listen: cannot listen on {addr} ({fix})")
 }
 
 fn io(context: &str, source: std::io::Error) -> Error {

@@ -192,6 +192,32 @@ impl HttpBuilders {
     }
 }
 
+/// Whether a connection's first byte starts a plain HTTP request rather
+/// than a TLS record. A TLS record starts with its content type (0x14 to
+/// 0x18, a handshake is 0x16); an HTTP/1 method starts with an upper-case
+/// ASCII letter, HTTP/2 prior knowledge with `P` (`PRI * HTTP/2.0`).
+fn looks_like_plaintext_http(first: u8) -> bool {
+    first.is_ascii_uppercase()
+}
+
+/// The answer to plain HTTP on the TLS port (what nginx and Caddy do).
+const PLAINTEXT_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Connection: close\r\n\
+Content-Length: 73\r\n\
+\r\n\
+This port speaks HTTPS only: use https:// instead of http:// in the URL.\n";
+
+/// Reads what the client sent (so closing does not reset the connection
+/// before the answer is read), answers 400 and closes.
+async fn refuse_plaintext(tcp: &mut TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = [0u8; 4096];
+    let _ = tcp.read(&mut head).await;
+    let _ = tcp.write_all(PLAINTEXT_HTTP_RESPONSE).await;
+    let _ = tcp.shutdown().await;
+}
+
 /// Admission at accept: a global slot and a slot of the client's address.
 struct Admission {
     slots: Arc<Semaphore>,
@@ -240,6 +266,21 @@ impl Connection {
     async fn run(self, tcp: TcpStream, peer: SocketAddr) {
         let _open = self.shared.metrics.connection_opened();
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
+        let mut tcp = tcp;
+        // Peek, never read: the byte stays in the socket for rustls.
+        let mut first = [0u8; 1];
+        if let Ok(Ok(1)) = tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await
+            && looks_like_plaintext_http(first[0])
+        {
+            self.shared
+                .metrics
+                .handshake("plaintext_http", started.elapsed());
+            tracing::info!(event = "tls_handshake_failed", tls.result = "plaintext_http", client = %peer,
+                "plain HTTP on the TLS port; answered 400 (use https)");
+            let _ = tokio::time::timeout_at(deadline, refuse_plaintext(&mut tcp)).await;
+            return;
+        }
         let handshake = self.shared.acceptor.accept(tcp);
         let tls = match tokio::time::timeout(self.shared.handshake_timeout, handshake).await {
             Ok(Ok(tls)) => tls,

@@ -85,9 +85,12 @@ mod revoke;
 mod types;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{AuthConfig, BindingPolicy, TokensConfig};
@@ -113,7 +116,8 @@ pub struct SessionManager {
     policy: TokenPolicy,
     limits: Limits,
     binding: BindingPolicy,
-    pairing: Option<PairingCode>,
+    /// Swapped whole when `clawgate pairing` writes a new code.
+    pairing: Option<RwLock<Arc<PairingCode>>>,
     passwords: PasswordVerifier,
     login_limiter: LoginLimiter,
     index: SessionIndex,
@@ -140,7 +144,9 @@ impl SessionManager {
         let limits = Limits::new(tokens);
         let passwords = PasswordVerifier::new(&auth.users)?;
         let pairing = if auth.pairing {
-            Some(PairingCode::generate(auth).map_err(|_| OpenError::Random)?)
+            Some(RwLock::new(Arc::new(
+                PairingCode::generate(auth).map_err(|_| OpenError::Random)?,
+            )))
         } else {
             None
         };
@@ -213,9 +219,58 @@ impl SessionManager {
         self.index.journal_issue()
     }
 
-    /// The one-time pairing code (printed once at start-up), when enabled.
-    pub fn pairing_code(&self) -> Option<&PairingCode> {
-        self.pairing.as_ref()
+    /// The current one-time pairing code (printed once at start-up, or
+    /// the latest from `clawgate pairing`), when enabled.
+    pub fn pairing_code(&self) -> Option<Arc<PairingCode>> {
+        self.pairing
+            .as_ref()
+            .map(|p| Arc::clone(&p.read().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// Makes `text` the pairing code (fresh, unused) unless it already is.
+    /// Returns whether it changed; a text that is not a code changes
+    /// nothing.
+    pub fn replace_pairing_code(&self, text: &str) -> bool {
+        let Some(slot) = &self.pairing else {
+            return false;
+        };
+        let mut current = slot.write().unwrap_or_else(PoisonError::into_inner);
+        if current.is(text) {
+            return false;
+        }
+        match current.replaced_by(text) {
+            Some(next) => {
+                *current = Arc::new(next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the current pairing code to `path` (0600), then re-reads
+    /// that file every second and adopts a new code found there (what
+    /// `clawgate pairing` writes). The code itself is never logged.
+    pub fn spawn_pairing_file(self: Arc<Self>, path: PathBuf) -> Option<JoinHandle<()>> {
+        let code = self.pairing_code()?;
+        if let Err(error) = crate::secret_file::write_secret(&path, code.reveal().as_bytes()) {
+            tracing::warn!(event = "pairing_code_file_failed", file = %path.display(), %error,
+                "cannot write the pairing code file; `clawgate pairing` will not reach this gateway");
+            return None;
+        }
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                    continue;
+                };
+                if self.replace_pairing_code(text.trim()) {
+                    tracing::info!(event = "pairing_code_replaced", file = %path.display(),
+                        "a new one-time pairing code was read from the file; the previous one no longer works");
+                }
+            }
+        }))
     }
 
     /// Exchanges the pairing code for a session of `owner` with scope

@@ -131,10 +131,10 @@ pub async fn ws(
 
 pub async fn ws_echo(mut socket: WebSocket, state: Upstream) {
     while let Some(Ok(msg)) = socket.recv().await {
-        if let AxMessage::Text(_) | AxMessage::Binary(_) = msg {
-            if socket.send(msg).await.is_err() {
-                break;
-            }
+        if let AxMessage::Text(_) | AxMessage::Binary(_) = msg
+            && socket.send(msg).await.is_err()
+        {
+            break;
         }
     }
     state.ws_closed.notify_one();

@@ -199,7 +199,12 @@ fn cert_generate_then_show() {
 fn serve_refuses_to_start_without_usable_tls() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[tls]\ncert_path = \"/nonexistent/cert.pem\"\nkey_path = \"/nonexistent/key.pem\"\n[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n").unwrap();
+    // Files that exist but hold no certificate (a missing file is a
+    // configuration error, exit 64: tests/gateway/first_run.rs).
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    std::fs::write(&cfg, format!("[tls]\ncert_path = {cert:?}\nkey_path = {key:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n")).unwrap();
     let out = clawgate(&["serve", "--config", cfg.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -268,8 +273,8 @@ fn config_check_and_serve_refuse_the_same_configs_with_the_same_message() {
                 d.join("none.pem"),
                 d.join("none.key")
             ),
-            "refusing to start",
-            1,
+            "[tls] cert_path: ",
+            64,
         ),
         (
             "a sub-second session lifetime",
@@ -297,8 +302,8 @@ fn config_check_and_serve_refuse_the_same_configs_with_the_same_message() {
                 "[tls]\n{tls_dirs}client_auth = \"required\"\nclient_ca_path = {:?}\n[tokens]\n{keys}",
                 d.join("none-ca.pem")
             ),
-            "refusing to start",
-            1,
+            "[tls] client_ca_path: ",
+            64,
         ),
     ];
     for (what, text, fragment, code) in cases {
@@ -396,7 +401,15 @@ async fn serve_prints_banner_reloads_on_sighup_and_stops_on_sigterm() {
     std::fs::write(&cfg, text).unwrap();
     let mut serving = Serving(Some(
         Command::new(env!("CARGO_BIN_EXE_clawgate"))
-            .args(["serve", "--config", cfg.to_str().unwrap()])
+            // stdout is a pipe here: ask for the banner for a person
+            // (tests/gateway/first_run.rs covers the JSON `ready` line).
+            .args([
+                "serve",
+                "--banner",
+                "text",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
             .env("HOME", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

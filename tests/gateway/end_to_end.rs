@@ -38,15 +38,22 @@ fn seen<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 #[tokio::test]
-async fn authenticated_request_without_upstream_is_404_with_hsts() {
+async fn authenticated_request_without_upstream_says_so_with_hsts() {
+    // Issue 13: was 404 `not_found`; now names the missing upstream.
     let gw = common::TestGateway::start(|_, _| {}).await;
     let token = gw.token("alice", &[]);
     let resp = gw
         .client()
         .send(gw.addr(), authed("GET", "/anything", &token, ""))
         .await;
-    assert_eq!(resp.status, 404);
-    assert_eq!(resp.json()["error"], "not_found");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.json()["error"], "no_upstream");
+    assert!(
+        resp.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("no upstream is configured")
+    );
     assert_eq!(resp.header("strict-transport-security"), Some(HSTS));
 }
 

@@ -105,8 +105,10 @@ struct Body {
 /// An error answer of the gateway's own (routing, limits, `/auth/*` input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiError {
-    /// No route (or no upstream configured).
+    /// No route.
     NotFound,
+    /// An authenticated request for the upstream, and none is configured.
+    NoUpstream,
     /// The route exists but not for this method.
     MethodNotAllowed,
     /// The request body exceeds `max_body_bytes`.
@@ -163,6 +165,12 @@ impl From<ApiError> for ErrorResponse {
         let invalid = |message| Self::plain(S::BAD_REQUEST, "invalid_request", message);
         match e {
             ApiError::NotFound => Self::plain(S::NOT_FOUND, "not_found", "no such resource"),
+            // Only after authentication: an anonymous caller learns nothing.
+            ApiError::NoUpstream => Self::plain(
+                S::BAD_GATEWAY,
+                "no_upstream",
+                "no upstream is configured: set [upstream] url, or start with --upstream URL",
+            ),
             ApiError::MethodNotAllowed => Self::plain(
                 S::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -1,6 +1,6 @@
 //! The catch-all route: an authenticated (or public-path) request goes to
 //! the upstream as the verified identity; with no upstream configured,
-//! protected paths answer 404 after authentication.
+//! protected paths answer 502 `no_upstream` after authentication.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::gateway::session_manager::Session;
 /// Forwards the request upstream.
 pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Response {
     let Some(proxy) = state.proxy.as_ref() else {
-        return ErrorResponse::from(ApiError::NotFound).into_response();
+        return ErrorResponse::from(ApiError::NoUpstream).into_response();
     };
     let conn = req.extensions().get::<ConnectionInfo>().cloned();
     let session = req.extensions().get::<Arc<Session>>().cloned();

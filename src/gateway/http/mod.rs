@@ -10,6 +10,7 @@ pub(crate) mod forward;
 #[doc(hidden)]
 pub(crate) mod fuzzing;
 pub mod proxy;
+pub mod ready;
 pub(crate) mod request_target;
 pub mod security_headers;
 pub(crate) mod well_known;
@@ -88,6 +89,9 @@ pub struct SharedState {
     pub public_paths: PublicPaths,
     /// The upstream, when configured.
     pub proxy: Option<Proxy>,
+    /// The upstream's background reachability probe (`/ready`), when one
+    /// is configured.
+    pub upstream_probe: Option<Arc<ready::UpstreamProbe>>,
     /// Per-client-address limit on `/auth/*`.
     pub auth_limiter: Arc<RateLimiter>,
     /// Wall clock.
@@ -121,6 +125,7 @@ pub fn router(state: AppState, headers: SecurityHeaders, limits: &HttpLimits) ->
     let refusals = Arc::clone(&state.metrics.refusals);
     let routes = Router::new()
         .route("/health", get(well_known::health))
+        .route("/ready", get(ready::ready))
         .route("/.well-known/paseto-keys", get(well_known::paseto_keys))
         .merge(auth_router(
             &state,

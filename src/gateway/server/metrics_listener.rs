@@ -18,7 +18,7 @@ pub(crate) async fn serve_metrics(
     metrics: Arc<Metrics>,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
     let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
-        context: format!("cannot listen on {addr} for metrics"),
+        context: crate::gateway::listen_failure("metrics", addr, &source),
         source,
     })?;
     let bound = listener.local_addr().map_err(|source| Error::Io {

@@ -24,7 +24,7 @@ impl SessionManager {
     ) -> Result<TokenPair, SessionError> {
         let client = client.into();
         let now = floor_secs(now);
-        let code = self.pairing.as_ref().ok_or(SessionError::PairingDisabled)?;
+        let code = self.pairing_code().ok_or(SessionError::PairingDisabled)?;
         // What could still fail after redemption is checked first: a
         // one-time code spent for no tokens would be lost for good.
         let cnf = self.resolve_binding(binding)?;

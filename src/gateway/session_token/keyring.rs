@@ -98,7 +98,16 @@ impl KeyRing {
         })?;
         let listing = inspect(dir)?;
         if !listing.keys.iter().any(|k| k.status == KeyStatus::Signing) {
-            rotate(dir, now)?;
+            let key = rotate(dir, now)?;
+            // WARN, not INFO: a new signer in an unexpected directory is how
+            // every existing token starts failing with `unknown_key`.
+            tracing::warn!(
+                event = "signing_key_created",
+                kid = %key.kid,
+                file = %key.file.display(),
+                dir = %dir.display(),
+                "created a new signing key: tokens signed with keys from any other directory are not accepted"
+            );
         }
         Self::open(dir)
     }

@@ -66,6 +66,7 @@ async fn every_api_error_has_its_row() {
     fn listed(e: ApiError) {
         match e {
             ApiError::NotFound
+            | ApiError::NoUpstream
             | ApiError::MethodNotAllowed
             | ApiError::PayloadTooLarge
             | ApiError::RequestTimeout
@@ -86,6 +87,7 @@ async fn every_api_error_has_its_row() {
     };
     let rows = vec![
         (ApiError::NotFound, (404, "not_found", None, None)),
+        (ApiError::NoUpstream, (502, "no_upstream", None, None)),
         (
             ApiError::MethodNotAllowed,
             (405, "method_not_allowed", None, None),

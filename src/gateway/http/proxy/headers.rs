@@ -222,10 +222,10 @@ fn strip_bearer_protocols(headers: &mut HeaderMap) -> bool {
         }
         kept.push(entry);
     }
-    if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
-            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
-        }
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+    {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
     offered
 }

@@ -118,6 +118,27 @@ impl PairingCode {
         Err(PairingError::Invalid)
     }
 
+    /// A fresh, unused code with the value `text` (written by `clawgate
+    /// pairing`) and this code's lockout policy; `None` if `text` is not
+    /// a code.
+    pub fn replaced_by(&self, text: &str) -> Option<Self> {
+        let code = normalize(text)?;
+        let display = group(&code);
+        Some(Self {
+            code,
+            display,
+            max_attempts: self.max_attempts,
+            max_attempts_per_client: self.max_attempts_per_client,
+            lockout: self.lockout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Whether `text` is this code (constant time).
+    pub fn is(&self, text: &str) -> bool {
+        self.matches(text)
+    }
+
     /// Whether the code has been redeemed.
     pub fn is_used(&self) -> bool {
         self.lock().used
