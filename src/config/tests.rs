@@ -77,7 +77,8 @@ fn tilde_is_expanded_with_home() {
     let mut c = Config::default();
     c.expand_home(Some(Path::new("/home/u")));
     assert_eq!(c.tls.cert_dir, Path::new("/home/u/.zeroclaw/certs"));
-    assert_eq!(c.tokens.keys_dir, Path::new("keys"));
+    // Issue 13: the keys default next to the certificates, not in the working directory.
+    assert_eq!(c.tokens.keys_dir, Path::new("/home/u/.zeroclaw/keys"));
 }
 
 #[test]
