@@ -80,6 +80,7 @@ mod error;
 mod index;
 mod issue;
 mod open;
+mod random_id;
 mod refresh;
 mod revoke;
 mod types;
@@ -202,9 +203,13 @@ impl SessionManager {
             let live: Vec<_> = sessions
                 .into_iter()
                 .filter(|s| {
-                    !self
-                        .store
-                        .is_revoked_at("", &s.sid, &sub, unix(s.created), unix(now))
+                    !self.store.is_revoked_at(
+                        "",
+                        &s.sid.to_string(),
+                        &sub,
+                        unix(s.created()),
+                        unix(now),
+                    )
                 })
                 .collect();
             self.index.restore(&sub, live, now);

@@ -13,31 +13,81 @@
 mod journal;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
+use super::random_id::RandomId;
+use crate::gateway::session_token::Claims;
+
 pub(super) use journal::{IndexJournal, JOURNAL_FILE};
 
-/// One session as the index knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One session as the index knows it: 80 bytes inline, no heap block
+/// (binary ids, times in Unix seconds as tokens carry them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct LiveSession {
     /// Session id.
-    pub(super) sid: String,
+    pub(super) sid: RandomId,
     /// `jti` of its latest session token.
-    pub(super) jti: String,
-    /// `auth_time`: when the session started.
-    pub(super) created: SystemTime,
+    pub(super) jti: RandomId,
+    /// `auth_time`: when the session started (Unix seconds).
+    created: u64,
+    /// When it ends unless refreshed (Unix seconds).
+    expires: u64,
+}
+
+impl LiveSession {
+    /// A session; times are kept to the whole second.
+    pub(super) fn new(
+        sid: RandomId,
+        jti: RandomId,
+        created: SystemTime,
+        expires: SystemTime,
+    ) -> Self {
+        Self {
+            sid,
+            jti,
+            created: unix(created),
+            expires: unix(expires),
+        }
+    }
+
+    /// The session of freshly minted session-token claims, live until
+    /// `expires`. `None` if an id is not a canonical 256-bit id, which
+    /// minting and verification never let through.
+    pub(super) fn minted(claims: &Claims, expires: SystemTime) -> Option<Self> {
+        Some(Self::new(
+            RandomId::parse(&claims.sid)?,
+            RandomId::parse(&claims.jti)?,
+            claims.auth_time,
+            expires,
+        ))
+    }
+
+    /// When the session started.
+    pub(super) fn created(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.created)
+    }
+
     /// When it ends unless refreshed.
-    pub(super) expires: SystemTime,
+    pub(super) fn expires(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.expires)
+    }
+
+    fn live_at(&self, now: SystemTime) -> bool {
+        self.expires > unix(now)
+    }
 }
 
 /// Live sessions by subject. Each subject's list is replaced atomically
 /// (moka's per-key compute), so concurrent logins of one user are counted
 /// one by one.
+///
+/// A list is stored as an exact-size `Arc<[LiveSession]>` (no spare
+/// capacity) and replaced whole on a change.
 pub(super) struct SessionIndex {
-    by_subject: Cache<String, Arc<Vec<LiveSession>>>,
+    by_subject: Cache<String, Arc<[LiveSession]>>,
     /// Where changes are mirrored; `None`: memory only.
     journal: Option<Mutex<IndexJournal>>,
 }
@@ -59,9 +109,9 @@ impl SessionIndex {
     /// Restores a subject's sessions loaded from the journal (before
     /// [`attach`](Self::attach); not written back).
     pub(super) fn restore(&self, sub: &str, sessions: Vec<LiveSession>, now: SystemTime) {
-        let list: Vec<LiveSession> = sessions.into_iter().filter(|s| s.expires > now).collect();
+        let list: Arc<[LiveSession]> = sessions.into_iter().filter(|s| s.live_at(now)).collect();
         if !list.is_empty() {
-            self.by_subject.insert(sub.to_owned(), Arc::new(list));
+            self.by_subject.insert(sub.to_owned(), list);
         }
     }
 
@@ -120,9 +170,9 @@ impl SessionIndex {
     }
 
     /// Forgets session `sid` of `sub`.
-    pub(super) fn remove(&self, sub: &str, sid: &str) {
+    pub(super) fn remove(&self, sub: &str, sid: RandomId) {
         if self.by_subject.contains_key(sub) {
-            self.update(sub, SystemTime::UNIX_EPOCH, |list| {
+            self.update(sub, UNIX_EPOCH, |list| {
                 list.retain(|s| s.sid != sid);
             });
         }
@@ -130,7 +180,7 @@ impl SessionIndex {
 
     /// Forgets session `sid` whoever it belongs to (admin revocation by
     /// `sid`, which does not say the subject).
-    pub(super) fn remove_everywhere(&self, sid: &str) {
+    pub(super) fn remove_everywhere(&self, sid: RandomId) {
         let owners: Vec<Arc<String>> = self
             .by_subject
             .iter()
@@ -145,7 +195,7 @@ impl SessionIndex {
     /// Forgets every session of `sub`.
     pub(super) fn remove_subject(&self, sub: &str) {
         if self.by_subject.contains_key(sub) {
-            self.update(sub, SystemTime::UNIX_EPOCH, Vec::clear);
+            self.update(sub, UNIX_EPOCH, Vec::clear);
         }
     }
 
@@ -176,7 +226,7 @@ impl SessionIndex {
             if list.is_empty() {
                 Op::Remove
             } else {
-                Op::Put(Arc::new(list))
+                Op::Put(Arc::from(list))
             }
         });
         if let Some(journal) = journal.as_mut() {
@@ -198,16 +248,20 @@ impl SessionIndex {
     fn snapshot(&self) -> Vec<(String, Vec<LiveSession>)> {
         self.by_subject
             .iter()
-            .map(|(sub, list)| ((*sub).clone(), (*list).clone()))
+            .map(|(sub, list)| ((*sub).clone(), list.to_vec()))
             .collect()
     }
 }
 
 /// The unexpired sessions of a stored list (wall clock: moka's own clock
 /// does not follow an injected one).
-fn live(list: Option<Arc<Vec<LiveSession>>>, now: SystemTime) -> Vec<LiveSession> {
-    list.map(|l| l.iter().filter(|s| s.expires > now).cloned().collect())
+fn live(list: Option<Arc<[LiveSession]>>, now: SystemTime) -> Vec<LiveSession> {
+    list.map(|l| l.iter().filter(|s| s.live_at(now)).copied().collect())
         .unwrap_or_default()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Locks, recovering from poisoning: a panic between a memory change and
@@ -223,55 +277,77 @@ const MAX_FORGET_AFTER: Duration = Duration::from_secs(101 * 365 * 86_400);
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
-
     use super::*;
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    fn session(sid: &str, created: u64, expires: u64) -> LiveSession {
-        LiveSession {
-            sid: sid.to_owned(),
-            jti: format!("jti-{sid}"),
-            created: at(created),
-            expires: at(expires),
-        }
+    /// A test id: 32 copies of `c`'s byte ('a' → 0x61…).
+    fn id(c: char) -> RandomId {
+        RandomId::from_bytes([c as u8; 32])
+    }
+
+    fn session(sid: char, created: u64, expires: u64) -> LiveSession {
+        LiveSession::new(
+            id(sid),
+            id(sid.to_ascii_uppercase()),
+            at(created),
+            at(expires),
+        )
+    }
+
+    #[test]
+    fn a_live_session_is_80_bytes_inline() {
+        assert_eq!(size_of::<LiveSession>(), 80);
     }
 
     #[test]
     fn add_beyond_the_limit_evicts_the_oldest_first() {
         let index = SessionIndex::new(Duration::from_secs(3_600));
-        for (i, sid) in ["a", "b", "c"].iter().enumerate() {
+        for (i, sid) in ['a', 'b', 'c'].into_iter().enumerate() {
             let evicted = index.add("alice", session(sid, 10 + i as u64, 1_000), 3, at(20));
             assert!(evicted.is_empty());
         }
-        let evicted = index.add("alice", session("d", 5, 1_000), 3, at(20));
-        assert_eq!(evicted, vec![session("a", 10, 1_000)]);
-        let sids: Vec<String> = index
+        let evicted = index.add("alice", session('d', 5, 1_000), 3, at(20));
+        assert_eq!(evicted, vec![session('a', 10, 1_000)]);
+        let sids: Vec<RandomId> = index
             .live_sessions("alice", at(20))
             .into_iter()
             .map(|s| s.sid)
             .collect();
-        assert_eq!(sids, ["d", "b", "c"]);
+        assert_eq!(sids, [id('d'), id('b'), id('c')]);
     }
 
     #[test]
     fn expired_sessions_neither_count_nor_list() {
         let index = SessionIndex::new(Duration::from_secs(3_600));
-        index.add("alice", session("old", 1, 50), 1, at(10));
-        let evicted = index.add("alice", session("new", 60, 1_000), 1, at(60));
+        index.add("alice", session('o', 1, 50), 1, at(10));
+        let evicted = index.add("alice", session('n', 60, 1_000), 1, at(60));
         assert!(evicted.is_empty(), "an expired session is not evicted");
         assert_eq!(index.live_sessions("alice", at(60)).len(), 1);
+        // Expiry is exclusive: at its `expires` second a session is over.
+        assert!(index.live_sessions("alice", at(1_000)).is_empty());
+        assert_eq!(index.live_sessions("alice", at(999)).len(), 1);
+    }
+
+    #[test]
+    fn refreshed_updates_the_jti_and_expiry_in_place() {
+        let index = SessionIndex::new(Duration::from_secs(3_600));
+        index.add("alice", session('a', 1, 100), 5, at(2));
+        let newer = LiveSession::new(id('a'), id('z'), at(1), at(500));
+        index.refreshed("alice", newer, at(3));
+        assert_eq!(index.live_sessions("alice", at(200)), vec![newer]);
+        assert_eq!(newer.created(), at(1));
+        assert_eq!(newer.expires(), at(500));
     }
 
     #[test]
     fn remove_everywhere_finds_the_owner() {
         let index = SessionIndex::new(Duration::from_secs(3_600));
-        index.add("alice", session("a", 1, 1_000), 5, at(2));
-        index.add("bob", session("b", 1, 1_000), 5, at(2));
-        index.remove_everywhere("b");
+        index.add("alice", session('a', 1, 1_000), 5, at(2));
+        index.add("bob", session('b', 1, 1_000), 5, at(2));
+        index.remove_everywhere(id('b'));
         assert!(index.live_sessions("bob", at(2)).is_empty());
         assert_eq!(index.live_sessions("alice", at(2)).len(), 1);
     }

@@ -150,12 +150,7 @@ impl SessionManager {
         };
         let pair = self.mint_pair(&seed, now)?;
         let claims = pair.session_claims();
-        let live = LiveSession {
-            sid: claims.sid.clone(),
-            jti: claims.jti.clone(),
-            created: claims.auth_time,
-            expires: pair.live_until(),
-        };
+        let live = LiveSession::minted(claims, pair.live_until());
         tracing::info!(
             event = "session_issued",
             sub = %claims.sub,
@@ -164,11 +159,14 @@ impl SessionManager {
             client = client.map(tracing::field::display),
             "session issued"
         );
-        let evicted = self
-            .index
-            .add(&claims.sub, live, self.limits.max_sessions, now);
-        for old in evicted {
-            self.evict(&claims.sub, &old, now);
+        // Minted ids are always canonical 256-bit ids, so `live` is `Some`.
+        if let Some(live) = live {
+            let evicted = self
+                .index
+                .add(&claims.sub, live, self.limits.max_sessions, now);
+            for old in evicted {
+                self.evict(&claims.sub, &old, now);
+            }
         }
         Ok(pair)
     }

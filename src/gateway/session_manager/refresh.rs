@@ -9,6 +9,7 @@ use moka::sync::Cache;
 
 use super::index::LiveSession;
 use super::issue::Seed;
+use super::random_id::RandomId;
 use super::types::sid_prefix;
 use super::{SessionError, SessionManager, TokenPair, floor_secs, unix};
 use crate::config::BindingPolicy;
@@ -110,13 +111,10 @@ impl SessionManager {
         self.revoke_quietly(Revocation::token(claims.jti(), until), now);
         self.spent.remember(claims.jti(), &pair, now);
         let session = pair.session_claims();
-        let live = LiveSession {
-            sid: session.sid.clone(),
-            jti: session.jti.clone(),
-            created: session.auth_time,
-            expires: pair.live_until(),
-        };
-        self.index.refreshed(claims.sub(), live, now);
+        // Minted ids are always canonical 256-bit ids, so this is `Some`.
+        if let Some(live) = LiveSession::minted(session, pair.live_until()) {
+            self.index.refreshed(claims.sub(), live, now);
+        }
         tracing::info!(
             event = "session_refreshed",
             sub = %claims.sub(),
@@ -157,7 +155,9 @@ impl SessionManager {
         );
         let until = self.limits.family_until(claims.auth_time(), claims.exp());
         self.revoke_quietly(Revocation::session(claims.sid(), until), now);
-        self.index.remove(claims.sub(), claims.sid());
+        if let Some(sid) = RandomId::parse(claims.sid()) {
+            self.index.remove(claims.sub(), sid);
+        }
         self.log_revoked(claims.sub(), claims.sid(), "refresh_reuse");
         SessionError::RefreshReused
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::index::LiveSession;
+use super::random_id::RandomId;
 use super::types::sid_prefix;
 use super::{
     ADMIN_SCOPE, AdminRevoke, Session, SessionError, SessionInfo, SessionManager, SessionSummary,
@@ -34,27 +35,32 @@ impl SessionManager {
             .filter(|s| {
                 !self
                     .store
-                    .is_revoked_at("", &s.sid, sub, unix(s.created), unix(now))
+                    .is_revoked_at("", &s.sid.to_string(), sub, unix(s.created()), unix(now))
             })
             .collect();
+        // Verified tokens carry canonical ids, so both parse.
+        let own = RandomId::parse(session.session_id());
+        let own_jti = RandomId::parse(session.jti());
         // After a restart the index is empty, but the asking session is
         // certainly live: list it.
-        if !live.iter().any(|s| s.sid == session.session_id()) {
-            let current = LiveSession {
-                sid: session.session_id().to_owned(),
-                jti: session.jti().to_owned(),
-                created: session.claims().auth_time(),
-                expires: self.idle_end(session).unwrap_or(session.expires_at()),
-            };
+        if let (Some(sid), Some(jti)) = (own, own_jti)
+            && !live.iter().any(|s| s.sid == sid)
+        {
+            let current = LiveSession::new(
+                sid,
+                jti,
+                session.claims().auth_time(),
+                self.idle_end(session).unwrap_or(session.expires_at()),
+            );
             live.push(current);
-            live.sort_by_key(|s| s.created);
+            live.sort_by_key(LiveSession::created);
         }
         live.into_iter()
             .map(|s| SessionSummary {
-                current: s.sid == session.session_id(),
-                sid: s.sid,
-                created_at: s.created,
-                expires_at: s.expires,
+                current: Some(s.sid) == own,
+                sid: s.sid.to_string(),
+                created_at: s.created(),
+                expires_at: s.expires(),
             })
             .collect()
     }
@@ -74,16 +80,18 @@ impl SessionManager {
         if target == session.session_id() || target == session.jti() {
             return self.end_session(session, "revoke_own", now);
         }
+        // Indexed ids are canonical: text that is not cannot name one.
+        let target = RandomId::parse(target).ok_or(SessionError::NotFound)?;
         let found = self
             .index
             .live_sessions(sub, now)
             .into_iter()
             .find(|s| s.sid == target || s.jti == target)
             .ok_or(SessionError::NotFound)?;
-        let until = self.limits.family_until(found.created, found.expires);
-        self.revoke_quietly(Revocation::session(&found.sid, until), now);
-        self.index.remove(sub, &found.sid);
-        self.log_revoked(sub, &found.sid, "revoke_own");
+        let until = self.limits.family_until(found.created(), found.expires());
+        self.revoke_quietly(Revocation::session(found.sid, until), now);
+        self.index.remove(sub, found.sid);
+        self.log_revoked(sub, &found.sid.to_string(), "revoke_own");
         Ok(())
     }
 
@@ -106,7 +114,10 @@ impl SessionManager {
             AdminRevoke::Token(jti) => self.revoke_checked(Revocation::token(jti, until), now)?,
             AdminRevoke::Session(sid) => {
                 self.revoke_checked(Revocation::session(&sid, until), now)?;
-                self.index.remove_everywhere(&sid);
+                // Only canonical ids are indexed.
+                if let Some(sid) = RandomId::parse(&sid) {
+                    self.index.remove_everywhere(sid);
+                }
             }
             AdminRevoke::Subject(sub) => {
                 // Every token of `sub` with iat ≤ now, across all sessions.
@@ -172,16 +183,18 @@ impl SessionManager {
             .limits
             .family_until(session.claims().auth_time(), session.expires_at());
         self.revoke_checked(Revocation::session(sid, until), floor_secs(now))?;
-        self.index.remove(sub, sid);
+        if let Some(id) = RandomId::parse(sid) {
+            self.index.remove(sub, id);
+        }
         self.log_revoked(sub, sid, reason);
         Ok(())
     }
 
     /// Revokes a session the per-user limit pushed out.
     pub(super) fn evict(&self, sub: &str, old: &LiveSession, now: SystemTime) {
-        let until = self.limits.family_until(old.created, old.expires);
-        self.revoke_quietly(Revocation::session(&old.sid, until), now);
-        self.log_revoked(sub, &old.sid, "session_limit");
+        let until = self.limits.family_until(old.created(), old.expires());
+        self.revoke_quietly(Revocation::session(old.sid, until), now);
+        self.log_revoked(sub, &old.sid.to_string(), "session_limit");
     }
 
     /// Revokes with an id known to be valid (from a verified token).

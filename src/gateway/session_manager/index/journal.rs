@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::LiveSession;
+use crate::gateway::session_manager::random_id::RandomId;
 use crate::secret_file::{self, SECRET_MODE};
 
 /// The journal file, open for appending.
@@ -196,10 +197,10 @@ impl Line {
             sessions: sessions
                 .iter()
                 .map(|s| Entry {
-                    sid: s.sid.clone(),
-                    jti: s.jti.clone(),
-                    created: unix(s.created),
-                    expires: unix(s.expires),
+                    sid: s.sid.to_string(),
+                    jti: s.jti.to_string(),
+                    created: unix(s.created()),
+                    expires: unix(s.expires()),
                 })
                 .collect(),
         }
@@ -233,8 +234,17 @@ fn read(path: &Path) -> io::Result<Loaded> {
         }
         match serde_json::from_slice::<Line>(text) {
             Ok(line) => {
-                let sessions = line.sessions.into_iter().map(Entry::into_live).collect();
-                loaded.subjects.insert(line.sub, sessions);
+                // Ids are written from verified claims, so they parse; a
+                // line with one that does not (damage, a hand edit) is
+                // skipped whole, like any unreadable line.
+                let sessions: Option<Vec<LiveSession>> =
+                    line.sessions.into_iter().map(Entry::into_live).collect();
+                match sessions {
+                    Some(sessions) => {
+                        loaded.subjects.insert(line.sub, sessions);
+                    }
+                    None => loaded.bad_lines += 1,
+                }
             }
             Err(_) => {
                 loaded.bad_lines += 1;
@@ -262,13 +272,15 @@ fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
 }
 
 impl Entry {
-    fn into_live(self) -> LiveSession {
-        LiveSession {
-            sid: self.sid,
-            jti: self.jti,
-            created: UNIX_EPOCH + Duration::from_secs(self.created),
-            expires: UNIX_EPOCH + Duration::from_secs(self.expires),
-        }
+    /// The in-memory session (binary ids); `None` if an id is not a
+    /// canonical 256-bit id.
+    fn into_live(self) -> Option<LiveSession> {
+        Some(LiveSession::new(
+            RandomId::parse(&self.sid)?,
+            RandomId::parse(&self.jti)?,
+            UNIX_EPOCH + Duration::from_secs(self.created),
+            UNIX_EPOCH + Duration::from_secs(self.expires),
+        ))
     }
 }
 
