@@ -175,6 +175,7 @@ fn x5t(byte: u8) -> Confirmation {
 mod session_manager {
     mod binding;
     mod issuing;
+    mod journal_format;
     mod refresh;
     mod revocation;
     mod secrets;
