@@ -181,13 +181,14 @@ pub struct TokenMetrics {
 impl TokenMetrics {
     fn register(registry: &mut Registry) -> Self {
         let lookups: Family<Label, Counter> = Family::default();
+        // One statement each: `get_or_create` returns a read guard, and a
+        // second call while it is alive would wait for the write lock.
+        let hit = lookups.get_or_create(&[("result", "hit")]).clone();
+        let miss = lookups.get_or_create(&[("result", "miss")]).clone();
         let m = Self {
             validations: Family::default(),
             validation_seconds: latency_histogram(),
-            cache_lookups: CacheLookups {
-                hit: lookups.get_or_create(&[("result", "hit")]).clone(),
-                miss: lookups.get_or_create(&[("result", "miss")]).clone(),
-            },
+            cache_lookups: CacheLookups { hit, miss },
         };
         registry.register(
             "token_cache_lookups",
