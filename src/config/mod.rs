@@ -13,8 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use rules::{
-    InvalidUpstreamUrl, MAX_ABSOLUTE_TIMEOUT, MAX_SUBJECT_BYTES, UpstreamUrl, is_scope, is_subject,
-    parse_password_hash,
+    InvalidUpstreamUrl, MAX_ABSOLUTE_TIMEOUT, MAX_SUBJECT_BYTES, MAX_VERIFIED_CACHE_ENTRIES,
+    UpstreamUrl, is_scope, is_subject, parse_password_hash,
 };
 pub use schema::{
     AuthConfig, BindingPolicy, ClientAuth, Config, DEFAULT_CONFIG_TOML, HstsConfig, KeyAlgorithm,
@@ -341,6 +341,12 @@ impl TokensConfig {
             "tokens",
             "key_poll_interval",
             "must be above 0",
+        );
+        p.check(
+            t.verified_cache_entries <= MAX_VERIFIED_CACHE_ENTRIES,
+            "tokens",
+            "verified_cache_entries",
+            "must be at most 1000000 (0 turns the cache off)",
         );
     }
 }

@@ -106,6 +106,10 @@ pub fn is_scope(scope: &str) -> bool {
 /// Upper bound on `[tokens] absolute_timeout`: 100 years. Keeps time
 /// arithmetic and moka's durations far from overflow.
 pub const MAX_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// Upper bound on `[tokens] verified_cache_entries`. An entry holds one
+/// token's verified claims, parsed from at most 4 KiB of token (a typical
+/// entry is under 1 KiB), so this bounds the cache's memory as well.
+pub const MAX_VERIFIED_CACHE_ENTRIES: u64 = 1_000_000;
 /// argon2 version 0x13 (19), the only one accepted.
 const ARGON2_VERSION: u32 = 0x13;
 /// Longest subject a token carries (`session_token`'s limit).

@@ -237,6 +237,11 @@ pub struct TokensConfig {
     /// How often the keys directory is re-read.
     #[serde(deserialize_with = "duration")]
     pub key_poll_interval: Duration,
+    /// Most session tokens remembered as verified (signature and claims),
+    /// so a token presented again skips the Ed25519 check; 0 turns the
+    /// cache off. Revocation, binding and replay checks still run on
+    /// every request.
+    pub verified_cache_entries: u64,
 }
 
 impl Default for TokensConfig {
@@ -253,6 +258,7 @@ impl Default for TokensConfig {
             leeway: Duration::from_secs(30),
             max_sessions_per_user: 5,
             key_poll_interval: Duration::from_secs(2),
+            verified_cache_entries: 10_000,
         }
     }
 }

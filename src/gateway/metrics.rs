@@ -197,14 +197,26 @@ impl Drop for OpenConnection {
 pub struct TokenMetrics {
     validations: Family<Label, Counter>,
     validation_seconds: Histogram,
+    cache_lookups: CacheLookups,
 }
 
 impl TokenMetrics {
     fn register(registry: &mut Registry) -> Self {
+        let lookups: Family<Label, Counter> = Family::default();
+        // One statement each: `get_or_create` returns a read guard, and a
+        // second call while it is alive would wait for the write lock.
+        let hit = lookups.get_or_create(&[("result", "hit")]).clone();
+        let miss = lookups.get_or_create(&[("result", "miss")]).clone();
         let m = Self {
             validations: Family::default(),
             validation_seconds: latency_histogram(),
+            cache_lookups: CacheLookups { hit, miss },
         };
+        registry.register(
+            "token_cache_lookups",
+            "Lookups in the cache of verified session tokens, by result (hit, miss)",
+            lookups,
+        );
         registry.register(
             "token_validations",
             "Bearer token validations by result",
@@ -222,6 +234,44 @@ impl TokenMetrics {
     pub fn validation(&self, result: &'static str, took: Duration) {
         self.validations.get_or_create(&[("result", result)]).inc();
         self.validation_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The registered hit and miss counters of the verified-token cache,
+    /// for the session manager to count into.
+    pub fn cache_lookups(&self) -> CacheLookups {
+        self.cache_lookups.clone()
+    }
+}
+
+/// The two counters of `clawgate_token_cache_lookups_total`, resolved once
+/// at start-up: counting a lookup is one atomic add, with no label work.
+/// `Default` gives counters registered nowhere (a manager built without
+/// a gateway still counts, for its own tests).
+#[derive(Debug, Clone, Default)]
+pub struct CacheLookups {
+    hit: Counter,
+    miss: Counter,
+}
+
+impl CacheLookups {
+    /// Counts a hit.
+    pub fn hit(&self) {
+        self.hit.inc();
+    }
+
+    /// Counts a miss.
+    pub fn miss(&self) {
+        self.miss.inc();
+    }
+
+    /// Hits counted so far.
+    pub fn hits(&self) -> u64 {
+        self.hit.get()
+    }
+
+    /// Misses counted so far.
+    pub fn misses(&self) -> u64 {
+        self.miss.get()
     }
 }
 

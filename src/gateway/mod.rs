@@ -7,7 +7,8 @@
 //!    certificate from [`certificate_manager`] (issue, renew, hot swap);
 //! 3. HTTP: [`http`] (router, security headers, limits);
 //! 4. auth: [`http::auth`] checks the bearer token ([`session_token`],
-//!    keys in [`session_token::keyring`]) and the session
+//!    keys in [`session_token::keyring`]; a verified token is remembered
+//!    in [`session_manager::verified_cache`]) and the session
 //!    ([`session_manager`]: revocations, binding, credentials);
 //! 5. replay: [`replay_protection`] (nonces, timestamps);
 //! 6. proxy: [`http::proxy`] forwards to the upstream.
@@ -82,12 +83,15 @@ impl Gateway {
         let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
         // Keys, then revocations, then the session index, all before the
         // first connection is accepted (PITFALLS R2).
-        let sessions = Arc::new(SessionManager::open(
-            &config.tokens,
-            &config.auth,
-            &config.state,
-            Arc::clone(&clock),
-        )?);
+        let sessions = Arc::new(
+            SessionManager::open(
+                &config.tokens,
+                &config.auth,
+                &config.state,
+                Arc::clone(&clock),
+            )?
+            .with_cache_lookups(metrics.tokens.cache_lookups()),
+        );
         let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
         let upstream_url = config.upstream.upstream_url()?;
         let proxy = upstream_url.as_ref().map(|url| {

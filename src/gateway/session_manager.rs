@@ -75,6 +75,7 @@
 pub mod binding;
 pub mod credentials;
 pub mod revocation_store;
+pub mod verified_cache;
 
 mod error;
 mod index;
@@ -95,6 +96,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{AuthConfig, BindingPolicy, TokensConfig};
+use crate::gateway::metrics::CacheLookups;
 use crate::gateway::session_manager::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
 use crate::gateway::session_manager::revocation_store::RevocationStore;
 use crate::gateway::session_token::keyring::KeyRing;
@@ -107,6 +109,7 @@ pub use types::{
     AdminRevoke, ClientAddr, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair,
     sid_prefix,
 };
+use verified_cache::VerifiedCache;
 
 /// Issues, refreshes, authenticates and revokes sessions. `Send + Sync`;
 /// share it behind an `Arc`.
@@ -124,6 +127,7 @@ pub struct SessionManager {
     index: SessionIndex,
     families: FamilyLocks,
     spent: SpentCache,
+    verified: VerifiedCache,
 }
 
 impl SessionManager {
@@ -166,6 +170,7 @@ impl SessionManager {
             index: SessionIndex::new(limits.absolute_timeout.saturating_add(limits.leeway)),
             families: FamilyLocks::default(),
             spent: SpentCache::new(limits.refresh_grace),
+            verified: VerifiedCache::new(tokens.verified_cache_entries, tokens.leeway),
             limits,
         })
     }
@@ -334,11 +339,24 @@ impl SessionManager {
 
     /// [`authenticate`](Self::authenticate) at `now`.
     pub fn authenticate_at(&self, token: &str, now: SystemTime) -> Result<Session, SessionError> {
-        // Signature and claims first: unauthenticated input never reaches a
-        // cache, so it can neither probe nor fill one.
-        let claims =
-            session_token::verify_at(&self.keyring, &self.policy, token, TokenType::Session, now)
-                .map_err(SessionError::InvalidToken)?;
+        // Signature and claims first, or a cached verification of these
+        // exact bytes that the ring still vouches for and that is valid at
+        // `now`. Only a verified token enters that cache, and no other
+        // cache below sees unauthenticated input: none can be probed or
+        // filled with it.
+        let claims = self
+            .verified
+            .get_or_verify(token, &self.keyring, now, || {
+                session_token::verify_at(
+                    &self.keyring,
+                    &self.policy,
+                    token,
+                    TokenType::Session,
+                    now,
+                )
+            })
+            .map_err(SessionError::InvalidToken)?;
+        // Everything below runs on every request, cached or not.
         // Then the revocation set (memory only): by jti, sid, and sub + iat.
         let revoked = self.store.is_revoked_at(
             claims.jti(),
@@ -357,6 +375,21 @@ impl SessionManager {
             return Err(SessionError::BindingRequired);
         }
         Ok(Session::new(claims))
+    }
+
+    /// Counts the verified-token cache's hits and misses into `lookups`
+    /// (`clawgate_token_cache_lookups_total`; the gateway passes the
+    /// registered counters).
+    #[must_use]
+    pub fn with_cache_lookups(mut self, lookups: CacheLookups) -> Self {
+        self.verified.count_into(lookups);
+        self
+    }
+
+    /// The cache of verified session tokens (`[tokens]
+    /// verified_cache_entries`).
+    pub fn verified_cache(&self) -> &VerifiedCache {
+        &self.verified
     }
 
     /// Ends this session: its `sid` is revoked, so its refresh token dies too.

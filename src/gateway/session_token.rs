@@ -254,6 +254,17 @@ fn check_claims(
     claims_from_wire(&wire)
 }
 
+/// Whether verified `claims` still pass the time checks of
+/// [`verify_at`] at `now` (`exp`, `nbf`, `iat`, same leeway, same whole
+/// seconds): what a cached verification must re-check on every use.
+pub(crate) fn times_valid_at(claims: &Claims, leeway: Duration, now: SystemTime) -> bool {
+    let now = unix_secs(now);
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    now < unix_secs(claims.exp).saturating_add(leeway)
+        && unix_secs(claims.nbf) <= now.saturating_add(leeway)
+        && unix_secs(claims.iat) <= now.saturating_add(leeway)
+}
+
 /// Structural checks shared by minting and verification.
 fn claims_from_wire(wire: &WireClaims) -> Result<Claims, TokenError> {
     let bad = TokenError::MalformedClaims;

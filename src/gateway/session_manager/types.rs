@@ -42,11 +42,12 @@ impl IssueMethod {
 /// [`SessionManager::authenticate`]: super::SessionManager::authenticate
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
-    claims: VerifiedClaims,
+    /// Shared with the cache of verified tokens: a hit copies no claim.
+    claims: Arc<VerifiedClaims>,
 }
 
 impl Session {
-    pub(super) fn new(claims: VerifiedClaims) -> Self {
+    pub(super) fn new(claims: Arc<VerifiedClaims>) -> Self {
         Self { claims }
     }
 

@@ -134,8 +134,15 @@ impl KeyRing {
         let previous = self.snapshot();
         match directory::scan(&self.dir, &previous.keys) {
             Ok(scan) => {
-                let next = KeySet::new(scan.keys);
+                let mut next = KeySet::new(scan.keys);
                 let report = ReloadReport::between(&previous, &next, scan.skipped, scan.warnings);
+                // A kid that stops verifying moves the generation on, so
+                // whatever was cached on its word is dropped at its next
+                // lookup (`session_manager::verified_cache`). Reloads are
+                // serialized by `reload_state`, so this never goes back.
+                next.generation = previous
+                    .generation
+                    .wrapping_add(u64::from(!report.removed.is_empty()));
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
                 report
             }
@@ -178,6 +185,23 @@ impl KeyRing {
             .get(kid)
             .and_then(|&i| set.keys.get(i))
             .map(|k| VerifyingKey(Arc::clone(&k.public)))
+    }
+
+    /// The removal generation: it moves on each time a reload drops a kid
+    /// (a key deleted, pruned, or replaced), never on additions. Read it
+    /// *before* verifying a token that is to be cached: a removal that
+    /// races the verification then shows as a newer generation.
+    pub fn generation(&self) -> u64 {
+        self.snapshot().generation
+    }
+
+    /// Whether `kid` still verifies and no key was removed since
+    /// `generation` was read ([`generation`](Self::generation)): what a
+    /// cached verification made then is still vouched for. One snapshot
+    /// answers both.
+    pub fn still_vouches(&self, kid: &str, generation: u64) -> bool {
+        let set = self.snapshot();
+        set.generation == generation && set.by_kid.contains_key(kid)
     }
 
     /// Every loaded key: signer first, then staged, then retired.
@@ -493,6 +517,8 @@ pub enum KeyError {
 struct KeySet {
     keys: Vec<LoadedKey>,
     by_kid: HashMap<String, usize>,
+    /// Reloads that removed a kid, since the ring was opened.
+    generation: u64,
 }
 
 impl KeySet {
@@ -502,7 +528,11 @@ impl KeySet {
             .enumerate()
             .map(|(i, k)| (k.info.kid.clone(), i))
             .collect();
-        Self { keys, by_kid }
+        Self {
+            keys,
+            by_kid,
+            generation: 0,
+        }
     }
 
     fn signer(&self) -> Option<&LoadedKey> {
