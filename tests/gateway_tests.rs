@@ -21,4 +21,5 @@ mod gateway {
     mod operations;
     mod proxy;
     mod replay_quota;
+    mod token_cache;
 }

@@ -7,7 +7,7 @@
 //! `clawgate_token_cache_lookups_total`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
