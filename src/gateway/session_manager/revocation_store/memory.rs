@@ -22,7 +22,7 @@
 //! cannot hold 100,000 revocations in a few MB. Sharded, the moka part is
 //! fixed (≤ 4,096 entries per kind, ≈ 1.4 MB when all are in use) and each
 //! revocation adds its 40-byte pair: 100,000 `jti` revocations measured
-//! ≈ 6 MB in all (`examples/session_memory`, figures in
+//! ≈ 7 MiB in all, filters included (`examples/session_memory`, figures in
 //! `docs/performance.md`). Entries still leave only at `until`.
 //!
 //! ## Expiry
@@ -144,11 +144,25 @@ impl Sharded {
         }
     }
 
-    /// The filter word and bit of an id (bits 16..16+21 of the id,
-    /// independent of the shard bits).
+    /// The filter word and bit of an id: a multiplicative mix of two of
+    /// its words (uniform for random ids, and spread for structured ones,
+    /// such as a bench's), independent of the shard bits.
     fn filter_slot(&self, id: &RandomId) -> (&AtomicU64, u64) {
         let b = id.as_bytes();
-        let slot = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize % FILTER_BITS;
+        let word = |i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        let mixed = (word(8) ^ word(24).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (mixed >> (64 - FILTER_SLOT_BITS)) as usize;
         // `slot / 64 < FILTER_BITS / 64 == filter.len()`.
         (&self.filter[slot / 64], 1 << (slot % 64))
     }
@@ -301,7 +315,8 @@ fn ttl(until: u64, now: u64) -> Duration {
 /// Slots of the presence filter (2^21 bits = 256 KiB per kind, fixed):
 /// ≈ 5 % of unrevoked ids share a slot with one of 100,000 revoked ids and
 /// take the moka path.
-const FILTER_BITS: usize = 1 << 21;
+const FILTER_BITS: usize = 1 << FILTER_SLOT_BITS;
+const FILTER_SLOT_BITS: u32 = 21;
 /// Bits of an id that pick its shard.
 const SHARD_BITS: u32 = 12;
 /// Shards per kind: ≈ 24 pairs each at 100,000 revocations, so a write
