@@ -86,24 +86,31 @@ impl Config {
     /// Joins every relative path of the configuration onto `base` (the
     /// config file's directory).
     pub fn resolve_relative(&mut self, base: &Path) {
-        let resolve = |p: &mut PathBuf| {
+        for p in self.paths_mut() {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
-        };
-        resolve(&mut self.tls.cert_dir);
-        resolve(&mut self.tokens.keys_dir);
-        resolve(&mut self.state.dir);
-        for p in [
-            &mut self.tls.cert_path,
-            &mut self.tls.key_path,
-            &mut self.tls.client_ca_path,
+        }
+    }
+
+    /// Every file or directory path of the configuration (what `~` and
+    /// relative-path resolution apply to).
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
+            &mut self.tls.cert_dir,
+            &mut self.tokens.keys_dir,
+            &mut self.state.dir,
         ]
         .into_iter()
-        .flatten()
-        {
-            resolve(p);
-        }
+        .chain(
+            [
+                &mut self.tls.cert_path,
+                &mut self.tls.key_path,
+                &mut self.tls.client_ca_path,
+            ]
+            .into_iter()
+            .flatten(),
+        )
     }
 
     /// Checks values that parse but cannot work, collecting every problem.
@@ -256,19 +263,8 @@ impl Config {
     }
 
     fn expand_home(&mut self, home: Option<&Path>) {
-        let expand = |p: &mut PathBuf| *p = expand_tilde(p, home);
-        expand(&mut self.tls.cert_dir);
-        expand(&mut self.tokens.keys_dir);
-        expand(&mut self.state.dir);
-        for p in [
-            &mut self.tls.cert_path,
-            &mut self.tls.key_path,
-            &mut self.tls.client_ca_path,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            expand(p);
+        for p in self.paths_mut() {
+            *p = expand_tilde(p, home);
         }
     }
 }
