@@ -32,6 +32,9 @@ pub enum Error {
     /// generator).
     #[error(transparent)]
     Sessions(#[from] OpenError),
+    /// `[cluster]` could not be set up (password file, URL).
+    #[error(transparent)]
+    Cluster(#[from] crate::gateway::cluster::ClusterSetupError),
     /// A socket could not be bound or another I/O step failed.
     #[error("{context}: {source}")]
     Io {

@@ -13,13 +13,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use rules::{
-    InvalidUpstreamUrl, MAX_ABSOLUTE_TIMEOUT, MAX_SUBJECT_BYTES, MAX_VERIFIED_CACHE_ENTRIES,
-    UpstreamUrl, is_scope, is_subject, parse_password_hash,
+    InvalidRedisUrl, InvalidUpstreamUrl, MAX_ABSOLUTE_TIMEOUT, MAX_SUBJECT_BYTES,
+    MAX_VERIFIED_CACHE_ENTRIES, RedisUrl, UpstreamUrl, is_scope, is_subject, parse_password_hash,
 };
 pub use schema::{
-    AuthConfig, BindingPolicy, ClientAuth, Config, DEFAULT_CONFIG_TOML, HstsConfig, KeyAlgorithm,
-    LogConfig, LogFormat, MetricsConfig, ReplayConfig, ServerConfig, StateConfig, TlsConfig,
-    TokensConfig, UpstreamConfig, UserConfig, parse_duration, parse_socket_addr,
+    AuthConfig, BindingPolicy, ClientAuth, ClusterConfig, ClusterMode, Config, DEFAULT_CONFIG_TOML,
+    HstsConfig, KeyAlgorithm, LogConfig, LogFormat, MetricsConfig, ReplayConfig, ServerConfig,
+    StateConfig, TlsConfig, TokensConfig, UpstreamConfig, UserConfig, parse_duration,
+    parse_socket_addr,
 };
 
 /// Why a configuration could not be used.
@@ -107,6 +108,8 @@ impl Config {
                 &mut self.tls.cert_path,
                 &mut self.tls.key_path,
                 &mut self.tls.client_ca_path,
+                &mut self.cluster.password_file,
+                &mut self.cluster.ca_path,
             ]
             .into_iter()
             .flatten(),
@@ -123,7 +126,73 @@ impl Config {
         self.upstream.check(&mut problems);
         self.validate_server(&mut problems);
         self.validate_log(&mut problems);
+        self.validate_cluster(&mut problems);
         problems.into_result()
+    }
+
+    fn validate_cluster(&self, p: &mut Problems) {
+        let c = &self.cluster;
+        if c.mode == ClusterMode::Standalone {
+            return;
+        }
+        if let Err(why) = rules::RedisUrl::parse(&c.url) {
+            p.check(false, "cluster", "url", &why.to_string());
+        }
+        p.check(
+            !c.connect_timeout.is_zero(),
+            "cluster",
+            "connect_timeout",
+            "must be above 0",
+        );
+        p.check(
+            !c.command_timeout.is_zero() && c.command_timeout <= std::time::Duration::from_secs(5),
+            "cluster",
+            "command_timeout",
+            "must be above 0 and at most \"5s\" (a request waits this long at most)",
+        );
+        p.check(
+            c.stream_block >= std::time::Duration::from_millis(10),
+            "cluster",
+            "stream_block",
+            "must be at least \"10ms\"",
+        );
+        p.check(
+            c.stale_after > c.stream_block + c.command_timeout,
+            "cluster",
+            "stale_after",
+            "must be longer than stream_block + command_timeout (an idle stream read returns that often)",
+        );
+        p.check(
+            c.stream_retention >= std::time::Duration::from_secs(60),
+            "cluster",
+            "stream_retention",
+            "must be at least \"60s\"",
+        );
+        p.check(
+            !c.prefix.is_empty()
+                && c.prefix.len() <= 32
+                && c.prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "cluster",
+            "prefix",
+            "must be 1 to 32 letters, digits, '-' or '_'",
+        );
+        p.check(
+            c.node_id.len() <= 64 && !c.node_id.contains(char::is_whitespace),
+            "cluster",
+            "node_id",
+            "must be at most 64 characters with no spaces (empty: host:pid)",
+        );
+        // Each replica would print its own code and count wrong guesses
+        // alone, so N replicas would allow N times the attempts.
+        p.check(
+            !self.auth.pairing,
+            "auth",
+            "pairing",
+            "must be false with [cluster] mode = \"redis\": pairing codes are per replica; \
+             issue sessions with `clawgate token issue`, passwords ([[auth.users]]) or pair on a standalone gateway",
+        );
     }
 
     fn validate_log(&self, p: &mut Problems) {

@@ -116,3 +116,78 @@ const ARGON2_VERSION: u32 = 0x13;
 pub const MAX_SUBJECT_BYTES: usize = 256;
 /// Longest scope a token carries (`session_token`'s limit).
 const MAX_SCOPE_BYTES: usize = 128;
+
+/// `[cluster] url`, checked: `redis://`, `rediss://` (TLS), `valkey://` or
+/// `valkeys://`, a host, an optional port and database number, and no
+/// password (that belongs in `password_file`, never in the config).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    url: String,
+    tls: bool,
+}
+
+impl RedisUrl {
+    /// Checks the URL; the error says what to write instead.
+    pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
+        let uri: Uri = url.trim().parse().map_err(|_| InvalidRedisUrl::Syntax)?;
+        let tls = match uri.scheme_str() {
+            Some("redis" | "valkey") => false,
+            Some("rediss" | "valkeys") => true,
+            _ => return Err(InvalidRedisUrl::Scheme),
+        };
+        let authority = uri.authority().ok_or(InvalidRedisUrl::Syntax)?;
+        if authority.as_str().contains('@') {
+            return Err(InvalidRedisUrl::Credentials);
+        }
+        if authority.host().is_empty() {
+            return Err(InvalidRedisUrl::Syntax);
+        }
+        let db = uri.path().trim_start_matches('/');
+        if !db.is_empty() && db.parse::<u16>().is_err() {
+            return Err(InvalidRedisUrl::Database);
+        }
+        if uri.query().is_some() {
+            return Err(InvalidRedisUrl::Syntax);
+        }
+        Ok(Self {
+            url: url.trim().to_owned(),
+            tls,
+        })
+    }
+
+    /// The URL as written (it holds no secret).
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the connection uses TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.url)
+    }
+}
+
+/// Why a `[cluster] url` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRedisUrl {
+    /// Not a URL with a host.
+    #[error("is not a Redis URL: use e.g. \"redis://127.0.0.1:6379/0\"")]
+    Syntax,
+    /// Another scheme.
+    #[error("must start with redis:// (or rediss:// for TLS), e.g. \"redis://127.0.0.1:6379/0\"")]
+    Scheme,
+    /// A user or password in the URL.
+    #[error(
+        "must not hold a user or password: put the password in [cluster] password_file (mode 0600)"
+    )]
+    Credentials,
+    /// The path is not a database number.
+    #[error("the path must be a database number, e.g. \"redis://127.0.0.1:6379/0\"")]
+    Database,
+}

@@ -36,6 +36,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Structured logs.
     pub log: LogConfig,
+    /// Shared state for several replicas (standalone by default).
+    pub cluster: ClusterConfig,
 }
 
 /// `[server]`: the HTTPS listener.
@@ -488,6 +490,73 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             level: "info".to_owned(),
             access_log: true,
+        }
+    }
+}
+
+/// Where session state lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterMode {
+    /// Embedded, per instance: no server, no socket (today's behaviour).
+    #[default]
+    Standalone,
+    /// Revocations, nonces, session caps and refresh state shared through
+    /// a Redis or Valkey server.
+    Redis,
+}
+
+/// `[cluster]`: several replicas sharing state through Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `standalone` (default) or `redis`.
+    pub mode: ClusterMode,
+    /// `redis://host:port/db` or `rediss://…` (TLS). No password here: it
+    /// goes in `password_file`.
+    pub url: String,
+    /// File holding the Redis password (mode 0600, like the keys).
+    pub password_file: Option<PathBuf>,
+    /// Extra PEM trust anchor for `rediss://` (the system roots otherwise).
+    pub ca_path: Option<PathBuf>,
+    /// Key prefix, so several fleets can share one server.
+    pub prefix: String,
+    /// This replica's name in stream entries and logs (default host:pid).
+    pub node_id: String,
+    /// Time allowed to open a connection.
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Deadline of every command on the request path; past it the server
+    /// counts as unavailable.
+    #[serde(deserialize_with = "duration")]
+    pub command_timeout: Duration,
+    /// How long one blocking read of the revocation stream waits.
+    #[serde(deserialize_with = "duration")]
+    pub stream_block: Duration,
+    /// How far back the revocation stream reaches; a replica away longer
+    /// reloads the snapshot.
+    #[serde(deserialize_with = "duration")]
+    pub stream_retention: Duration,
+    /// A local copy of the revocations older than this makes `/ready`
+    /// answer 503 and `/health` degraded.
+    #[serde(deserialize_with = "duration")]
+    pub stale_after: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            mode: ClusterMode::Standalone,
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            password_file: None,
+            ca_path: None,
+            prefix: "cg".to_owned(),
+            node_id: String::new(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(150),
+            stream_block: Duration::from_millis(500),
+            stream_retention: hours(1),
+            stale_after: Duration::from_secs(2),
         }
     }
 }

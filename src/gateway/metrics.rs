@@ -78,6 +78,16 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Registers the `clawgate_cluster_*` metrics (only in `mode = "redis"`);
+    /// call before the registry is shared.
+    pub fn register_cluster(&mut self) -> Arc<crate::gateway::cluster::ClusterMetrics> {
+        Arc::new(crate::gateway::cluster::ClusterMetrics::register(
+            &mut self.registry,
+        ))
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -17,6 +17,7 @@
 //! and holds no crypto.
 
 pub mod certificate_manager;
+pub mod cluster;
 pub mod http;
 pub mod metrics;
 pub mod replay_protection;
@@ -33,6 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::certificate_manager::CertificateManager;
+use self::cluster::Cluster;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::ready::UpstreamProbe;
@@ -61,6 +63,8 @@ pub struct Gateway {
     sessions: Arc<SessionManager>,
     replay: Arc<ReplayGuard>,
     proxy: Option<Proxy>,
+    /// The shared server in `mode = "redis"`.
+    cluster: Option<Arc<Cluster>>,
     /// Probes the upstream for `/ready` (present with `proxy`).
     upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
@@ -77,7 +81,16 @@ impl Gateway {
     pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         Self::preflight(&config, clock.as_ref())?;
         let certs = Arc::new(CertificateManager::init(&config.tls, Arc::clone(&clock))?);
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        // Standalone: `None`, no socket is ever opened and no cluster
+        // metric exists.
+        let cluster = match config.cluster.mode {
+            crate::config::ClusterMode::Standalone => None,
+            crate::config::ClusterMode::Redis => {
+                Cluster::open(&config.cluster, metrics.register_cluster())?
+            }
+        };
+        let metrics = Arc::new(metrics);
         certs.publish_expiry(&metrics.certs);
         let client_verifier = tls_config::client_auth::client_verifier(&config.tls)?;
         let tls = tls_config::server_config(certs.resolver(), client_verifier)?;
@@ -90,9 +103,12 @@ impl Gateway {
                 &config.state,
                 Arc::clone(&clock),
             )?
-            .with_cache_lookups(metrics.tokens.cache_lookups()),
+            .with_cache_lookups(metrics.tokens.cache_lookups())
+            .with_cluster(cluster.clone()),
         );
-        let replay = Arc::new(ReplayGuard::new(&config.replay, config.tokens.leeway));
+        let replay = Arc::new(
+            ReplayGuard::new(&config.replay, config.tokens.leeway).with_cluster(cluster.clone()),
+        );
         let upstream_url = config.upstream.upstream_url()?;
         let proxy = upstream_url.as_ref().map(|url| {
             Proxy::new(url, &config.upstream, &config.server)
@@ -108,6 +124,7 @@ impl Gateway {
             sessions,
             replay,
             proxy,
+            cluster,
             upstream_probe,
         })
     }
@@ -149,6 +166,13 @@ impl Gateway {
                 ));
             }
         }
+        if config.cluster.mode == crate::config::ClusterMode::Redis {
+            if let Some(path) = &config.cluster.password_file {
+                if let Err(e) = cluster::check_password_file(path) {
+                    missing.push(e.to_string());
+                }
+            }
+        }
         if !missing.is_empty() {
             return Err(crate::config::ConfigError::Invalid(missing).into());
         }
@@ -172,6 +196,11 @@ impl Gateway {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The shared server, in `[cluster] mode = "redis"`.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Binds the listeners and starts serving in the background.

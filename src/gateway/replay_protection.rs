@@ -66,6 +66,8 @@ pub struct ReplayGuard {
     /// says (0: no floor). See [`Self::refuse_before`].
     floor: AtomicU64,
     seen: Cache<NonceKey, NonceEntry>,
+    /// The shared server in `[cluster] mode = "redis"`; `None` standalone.
+    cluster: Option<Arc<crate::gateway::cluster::Cluster>>,
 }
 
 /// Who spends a nonce: the session (it scopes the nonce) and, when known,
@@ -116,7 +118,16 @@ impl ReplayGuard {
             shares,
             floor: AtomicU64::new(0),
             seen,
+            cluster: None,
         }
+    }
+
+    /// Shares spent nonces with the other replicas through `cluster`
+    /// (`[cluster] mode = "redis"`).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::gateway::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Whether requests with `method` must carry the replay headers.

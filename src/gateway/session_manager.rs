@@ -96,6 +96,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{AuthConfig, BindingPolicy, TokensConfig};
+use crate::gateway::cluster::Cluster;
 use crate::gateway::metrics::CacheLookups;
 use crate::gateway::session_manager::credentials::{LoginLimiter, PairingCode, PasswordVerifier};
 use crate::gateway::session_manager::revocation_store::RevocationStore;
@@ -128,6 +129,8 @@ pub struct SessionManager {
     families: FamilyLocks,
     spent: SpentCache,
     verified: VerifiedCache,
+    /// The shared server in `[cluster] mode = "redis"`; `None` standalone.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl SessionManager {
@@ -172,6 +175,7 @@ impl SessionManager {
             spent: SpentCache::new(limits.refresh_grace),
             verified: VerifiedCache::new(tokens.verified_cache_entries, tokens.leeway),
             limits,
+            cluster: None,
         })
     }
 
@@ -426,6 +430,19 @@ impl SessionManager {
     /// The revocation store (health, subscriptions).
     pub fn store(&self) -> &Arc<RevocationStore> {
         &self.store
+    }
+
+    /// Shares state with the other replicas through `cluster` (`[cluster]
+    /// mode = "redis"`).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The shared server, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The key ring (public key export).

@@ -1,6 +1,6 @@
 //! Shared test helpers: a gateway on 127.0.0.1:0 with temporary
 //! directories, a real rustls TLS 1.3 client, and polling helpers;
-//! `tls_echo` (a bare TLS server and client PKI for mutual TLS), `upstream`
+//! `redis_server` (a real redis-server per test), `tls_echo` (a bare TLS server and client PKI for mutual TLS), `upstream`
 //! (loopback upstreams) and `logs` (log capture, shared with the unit tests).
 #![allow(
     dead_code,
@@ -12,6 +12,7 @@
 
 #[path = "../../src/test_logs.rs"]
 pub mod logs;
+pub mod redis_server;
 pub mod tls_echo;
 pub mod upstream;
 

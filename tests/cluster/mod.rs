@@ -1,0 +1,3 @@
+//! The cluster-mode tests, by topic.
+
+mod connection;
