@@ -76,3 +76,20 @@ fn standalone_builds_no_client() {
     let cluster = Cluster::open(&ClusterConfig::default(), metrics).unwrap();
     assert!(cluster.is_none());
 }
+
+#[tokio::test]
+async fn a_fleet_of_three_starts_on_one_redis_and_serves() {
+    let fleet = crate::cluster::fleet::Fleet::start(3).await;
+    let token = fleet.replica(0).token("alice", &[]);
+    for gw in &fleet.replicas {
+        let response = gw
+            .client()
+            .send(
+                gw.addr(),
+                crate::common::authed("GET", "/hello", &token, ""),
+            )
+            .await;
+        assert_eq!(response.status, 200, "a token minted on replica 0");
+    }
+    assert!(fleet.redis.ping());
+}

@@ -1,3 +1,4 @@
 //! The cluster-mode tests, by topic.
 
 mod connection;
+mod fleet;
