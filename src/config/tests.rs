@@ -228,3 +228,72 @@ fn upstream_url_is_parsed_into_a_typed_value() {
         ]
     );
 }
+
+fn cluster_problems(section: &str) -> Vec<String> {
+    match Config::from_toml(section) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(other) => panic!("expected Invalid, got {other}"),
+    }
+}
+
+#[test]
+fn cluster_defaults_to_standalone_and_its_rules_apply_only_in_redis_mode() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.cluster.mode, ClusterMode::Standalone);
+    // A bad URL is ignored while the section is unused.
+    assert!(cluster_problems("[cluster]\nurl = \"nonsense\"\n").is_empty());
+    let ok = "[auth]\npairing = false\n[cluster]\nmode = \"redis\"\nurl = \"redis://127.0.0.1:6390/2\"\n";
+    assert!(
+        cluster_problems(ok).is_empty(),
+        "{:?}",
+        cluster_problems(ok)
+    );
+    let tls = "[auth]\npairing = false\n[cluster]\nmode = \"redis\"\nurl = \"rediss://cache.internal:6380\"\n";
+    assert!(cluster_problems(tls).is_empty());
+}
+
+#[test]
+fn cluster_url_rules_name_the_fix() {
+    let base = "[auth]\npairing = false\n[cluster]\nmode = \"redis\"\n";
+    for (url, needle) in [
+        ("redis://:hunter2@127.0.0.1:6379", "password_file"),
+        ("redis://user:pw@127.0.0.1:6379", "password_file"),
+        ("http://127.0.0.1:6379", "redis://"),
+        ("redis://127.0.0.1:6379/db", "database number"),
+        ("nonsense", "redis://127.0.0.1:6379/0"),
+    ] {
+        let problems = cluster_problems(&format!("{base}url = \"{url}\"\n"));
+        assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        assert!(problems[0].starts_with("[cluster] url"), "{problems:?}");
+        assert!(problems[0].contains(needle), "{url}: {problems:?}");
+        // The password itself is never echoed back.
+        assert!(!problems[0].contains("hunter2"), "{problems:?}");
+    }
+}
+
+#[test]
+fn cluster_mode_refuses_pairing_and_unusable_timeouts() {
+    let problems = cluster_problems("[cluster]\nmode = \"redis\"\n");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("[auth] pairing"), "{problems:?}");
+    assert!(problems[0].contains("token issue"), "{problems:?}");
+
+    let problems = cluster_problems(
+        "[auth]\npairing = false\n[cluster]\nmode = \"redis\"\ncommand_timeout = \"10s\"\n\
+         stale_after = \"100ms\"\nprefix = \"a b\"\nstream_retention = \"1s\"\n",
+    );
+    for key in [
+        "command_timeout",
+        "stale_after",
+        "prefix",
+        "stream_retention",
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("[cluster] {key}"))),
+            "{key} not refused: {problems:?}"
+        );
+    }
+}

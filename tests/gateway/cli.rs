@@ -249,7 +249,28 @@ fn config_check_and_serve_refuse_the_same_configs_with_the_same_message() {
     let keys = format!("keys_dir = {:?}\n", d.join("keys"));
     let hash =
         "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$V8GSz3ZT9ZcjgLfTY6iTMtOIrDCtIJxmNyMZhwSKovI";
-    let cases: [(&str, String, &str, u8); 7] = [
+    let loose_password = d.join("redis-password");
+    std::fs::write(&loose_password, "hunter2\n").unwrap();
+    std::fs::set_permissions(
+        &loose_password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let cases: [(&str, String, &str, u8); 9] = [
+        (
+            "pairing with cluster mode",
+            format!("[tls]\n{tls_dirs}[tokens]\n{keys}[cluster]\nmode = \"redis\"\n"),
+            "[auth] pairing: must be false with [cluster] mode = \"redis\"",
+            64,
+        ),
+        (
+            "a Redis password file others can read",
+            format!(
+                "[tls]\n{tls_dirs}[tokens]\n{keys}[auth]\npairing = false\n[cluster]\nmode = \"redis\"\npassword_file = {loose_password:?}\n"
+            ),
+            "chmod 600",
+            64,
+        ),
         (
             "a scope with a space",
             format!(
@@ -327,6 +348,10 @@ fn config_check_and_serve_refuse_the_same_configs_with_the_same_message() {
         assert!(
             check_err.contains(fragment),
             "{what}: {fragment} not in {check_err}"
+        );
+        assert!(
+            !check_err.contains("hunter2"),
+            "{what}: a secret in {check_err}"
         );
         assert!(stdout(&serve).is_empty(), "{what}: nothing may be served");
         // A refused configuration creates nothing: no key, no state.
