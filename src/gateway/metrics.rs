@@ -712,7 +712,7 @@ mod process {
         /// `None` when `/proc/self` cannot be read (not Linux).
         fn read() -> Option<Self> {
             let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-            let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
             // Less the descriptor of the listing itself.
             let open_fds = std::fs::read_dir("/proc/self/fd")
                 .ok()?
@@ -724,20 +724,28 @@ mod process {
             let fields: Vec<&str> = after.split_whitespace().collect();
             let utime: f64 = fields.get(11)?.parse().ok()?;
             let stime: f64 = fields.get(12)?.parse().ok()?;
-            let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+            // `VmRSS:   12345 kB`: in kibibytes whatever the page size
+            // (4 KiB on x86-64, 16 or 64 KiB on some aarch64 kernels).
+            let rss_kib: i64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             Some(Self {
                 cpu_seconds: (utime + stime) / CLOCK_TICKS_PER_SECOND,
-                resident_bytes: pages.saturating_mul(PAGE_SIZE),
+                resident_bytes: rss_kib.saturating_mul(1024),
                 open_fds: i64::try_from(open_fds).unwrap_or(i64::MAX),
             })
         }
     }
 
-    /// `USER_HZ`: 100 on every Linux architecture the gateway builds for
-    /// (reading `sysconf` would need `unsafe` or another dependency).
+    /// `USER_HZ`, the unit of `/proc/<pid>/stat` times: part of the kernel's
+    /// user ABI and 100 on every architecture Rust's Linux targets cover
+    /// (alpha and ia64 differed), whatever the kernel's own `HZ`. Reading
+    /// `sysconf(_SC_CLK_TCK)` would need `unsafe` or another dependency.
     const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
-    /// 4 KiB pages (x86-64, aarch64 with the usual kernels).
-    const PAGE_SIZE: i64 = 4096;
 }
 
 #[cfg(test)]

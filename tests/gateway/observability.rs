@@ -318,6 +318,19 @@ fn build_info_and_process_metrics_are_exposed() {
         if cfg!(target_os = "linux") {
             let rss = sample(&metrics, "clawgate_process_resident_memory_bytes").unwrap();
             assert!(rss > 1_000_000.0, "RSS {rss}");
+            // The gateway runs in this process: its figure is the kernel's
+            // VmRSS (in KiB, whatever the page size), within the growth of
+            // one scrape.
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let kib: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let ratio = rss / (kib * 1024.0);
+            assert!((0.8..1.25).contains(&ratio), "RSS {rss} vs VmRSS {kib} KiB");
             // The listeners and this scrape's socket at least.
             let fds = sample(&metrics, "clawgate_process_open_fds").unwrap();
             assert!(fds >= 3.0, "fds {fds}");
