@@ -119,6 +119,31 @@ fn access_log_has_one_plain_event_per_proxied_request() {
 }
 
 #[test]
+fn access_log_records_a_request_its_client_abandoned_as_499() {
+    common::with_captured_logs(|| async {
+        captured();
+        let (gw, upstream, _) = gateway_with_upstream(|_, _| {}).await;
+        let token = gw.token("alice", &["read"]);
+        let tls = gw.client().connect(gw.addr()).await.unwrap();
+        let request = authed("GET", "/delay?ms=30000", &token, Bytes::new());
+        let pending = tokio::spawn(common::send_on(tls, request));
+        // The upstream holds the request: the client gives up and closes.
+        upstream.delay_started.notified().await;
+        pending.abort();
+        let _ = pending.await;
+
+        let event = wait_for_access("/delay").await;
+        assert_eq!(event["status"], 499, "{event}");
+        assert_eq!(event["error"], "client_closed", "{event}");
+        assert_eq!(event["sub"], "alice", "{event}");
+        assert_eq!(event["bytes"], 0, "{event}");
+        // Exactly once, although the answer never came.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(access_events("/delay").len(), 1);
+    });
+}
+
+#[test]
 fn access_log_records_local_answers_without_upstream_time() {
     common::with_captured_logs(|| async {
         captured();

@@ -2,6 +2,11 @@
 //! `event = "access"`), written when the response body has been sent (or
 //! dropped), so `bytes` and `duration_ms` are the whole response.
 //!
+//! A request whose client goes away before the response head is ready
+//! (the connection closed while the upstream was still thinking) is
+//! logged too, with status 499 and `error = "client_closed"`, nginx's
+//! convention, so no request goes unrecorded.
+//!
 //! Fields: `method`, `path` (never the query string), `status`,
 //! `duration_ms`, `bytes` (response body bytes sent), `client`
 //! (`ip:port`), and when known `sub`, `sid_prefix` (first 8 characters of
@@ -68,6 +73,20 @@ pub(crate) struct Pending {
     uri: Uri,
     client: Option<ClientAddr>,
     slot: AccessSlot,
+    /// Until [`finish`](Self::finish) takes over: dropped while armed means
+    /// the request was abandoned (client gone before the answer).
+    armed: bool,
+}
+
+/// The status logged for a request whose client left before the answer.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            self.write(CLIENT_CLOSED, Some("client_closed"), 0);
+        }
+    }
 }
 
 impl Pending {
@@ -86,16 +105,18 @@ impl Pending {
             uri: req.uri().clone(),
             client,
             slot,
+            armed: true,
         }
     }
 
     /// Wraps `body` so the event is written when it ends.
     pub(crate) fn finish(
-        self,
+        mut self,
         status: StatusCode,
         error: Option<&'static str>,
         body: Body,
     ) -> Body {
+        self.armed = false;
         Body::new(LoggedBody {
             inner: body,
             record: Some(Record {
@@ -117,7 +138,14 @@ struct Record {
 
 impl Record {
     fn write(&self) {
-        let p = &self.pending;
+        self.pending
+            .write(self.status.as_u16(), self.error, self.bytes);
+    }
+}
+
+impl Pending {
+    fn write(&self, status: u16, error: Option<&'static str>, bytes: u64) {
+        let p = self;
         let session = p.slot.0.session.get();
         let duration_ms = p.started.elapsed().as_secs_f64() * 1000.0;
         let upstream_ms = p.slot.0.upstream.get().map(|d| d.as_secs_f64() * 1000.0);
@@ -126,13 +154,13 @@ impl Record {
             event = "access",
             method = p.method.as_str(),
             path = p.uri.path(),
-            status = self.status.as_u16(),
+            status,
             duration_ms,
-            bytes = self.bytes,
+            bytes,
             client = p.client.as_ref().map(tracing::field::display),
             sub = session.map(|s| s.subject()),
             sid_prefix = session.map(|s| sid_prefix(s.session_id())),
-            error = self.error,
+            error,
             upstream_ms,
             "request"
         );
