@@ -497,3 +497,244 @@ async fn readme_key_bound_session_needs_binding_optional_and_a_copied_token_is_r
     );
     drop(serving);
 }
+
+/// Runs curl with `args`; `None` when curl is not installed.
+fn curl(args: &[&str]) -> Option<Output> {
+    let curl = common::tool("curl")?;
+    Some(
+        Command::new(curl)
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The README's walk-through, command by command, with the real binary and
+/// the real curl (skipped when curl is missing). Two departures, both
+/// forced by a shared test machine: the gateway listens on a free port
+/// (not 8443) with metrics off, and the upstream is in the config file from
+/// the start instead of after a restart.
+#[test]
+fn readme_walk_through_with_curl() {
+    if common::tool("curl").is_none() {
+        eprintln!("curl not installed: README walk-through not run");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (upstream, _state) = rt.block_on(common::upstream::spawn_upstream());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let dot = home.path().join(".zeroclaw");
+    std::fs::create_dir_all(&dot).unwrap();
+    std::fs::write(
+        dot.join("gateway.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nenabled = false\n\
+             [upstream]\nurl = \"http://{upstream}\"\n"
+        ),
+    )
+    .unwrap();
+    let (serving, banner) = serve(&[], home.path(), home.path());
+    let ca = value(&banner, "trust this root once: ").to_owned();
+    assert_eq!(PathBuf::from(&ca), dot.join("certs").join("ca.crt"));
+    let code = value(&banner, "pairing code: ").to_owned();
+    let base = format!("https://localhost:{port}");
+    let url = |path: &str| format!("{base}{path}");
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    // curl --cacert $CA https://localhost:8443/health -i
+    let health = curl(&["--cacert", &ca, &url("/health"), "-i"]).unwrap();
+    let out = text(&health).to_ascii_lowercase();
+    assert!(out.starts_with("http/2 200"), "{out}");
+    assert!(
+        out.contains("strict-transport-security: max-age=31536000; includesubdomains"),
+        "{out}"
+    );
+    assert!(out.contains(r#"{"status":"ok"}"#), "{out}");
+
+    // TLS 1.2 is refused: curl exits 35 (handshake failure).
+    let old = curl(&[
+        "--cacert",
+        &ca,
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        &url("/health"),
+    ])
+    .unwrap();
+    assert_eq!(old.status.code(), Some(35), "{}", stderr(&old));
+
+    // Exchange the pairing code for tokens.
+    let header = format!("X-Pairing-Code: {code}");
+    let paired = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-H",
+        &header,
+        &url("/auth/pair"),
+    ])
+    .unwrap();
+    let tokens: serde_json::Value = serde_json::from_slice(&paired.stdout).unwrap();
+    assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+    // 24 h, less the part of a second already gone.
+    let expires_in = tokens["expires_in"].as_u64().unwrap();
+    assert!((86_399..=86_400).contains(&expires_in), "{expires_in}");
+    let token = tokens["session_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("v4.public."));
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("v4.public.")
+    );
+    // The code works once; `clawgate pairing` makes another, accepted within 2 s.
+    let again = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-H",
+        &header,
+        &url("/auth/pair"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .unwrap();
+    assert_ne!(text(&again), "200", "a pairing code worked twice");
+    let fresh = clawgate(&["pairing"], home.path());
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let fresh_code = stdout(&fresh)
+        .lines()
+        .find_map(|l| l.strip_prefix("pairing code: "))
+        .unwrap()
+        .to_owned();
+    let fresh_header = format!("X-Pairing-Code: {fresh_code}");
+    // Wrong codes count against this client (5 before a lockout), so ask
+    // only after the gateway had time to read the file (every second).
+    let mut accepted = false;
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let status = curl(&[
+            "--cacert",
+            &ca,
+            "-X",
+            "POST",
+            "-H",
+            &fresh_header,
+            &url("/auth/pair"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .unwrap();
+        if text(&status) == "200" {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(
+        accepted,
+        "the code from `clawgate pairing` was not accepted"
+    );
+
+    let bearer = format!("Authorization: Bearer {token}");
+    let session = curl(&["--cacert", &ca, "-H", &bearer, &url("/auth/session")]).unwrap();
+    let session: serde_json::Value = serde_json::from_slice(&session.stdout).unwrap();
+    assert!(session["sub"].is_string(), "{session}");
+    let keys = curl(&["--cacert", &ca, &url("/.well-known/paseto-keys")]).unwrap();
+    assert!(text(&keys).contains("k4.public."), "{}", text(&keys));
+
+    // Through to the service behind it; unsafe methods with replay headers.
+    let proxied = curl(&[
+        "--cacert",
+        &ca,
+        "-H",
+        &bearer,
+        &url("/api/anything"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .unwrap();
+    assert_eq!(text(&proxied), "200");
+    let (nonce, timestamp) = common::replay_headers();
+    let nonce = format!("X-Request-Nonce: {nonce}");
+    let timestamp = format!("X-Request-Timestamp: {timestamp}");
+    let post = |extra: &[&str]| {
+        let mut args = vec!["--cacert", &ca, "-X", "POST", "-H", &bearer];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-d", "{}", "-o", "/dev/null", "-w", "%{http_code}"]);
+        let target = url("/api/anything");
+        args.push(&target);
+        text(&curl(&args).unwrap())
+    };
+    assert_eq!(post(&["-H", &nonce, "-H", &timestamp]), "200");
+    assert_ne!(
+        post(&[]),
+        "200",
+        "a POST without replay headers went through"
+    );
+
+    // Log out: the token stops working at once.
+    let logout = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-H",
+        &bearer,
+        &url("/auth/logout"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .unwrap();
+    assert!(text(&logout).starts_with('2'), "logout: {}", text(&logout));
+    let after = curl(&[
+        "--cacert",
+        &ca,
+        "-H",
+        &bearer,
+        &url("/auth/session"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .unwrap();
+    assert_eq!(text(&after), "401");
+
+    // Pin the public key instead of trusting the root.
+    let fingerprint = clawgate(&["cert", "fingerprint"], home.path());
+    let pin = stdout(&fingerprint)
+        .lines()
+        .find_map(|l| l.strip_prefix("spki pin: "))
+        .unwrap_or_else(|| panic!("no spki pin line: {}", stdout(&fingerprint)))
+        .to_owned();
+    let pinned = curl(&[
+        "-k",
+        "--pinnedpubkey",
+        &pin,
+        &url("/health"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .unwrap();
+    assert_eq!(text(&pinned), "200", "{}", stderr(&pinned));
+    let wrong = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let refused = curl(&["-k", "--pinnedpubkey", wrong, &url("/health")]).unwrap();
+    assert_eq!(refused.status.code(), Some(90), "a wrong pin must fail");
+    stop(serving);
+}
