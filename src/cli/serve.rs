@@ -92,6 +92,11 @@ pub(crate) fn run(config: Config, file: Option<&Path>, banner: Banner) -> anyhow
             .clone()
             .unwrap_or_else(|| "none (set [upstream] url or --upstream)".to_owned()),
         keys: config.tokens.keys_dir.display().to_string(),
+        cluster: match config.cluster.mode {
+            clawgate::config::ClusterMode::Standalone => "standalone".to_owned(),
+            // The URL holds no secret (a rule refuses credentials in it).
+            clawgate::config::ClusterMode::Redis => format!("redis {}", config.cluster.url),
+        },
     };
     runtime.block_on(async {
         let gateway = Gateway::build(config).context(crate::TLS_UNAVAILABLE)?;
@@ -112,6 +117,7 @@ struct Facts {
     file: String,
     upstream: String,
     keys: String,
+    cluster: String,
 }
 
 fn print_banner(running: &RunningGateway, facts: &Facts) {
@@ -120,6 +126,7 @@ fn print_banner(running: &RunningGateway, facts: &Facts) {
     println!("config: {}", facts.file);
     println!("upstream: {}", facts.upstream);
     println!("keys: {}", facts.keys);
+    println!("cluster: {}", facts.cluster);
     println!("clawgate listening on https://{}", running.addr());
     println!(
         "certificate sha256 fingerprint: {}",
@@ -151,6 +158,7 @@ fn print_ready_line(running: &RunningGateway, facts: &Facts) {
         "config": facts.file,
         "upstream": facts.upstream,
         "keys_dir": facts.keys,
+        "cluster": facts.cluster,
         "listen": format!("https://{}", running.addr()),
         "certificate_sha256": served.fingerprint_sha256,
         "spki_pin": served.spki_pin,

@@ -1,4 +1,5 @@
 //! The cluster-mode tests, by topic.
 
+mod binary;
 mod connection;
 mod fleet;

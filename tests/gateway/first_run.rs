@@ -293,6 +293,7 @@ fn serve_with_upstream_and_listen_flags_needs_no_config_file() {
     assert_eq!(value(&banner, "upstream: "), url);
     let keys = home.path().join(".zeroclaw").join("keys");
     assert_eq!(PathBuf::from(value(&banner, "keys: ")), keys);
+    assert_eq!(value(&banner, "cluster: "), "standalone");
     let addr: SocketAddr = value(&banner, "clawgate listening on https://")
         .parse()
         .unwrap();
