@@ -33,12 +33,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
-use tokio::net::{TcpListener, TcpStream};
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{client_config, connect, rss_kib, spawn_upstream, wait_until_up};
 
 struct Args {
     binary: PathBuf,
@@ -200,42 +202,6 @@ fn start_gateway(
     Ok((child, addr, token))
 }
 
-fn client_config(ca: &Path) -> anyhow::Result<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pki_types::pem::PemObject::pem_file_iter(ca)? {
-        roots.add(cert?)?;
-    }
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Every connection is a full handshake: no resumption in the figures.
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(config)
-}
-
-async fn connect(
-    addr: SocketAddr,
-    tls: &Arc<ClientConfig>,
-) -> anyhow::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    Ok(TlsConnector::from(Arc::clone(tls))
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?)
-}
-
-async fn wait_until_up(addr: SocketAddr, tls: &Arc<ClientConfig>) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if connect(addr, tls).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("gateway did not come up on {addr}")
-}
-
 async fn handshakes(
     addr: SocketAddr,
     tls: &Arc<ClientConfig>,
@@ -263,7 +229,7 @@ async fn handshakes(
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    let pct = |p: f64| support::percentile(&all, p);
     Ok((pct(0.50), pct(0.99), all.len() as f64 / elapsed))
 }
 
@@ -395,21 +361,4 @@ async fn serve_each(held: Vec<TlsStream<TcpStream>>, token: &str) -> usize {
         let _ = t.await;
     }
     served.load(Ordering::Relaxed) as usize
-}
-
-async fn spawn_upstream() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(|| async { "ok" });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
 }
