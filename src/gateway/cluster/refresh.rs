@@ -142,7 +142,9 @@ pub struct SealError;
 pub fn seal(refresh_token: &str, jti: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
     let key = key_for(refresh_token)?;
     let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new().fill(&mut nonce).map_err(|_| SealError)?;
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SealError)?;
     let mut sealed = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + 16);
     sealed.push(BLOB_VERSION);
     sealed.extend_from_slice(&nonce);
