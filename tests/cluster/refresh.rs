@@ -342,3 +342,42 @@ async fn a_copy_of_redis_holds_no_usable_token() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_spent_a_token_never_lets_a_wiped_redis_rotate_it_again() {
+    let grace = Duration::from_secs(1);
+    let mut fleet = Fleet::start_with(RedisProc::start(), 3, tweak(grace)).await;
+    let (_, spent) = issue(fleet.replica(0), "frank").await;
+    let (session, _) = pair_of(&refresh(fleet.replica(0), &spent).await);
+    // Redis loses everything: the marker and the sealed copy are gone.
+    fleet.redis.restart_empty();
+    // Past the window (whole seconds, as tokens carry times) and past the
+    // local grace copy's life (window + 1 s): the fleet is asked.
+    tokio::time::sleep(grace + Duration::from_millis(2_100)).await;
+    let asked_before = refresh_calls(fleet.replica(0)).await;
+    // The replica whose journal holds the spend answers reuse, never a
+    // second rotation (503s while the connection comes back are fine).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let response = refresh(fleet.replica(0), &spent).await;
+        if response.status != 503 || Instant::now() >= deadline {
+            break response.status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 401, "a spent token was rotated again after a wipe");
+    assert!(refresh_calls(fleet.replica(0)).await > asked_before);
+    assert!(!accepted(fleet.replica(0), &session).await);
+}
+
+/// Answered `refresh.lua` calls of `gw`.
+async fn refresh_calls(gw: &TestGateway) -> u64 {
+    gw.metrics_text()
+        .await
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("clawgate_cluster_command_duration_seconds_count{op=\"refresh\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
