@@ -421,7 +421,10 @@ fn error_codes_are_stable_and_distinct() {
     // Cluster mode: Redis could not answer a refresh; retry in 1 s.
     let unavailable = SessionError::RefreshUnavailable;
     assert_eq!(unavailable.code(), "refresh_unavailable");
-    assert!(codes.insert(unavailable.code()), "refresh_unavailable used twice");
+    assert!(
+        codes.insert(unavailable.code()),
+        "refresh_unavailable used twice"
+    );
     assert_eq!(unavailable.retry_after(), Some(Duration::from_secs(1)));
     assert_eq!(
         SessionError::RateLimited { retry_after: wait }.to_string(),

@@ -54,7 +54,9 @@ impl SessionManager {
     /// the binding (a thief without the key can neither rotate the token
     /// nor trigger reuse detection) → family lock → family revoked? →
     /// spent within grace? → spent (reuse)? → absolute limit → mint →
-    /// spend the old token → index.
+    /// spend the old token → index. In cluster mode the "spent" question
+    /// is the fleet's (see `rotate_shared`): after the local checks, one
+    /// bounded Redis call, or `RefreshUnavailable` with nothing spent.
     pub fn refresh_confirmed_at(
         &self,
         refresh_token: &str,
