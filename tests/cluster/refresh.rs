@@ -381,3 +381,56 @@ async fn refresh_calls(gw: &TestGateway) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_refuses_a_family_revoked_in_redis_and_cuts_subjects_by_iat() {
+    let fleet = Fleet::start_with(RedisProc::start(), 1, tweak(Duration::from_secs(10))).await;
+    let gw = fleet.replica(0);
+    let mut redis = fleet.redis.client().get_connection().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sid_of = |session: &str| {
+        let session = gw.running.sessions().authenticate(session).unwrap();
+        session.session_id().to_owned()
+    };
+    let mut hset = |field: String, record: serde_json::Value| {
+        let () = redis::cmd("HSET")
+            .arg("{cg}:rev")
+            .arg(field)
+            .arg(record.to_string())
+            .query(&mut redis)
+            .unwrap();
+    };
+
+    // A session revoked by another replica (the record only in Redis).
+    let (session, token) = issue(gw, "gina").await;
+    let sid = sid_of(&session);
+    let record = json!({"at": now, "kind": "session", "sid": sid, "until": now + 600});
+    hset(format!("s:{sid}"), record);
+    assert_eq!(refresh(gw, &token).await.status, 401);
+    // An expired record no longer counts.
+    let (session, token) = issue(gw, "gina").await;
+    let sid = sid_of(&session);
+    let record = json!({"at": now - 10, "kind": "session", "sid": sid, "until": now - 5});
+    hset(format!("s:{sid}"), record);
+    pair_of(&refresh(gw, &token).await);
+
+    // A subject revocation covers tokens issued up to `issued_before`...
+    let (_, old) = issue(gw, "hank").await;
+    let cut = now + 1;
+    let record = json!({"at": now, "kind": "subject", "sub": "hank", "issued_before": cut, "until": now + 600});
+    hset("u:hank".to_owned(), record);
+    assert_eq!(refresh(gw, &old).await.status, 401);
+    // ...and not tokens issued after it (a login after the revocation).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (_, fresh) = issue(gw, "hank").await;
+    pair_of(&refresh(gw, &fresh).await);
+    // Nothing was spent by the refused refreshes: no marker for them.
+    let markers: Vec<String> = redis::cmd("KEYS")
+        .arg("{cg}:rt:*")
+        .query(&mut fleet.redis.client().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(markers.len(), 2, "only the two rotations left a marker");
+}
