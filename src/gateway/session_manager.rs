@@ -31,7 +31,9 @@
 //! pair; the window is seconds long for that reason.) Refreshes of one
 //! family are serialized by a per-`sid` lock, so two racing requests cannot
 //! both rotate (PITFALLS R5). The spent `jti` is durable; the grace copy is
-//! not, so after a restart any reuse revokes the family.
+//! not, so after a restart any reuse revokes the family. In cluster mode
+//! the fleet decides once per token through Redis, and the grace pair is
+//! the same on every replica (`cluster::refresh`).
 //!
 //! # The per-user limit and the listing
 //!
@@ -327,7 +329,8 @@ impl SessionManager {
 
     /// Rotates an unbound refresh token (a bound one needs
     /// [`refresh_confirmed`](Self::refresh_confirmed)). May block on one
-    /// fsync (the spent token's revocation): call it from `spawn_blocking`.
+    /// fsync (the spent token's revocation), and in cluster mode on one
+    /// Redis call (at most `command_timeout`): call it from `spawn_blocking`.
     /// See [`refresh_at`](Self::refresh_at).
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SessionError> {
         self.refresh_at(refresh_token, self.clock.now())

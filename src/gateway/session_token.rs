@@ -113,6 +113,23 @@ pub fn verify_at(
     Ok(VerifiedClaims::new(claims, parsed.kid))
 }
 
+/// Re-opens a token this fleet minted at `minted_at` (the sealed grace
+/// copy of a refresh, minted by another replica): verified in full, as
+/// of the time it was minted, so only a genuine token of ours comes back.
+pub fn reopen_at(
+    ring: &KeyRing,
+    policy: &TokenPolicy,
+    token: &str,
+    expected: TokenType,
+    minted_at: SystemTime,
+) -> Result<MintedToken, TokenError> {
+    let verified = verify_at(ring, policy, token, expected, minted_at)?;
+    Ok(MintedToken::new(
+        Zeroizing::new(token.to_owned()),
+        verified.claims().clone(),
+    ))
+}
+
 /// [`verify_at`] reading the time from `clock`.
 pub fn verify(
     ring: &KeyRing,

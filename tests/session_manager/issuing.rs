@@ -418,6 +418,14 @@ fn error_codes_are_stable_and_distinct() {
         .then_some(wait);
         assert_eq!(error.retry_after(), expected, "{error:?}");
     }
+    // Cluster mode: Redis could not answer a refresh; retry in 1 s.
+    let unavailable = SessionError::RefreshUnavailable;
+    assert_eq!(unavailable.code(), "refresh_unavailable");
+    assert!(
+        codes.insert(unavailable.code()),
+        "refresh_unavailable used twice"
+    );
+    assert_eq!(unavailable.retry_after(), Some(Duration::from_secs(1)));
     assert_eq!(
         SessionError::RateLimited { retry_after: wait }.to_string(),
         "too many login attempts; retry in 7 s"

@@ -408,9 +408,18 @@ impl From<&SessionError> for ErrorResponse {
                 Self::plain(S::BAD_REQUEST, "invalid_request", "the request is invalid")
             }
             E::Mint(_) => INTERNAL,
+            E::RefreshUnavailable => Self::plain(
+                S::SERVICE_UNAVAILABLE,
+                "refresh_unavailable",
+                "refresh is unavailable; retry with the same refresh token",
+            )
+            .retry_after(UNAVAILABLE_RETRY),
         }
     }
 }
+
+/// `Retry-After` of the cluster-mode 503s (Redis could not answer).
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Forwarding failures; the cause goes to the log only (the proxy logged
 /// it already). The code is the proxy's own stable code.

@@ -82,6 +82,11 @@ pub enum SessionError {
     /// generator failed): the server's fault.
     #[error("cannot mint tokens: {0}")]
     Mint(#[source] TokenError),
+    /// Cluster mode: Redis could not say whether the refresh token was
+    /// already spent (down, slow, black-holed). Nothing was spent: the
+    /// client keeps its refresh token and retries.
+    #[error("refresh is unavailable; retry")]
+    RefreshUnavailable,
 }
 
 impl SessionError {
@@ -105,6 +110,7 @@ impl SessionError {
             Self::NotFound => "session_not_found",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Mint(_) => "mint_failed",
+            Self::RefreshUnavailable => "refresh_unavailable",
         }
     }
 
@@ -115,10 +121,14 @@ impl SessionError {
             Self::PairingLocked { retry_after } | Self::RateLimited { retry_after } => {
                 Some(*retry_after)
             }
+            Self::RefreshUnavailable => Some(UNAVAILABLE_RETRY),
             _ => None,
         }
     }
 }
+
+/// `Retry-After` of the cluster-mode 503s.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Maps a minting failure: a draft the caller shaped badly is the caller's
 /// error; anything else is the server's.

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::index::LiveSession;
 use super::issue::Seed;
@@ -13,9 +15,13 @@ use super::random_id::RandomId;
 use super::types::sid_prefix;
 use super::{SessionError, SessionManager, TokenPair, floor_secs, unix};
 use crate::config::BindingPolicy;
+use crate::gateway::cluster::Cluster;
+use crate::gateway::cluster::refresh::{self as cluster_refresh, Spend};
 use crate::gateway::session_manager::binding::{self, BindingError};
 use crate::gateway::session_manager::revocation_store::Revocation;
-use crate::gateway::session_token::{self, Confirmation, TokenError, TokenType, VerifiedClaims};
+use crate::gateway::session_token::{
+    self, Claims, Confirmation, TokenError, TokenType, VerifiedClaims,
+};
 
 impl SessionManager {
     /// [`refresh`](Self::refresh) at `now`. A bound refresh token is
@@ -48,7 +54,9 @@ impl SessionManager {
     /// the binding (a thief without the key can neither rotate the token
     /// nor trigger reuse detection) → family lock → family revoked? →
     /// spent within grace? → spent (reuse)? → absolute limit → mint →
-    /// spend the old token → index.
+    /// spend the old token → index. In cluster mode the "spent" question
+    /// is the fleet's (see `rotate_shared`): after the local checks, one
+    /// bounded Redis call, or `RefreshUnavailable` with nothing spent.
     pub fn refresh_confirmed_at(
         &self,
         refresh_token: &str,
@@ -84,6 +92,12 @@ impl SessionManager {
         if let Some(spent) = self.spent.get(claims.jti()) {
             return self.replay_spent(&claims, &spent, now);
         }
+        if let Some(cluster) = &self.cluster {
+            // The fleet decides: a jti spent on another replica reaches
+            // this one's set within milliseconds, and that must still be
+            // a grace replay there, not reuse.
+            return self.rotate_shared(cluster, &claims, refresh_token, now);
+        }
         if self.token_revoked(&claims, now) {
             // Spent earlier (before a restart, or past the grace copy's
             // life), or revoked by jti: either way, someone else holds it.
@@ -93,6 +107,19 @@ impl SessionManager {
     }
 
     fn rotate(&self, claims: &VerifiedClaims, now: SystemTime) -> Result<TokenPair, SessionError> {
+        // Mint before spending: if minting fails the client keeps a usable
+        // refresh token.
+        let pair = self.mint_rotation(claims, now)?;
+        self.spend_locally(claims, &pair, now);
+        Ok(pair)
+    }
+
+    /// The new pair of a rotation (the absolute limit checked first).
+    fn mint_rotation(
+        &self,
+        claims: &VerifiedClaims,
+        now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
         if now >= self.limits.absolute_end(claims.auth_time()) {
             return Err(SessionError::SessionExpired);
         }
@@ -104,12 +131,16 @@ impl SessionManager {
             cnf: self.carry_binding(claims.cnf())?,
             session_ttl: self.limits.session_ttl,
         };
-        // Mint before spending: if minting fails the client keeps a usable
-        // refresh token.
-        let pair = self.mint_pair(&seed, now)?;
+        self.mint_pair(&seed, now)
+    }
+
+    /// Spends the old token for `pair`: its jti revoked (durably, and
+    /// published to the fleet in cluster mode), the grace copy kept, the
+    /// index touched.
+    fn spend_locally(&self, claims: &VerifiedClaims, pair: &TokenPair, now: SystemTime) {
         let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
         self.revoke_quietly(Revocation::token(claims.jti(), until), now);
-        self.spent.remember(claims.jti(), &pair, now);
+        self.spent.remember(claims.jti(), pair, now);
         let session = pair.session_claims();
         // Minted ids are always canonical 256-bit ids, so this is `Some`.
         if let Some(live) = LiveSession::minted(session, pair.live_until()) {
@@ -122,7 +153,138 @@ impl SessionManager {
             method = "refresh",
             "session refreshed"
         );
+    }
+
+    /// Cluster mode: the rotation is decided once for the whole fleet by
+    /// `refresh.lua` (`cluster::refresh`). Order: the local checks above
+    /// (family revoked, spent here) → mint the new pair → seal it under
+    /// a key only the presented token yields → the script. Only a
+    /// `rotated` answer spends locally; a Redis that cannot answer spends
+    /// nothing anywhere we know of, so the client keeps its token and
+    /// retries (if the script did run, the retry gets the stored pair).
+    fn rotate_shared(
+        &self,
+        cluster: &Arc<Cluster>,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+        now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
+        // Spent according to this replica's journal (a rotation here or
+        // one propagated from the fleet): the fleet may still grant a
+        // grace replay, but must never rotate it again.
+        let known_spent = self.token_revoked(claims, now);
+        let (pair, blob) = if known_spent {
+            (None, Vec::new())
+        } else {
+            let pair = self.mint_rotation(claims, now)?;
+            let blob = seal_pair(refresh_token, claims.jti(), &pair, now)?;
+            (Some(pair), blob)
+        };
+        let marker_ttl = unix(claims.exp())
+            .saturating_add(self.limits.leeway.as_secs())
+            .saturating_sub(unix(now))
+            .max(1);
+        let args = cluster_refresh::SpendArgs {
+            sid: claims.sid().to_owned(),
+            sub: claims.sub().to_owned(),
+            iat: unix(claims.iat()),
+            jti: claims.jti().to_owned(),
+            grace: self.limits.refresh_grace,
+            marker_ttl: Duration::from_secs(marker_ttl),
+            blob,
+            known_spent,
+        };
+        let spend = match cluster_refresh::spend_blocking(cluster, args) {
+            Ok(spend) => spend,
+            Err(error) => {
+                // Fail closed: without the fleet's answer a rotation here
+                // could be a second one elsewhere (R5).
+                cluster.metrics().unavailable(cluster_refresh::OP);
+                tracing::warn!(
+                    event = "refresh_unavailable",
+                    kind = error.kind(),
+                    sub = %claims.sub(),
+                    sid_prefix = sid_prefix(claims.sid()),
+                    "Redis could not answer; refresh refused, nothing spent"
+                );
+                return Err(SessionError::RefreshUnavailable);
+            }
+        };
+        match (spend, pair) {
+            (Spend::Rotated, Some(pair)) => {
+                self.spend_locally(claims, &pair, now);
+                Ok(pair)
+            }
+            (Spend::Grace(blob), _) => self.replay_sealed(claims, refresh_token, &blob, now),
+            (Spend::Revoked, _) => Err(SessionError::TokenRevoked),
+            // `Rotated` without a pair cannot be answered (the script
+            // never rotates a token called known spent): reuse either way.
+            (Spend::Reuse | Spend::Rotated, _) => Err(self.reuse_detected(claims, now)),
+        }
+    }
+
+    /// A grace replay of a rotation another replica (or an earlier,
+    /// timed-out call) made: the winner's pair, the same bytes everywhere.
+    fn replay_sealed(
+        &self,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+        blob: &[u8],
+        now: SystemTime,
+    ) -> Result<TokenPair, SessionError> {
+        let Some(pair) = self.open_pair(claims, refresh_token, blob) else {
+            // A copy that does not open for this exact token string (or
+            // no longer verifies) cannot be handed out, and the token is
+            // spent: fail closed, as reuse.
+            tracing::warn!(
+                event = "refresh_grace_copy_unusable",
+                sub = %claims.sub(),
+                sid_prefix = sid_prefix(claims.sid()),
+                "the fleet's grace copy cannot be opened for the presented token"
+            );
+            return Err(self.reuse_detected(claims, now));
+        };
+        // The spend must be in every journal, also when the winner's own
+        // write never happened (a call that timed out after the script ran).
+        if !self.token_revoked(claims, now) {
+            let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
+            self.revoke_quietly(Revocation::token(claims.jti(), until), now);
+        }
+        tracing::info!(
+            event = "refresh_grace_replay",
+            sub = %claims.sub(),
+            sid_prefix = sid_prefix(claims.sid()),
+            "spent refresh token presented within the grace window; same pair returned"
+        );
         Ok(pair)
+    }
+
+    /// Opens and re-verifies a sealed pair ([`seal_pair`]).
+    fn open_pair(
+        &self,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+        blob: &[u8],
+    ) -> Option<TokenPair> {
+        let plain = cluster_refresh::open(refresh_token, claims.jti(), blob).ok()?;
+        let sealed: SealedPair = serde_json::from_slice(&plain).ok()?;
+        let (session, refresh) = (Zeroizing::new(sealed.s), sealed.r.map(Zeroizing::new));
+        let minted_at = UNIX_EPOCH + Duration::from_secs(sealed.at);
+        let reopen = |token: &str, typ| {
+            session_token::reopen_at(&self.keyring, &self.policy, token, typ, minted_at).ok()
+        };
+        let session = reopen(&session, TokenType::Session)?;
+        let refresh = match &refresh {
+            Some(token) => Some(reopen(token, TokenType::Refresh)?),
+            None => None,
+        };
+        // Same family and subject as the presented token, or it is not
+        // this token's rotation.
+        let same = |c: &Claims| c.sid == claims.sid() && c.sub == claims.sub();
+        if !same(session.claims()) || refresh.as_ref().is_some_and(|r| !same(r.claims())) {
+            return None;
+        }
+        Some(TokenPair::new(session, refresh))
     }
 
     /// A spent token presented again: the same pair within the grace
@@ -195,6 +357,35 @@ impl SessionManager {
             .is_revoked_at(claims.jti(), "", "", unix(claims.iat()), unix(now))
     }
 }
+
+/// The plaintext of a sealed grace copy: the mint time and both tokens.
+#[derive(Serialize, Deserialize)]
+struct SealedPair {
+    at: u64,
+    s: String,
+    r: Option<String>,
+}
+
+/// Seals `pair` for the holder of `refresh_token` (cluster mode).
+fn seal_pair(
+    refresh_token: &str,
+    jti: &str,
+    pair: &TokenPair,
+    now: SystemTime,
+) -> Result<Vec<u8>, SessionError> {
+    let sealed = SealedPair {
+        at: unix(now),
+        s: pair.session_token().to_owned(),
+        r: pair.refresh_token().map(str::to_owned),
+    };
+    let plain = Zeroizing::new(serde_json::to_vec(&sealed).map_err(|_| SEAL_FAILED)?);
+    drop(Zeroizing::new(sealed.s));
+    drop(sealed.r.map(Zeroizing::new));
+    cluster_refresh::seal(refresh_token, jti, &plain).map_err(|_| SEAL_FAILED)
+}
+
+/// Sealing needs the OS random generator (the nonce).
+const SEAL_FAILED: SessionError = SessionError::Mint(TokenError::Random);
 
 /// Per-session (`sid`) locks. A lock lives as long as someone holds it,
 /// so two refreshes of one family always get the same lock; a cache with

@@ -280,7 +280,8 @@ async fn every_session_error_has_its_row() {
             | E::Forbidden
             | E::NotFound
             | E::InvalidRequest(_)
-            | E::Mint(_) => {}
+            | E::Mint(_)
+            | E::RefreshUnavailable => {}
         }
     }
     let wait = Duration::from_secs(90);
@@ -322,6 +323,10 @@ async fn every_session_error_has_its_row() {
         (
             E::Mint(TokenError::NoSigningKey),
             (500, "internal_error", None, None),
+        ),
+        (
+            E::RefreshUnavailable,
+            (503, "refresh_unavailable", None, Some(1)),
         ),
     ];
     rows.iter().for_each(|(e, _)| listed(e));
