@@ -1,0 +1,313 @@
+//! Revocations shared by the fleet: a revocation on one replica is refused
+//! on the others within a second; an outage delays it, never loses it; a
+//! Redis that lost its data is re-seeded from the replicas; a replica that
+//! cannot hear from Redis says so on `/ready` and `/health`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clawgate::gateway::session_manager::{SessionError, SessionManager};
+
+use crate::cluster::fleet::Fleet;
+use crate::common::redis_server::RedisProc;
+use crate::common::{TestGateway, authed, eventually_async};
+
+/// Ends the session of `token` on `sessions` (a logout), off the async
+/// threads (it fsyncs the journal). Returns the revoked `{cg}:rev` field.
+async fn logout(sessions: &Arc<SessionManager>, token: &str) -> String {
+    let sessions = Arc::clone(sessions);
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let session = sessions.authenticate(&token).expect("a live token");
+        let field = format!("s:{}", session.session_id());
+        sessions.logout(&session).expect("logout never fails");
+        field
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `replica` refuses `token` as revoked (the same in-memory lookup
+/// every request makes; `refused_over_http` checks the 401 itself).
+fn refused(replica: &TestGateway, token: &str) -> bool {
+    matches!(
+        replica.running.sessions().authenticate(token),
+        Err(SessionError::TokenRevoked)
+    )
+}
+
+async fn status(replica: &TestGateway, token: &str) -> u16 {
+    replica
+        .client()
+        .send(replica.addr(), authed("GET", "/hello", token, ""))
+        .await
+        .status
+}
+
+/// Polls until every token is refused on every replica in `on`; returns
+/// how long that took, or `None` past `limit`.
+async fn all_refused(
+    fleet: &Fleet,
+    on: &[usize],
+    tokens: &[String],
+    limit: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let ok = eventually_async(limit, Duration::from_millis(5), || async {
+        on.iter()
+            .all(|&i| tokens.iter().all(|t| refused(fleet.replica(i), t)))
+    })
+    .await;
+    ok.then(|| started.elapsed())
+}
+
+/// A metric's value in a scrape (`name` with its labels, as exposed).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn hkeys(redis: &RedisProc, key: &str) -> Option<Vec<String>> {
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .ok()?;
+    redis::cmd("HKEYS").arg(key).query_async(&mut conn).await.ok()
+}
+
+#[tokio::test]
+async fn two_hundred_revocations_on_one_replica_are_refused_on_the_others_within_a_second() {
+    let fleet = Fleet::start(3).await;
+    let tokens: Vec<String> = (0..200)
+        .map(|i| fleet.replica(0).token(&format!("user{i}"), &[]))
+        .collect();
+    for t in &tokens[..3] {
+        for i in 1..3 {
+            assert_eq!(status(fleet.replica(i), t).await, 200, "valid before");
+        }
+    }
+    let sessions = fleet.replica(0).running.sessions();
+    for t in &tokens {
+        logout(sessions, t).await;
+    }
+    let took = all_refused(&fleet, &[1, 2], &tokens, Duration::from_secs(1))
+        .await
+        .expect("every revocation refused on replicas 1 and 2 within 1 s of the last one");
+    eprintln!("200 revocations: all refused on 2 other replicas {took:?} after the last");
+    // 0 misses, and the refusal is the 401 a client sees.
+    for i in 1..3 {
+        for t in &tokens {
+            assert_eq!(status(fleet.replica(i), t).await, 401);
+        }
+    }
+    let text = fleet.replica(1).metrics_text().await;
+    let count = metric(&text, "clawgate_cluster_revocation_propagation_seconds_count").unwrap();
+    let sum = metric(&text, "clawgate_cluster_revocation_propagation_seconds_sum").unwrap();
+    assert_eq!(count, 200.0, "each arrived once, as news");
+    eprintln!("propagation to replica 1: mean {:.2} ms", sum / count * 1e3);
+    assert_eq!(
+        metric(&text, "clawgate_cluster_outbox_pending"),
+        Some(0.0),
+        "replica 1 published nothing of its own"
+    );
+}
+
+#[tokio::test]
+async fn revocations_made_while_redis_is_down_reach_the_fleet_after_its_restart() {
+    let fleet = Fleet::start_with(RedisProc::start_with(true), 3, |_, _| {}).await;
+    let mut fleet = fleet;
+    let keeper = fleet.replica(0).token("keeper", &[]);
+    let tokens: Vec<String> = (0..20)
+        .map(|i| fleet.replica(0).token(&format!("out{i}"), &[]))
+        .collect();
+    // In the fleet's copy before the outage: a control revocation.
+    let before = fleet.replica(0).token("before", &[]);
+    logout(fleet.replica(0).running.sessions(), &before).await;
+    all_refused(&fleet, &[1, 2], &[before], Duration::from_secs(2))
+        .await
+        .expect("propagation before the outage");
+
+    fleet.redis.kill();
+    let sessions = Arc::clone(fleet.replica(0).running.sessions());
+    for t in &tokens {
+        let started = Instant::now();
+        logout(&sessions, t).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a logout waited on Redis: {:?}",
+            started.elapsed()
+        );
+    }
+    // In force on the origin at once; validation keeps serving everywhere.
+    for t in &tokens {
+        assert_eq!(status(fleet.replica(0), t).await, 401);
+    }
+    for i in 0..3 {
+        assert_eq!(status(fleet.replica(i), &keeper).await, 200, "GET during the outage");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let text = fleet.replica(0).metrics_text().await;
+    assert_eq!(metric(&text, "clawgate_cluster_outbox_pending"), Some(20.0));
+    assert!(!refused(fleet.replica(1), &tokens[0]), "no path but Redis");
+
+    fleet.redis.restart();
+    let took = all_refused(&fleet, &[1, 2], &tokens, Duration::from_secs(3))
+        .await
+        .expect("outage revocations enforced on replicas 1 and 2 after the restart");
+    eprintln!("revocations made during the outage: enforced on 2 other replicas {took:?} after the restart");
+    for i in 0..3 {
+        assert_eq!(status(fleet.replica(i), &keeper).await, 200);
+    }
+    assert!(
+        eventually_async(Duration::from_secs(2), Duration::from_millis(50), || async {
+            let text = fleet.replica(0).metrics_text().await;
+            metric(&text, "clawgate_cluster_outbox_pending") == Some(0.0)
+        })
+        .await,
+        "the outbox drains"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_is_reseeded_with_the_union_of_the_replicas() {
+    let mut fleet = Fleet::start(3).await;
+    let mut fields = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        for j in 0..10 {
+            let t = fleet.replica(i).token(&format!("c{i}-{j}"), &[]);
+            fields.push(logout(fleet.replica(i).running.sessions(), &t).await);
+            tokens.push(t);
+        }
+    }
+    all_refused(&fleet, &[0, 1, 2], &tokens, Duration::from_secs(2))
+        .await
+        .expect("every replica holds every revocation");
+    fields.sort();
+
+    fleet.redis.restart_empty();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(5);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = hkeys(&fleet.redis, "{cg}:rev").await.unwrap_or_default();
+        last.sort();
+        if last == fields {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, fields, "{{cg}}:rev within 5 s of the wipe");
+    eprintln!("reseeded with the union of 3 replicas in {:?}", started.elapsed());
+    for i in 0..3 {
+        let text = fleet.replica(i).metrics_text().await;
+        assert!(
+            metric(&text, "clawgate_cluster_resyncs_total{reason=\"epoch\"}").unwrap_or(0.0) >= 1.0,
+            "replica {i} saw the epoch change"
+        );
+    }
+    // A revocation after the wipe still propagates.
+    let after = fleet.replica(2).token("after", &[]);
+    logout(fleet.replica(2).running.sessions(), &after).await;
+    all_refused(&fleet, &[0, 1], &[after], Duration::from_secs(2))
+        .await
+        .expect("propagation after the reseed");
+}
+
+async fn ready_status(replica: &TestGateway) -> (u16, serde_json::Value) {
+    let r = replica.client().get(replica.addr(), "/ready").await;
+    (r.status, r.json())
+}
+
+async fn health(replica: &TestGateway) -> serde_json::Value {
+    replica.client().get(replica.addr(), "/health").await.json()
+}
+
+#[tokio::test]
+async fn a_black_holed_redis_makes_every_replica_unready_then_ready_again() {
+    let fleet = Fleet::start(3).await;
+    let stale_after = fleet.replica(0).config.cluster.stale_after;
+    for i in 0..3 {
+        assert!(
+            eventually_async(Duration::from_secs(5), Duration::from_millis(50), || async {
+                ready_status(fleet.replica(i)).await.0 == 200
+            })
+            .await,
+            "replica {i} ready before the fault: {:?}",
+            ready_status(fleet.replica(i)).await
+        );
+    }
+    let token = fleet.replica(0).token("alice", &[]);
+
+    fleet.redis.pause();
+    let paused = Instant::now();
+    for i in 0..3 {
+        assert!(
+            eventually_async(
+                stale_after + Duration::from_secs(1) - paused.elapsed().min(stale_after),
+                Duration::from_millis(25),
+                || async {
+                    let (code, body) = ready_status(fleet.replica(i)).await;
+                    code == 503 && body["checks"]["cluster"] == "cluster_stale"
+                }
+            )
+            .await,
+            "replica {i} not unready within stale_after + 1 s: {:?}",
+            ready_status(fleet.replica(i)).await
+        );
+    }
+    eprintln!("all replicas unready {:?} after SIGSTOP", paused.elapsed());
+    for i in 0..3 {
+        let h = health(fleet.replica(i)).await;
+        assert_eq!(h["status"], "degraded");
+        assert_eq!(h["checks"]["cluster"], "cluster_stale");
+        // Validation keeps serving from the local copy.
+        assert_eq!(status(fleet.replica(i), &token).await, 200);
+    }
+
+    fleet.redis.resume();
+    let resumed = Instant::now();
+    for i in 0..3 {
+        assert!(
+            eventually_async(Duration::from_secs(2), Duration::from_millis(25), || async {
+                ready_status(fleet.replica(i)).await.0 == 200
+            })
+            .await,
+            "replica {i} not ready within 2 s of SIGCONT"
+        );
+    }
+    eprintln!("all replicas ready again {:?} after SIGCONT", resumed.elapsed());
+    assert_eq!(health(fleet.replica(0)).await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_standalone_gateway_opens_no_connection_to_redis() {
+    let redis = RedisProc::start();
+    let url = redis.url();
+    let gw = TestGateway::start(|c, _| {
+        // The URL is set, the mode is the default: nothing may connect.
+        c.cluster.url = url.clone();
+    })
+    .await;
+    let token = gw.token("alice", &[]);
+    let sessions = Arc::clone(gw.running.sessions());
+    let t = token.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = sessions.authenticate(&t).unwrap();
+        sessions.logout(&s).unwrap();
+    })
+    .await
+    .unwrap();
+    let _ = gw.client().get(gw.addr(), "/ready").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(list.lines().count(), 1, "only the test's own client: {list}");
+    let text = gw.metrics_text().await;
+    assert!(!text.contains("clawgate_cluster_"), "no cluster metric standalone");
+}
