@@ -111,9 +111,9 @@ impl Gateway {
         );
         // Hooked before anything can revoke: every local revocation from
         // here on is queued for the fleet (sent once `start` runs).
-        let revocation_sync = cluster.as_ref().and_then(|c| {
-            RevocationSync::install(Arc::clone(c), Arc::clone(sessions.store()))
-        });
+        let revocation_sync = cluster
+            .as_ref()
+            .and_then(|c| RevocationSync::install(Arc::clone(c), Arc::clone(sessions.store())));
         let replay = Arc::new(
             ReplayGuard::new(&config.replay, config.tokens.leeway).with_cluster(cluster.clone()),
         );
@@ -175,12 +175,11 @@ impl Gateway {
                 ));
             }
         }
-        if config.cluster.mode == crate::config::ClusterMode::Redis {
-            if let Some(path) = &config.cluster.password_file {
-                if let Err(e) = cluster::check_password_file(path) {
-                    missing.push(e.to_string());
-                }
-            }
+        if config.cluster.mode == crate::config::ClusterMode::Redis
+            && let Some(path) = &config.cluster.password_file
+            && let Err(e) = cluster::check_password_file(path)
+        {
+            missing.push(e.to_string());
         }
         if !missing.is_empty() {
             return Err(crate::config::ConfigError::Invalid(missing).into());

@@ -24,7 +24,7 @@
 //!   `/health` says degraded (`cluster_stale`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,6 +145,9 @@ pub struct RevocationSync {
     pending: Arc<AtomicUsize>,
     /// When the mirror last heard from Redis, in ms since `base`.
     heard_ms: AtomicU64,
+    /// Whether the first sync (snapshot + reconcile) has finished: until
+    /// then the replica serves from its journal and is not ready.
+    synced: AtomicBool,
     base: Instant,
     keys: Keys,
 }
@@ -188,6 +191,7 @@ impl RevocationSync {
             outbox_rx: Mutex::new(Some(rx)),
             pending,
             heard_ms: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
             base: Instant::now(),
             keys,
         }))
@@ -226,9 +230,10 @@ impl RevocationSync {
         Duration::from_millis(now.saturating_sub(self.heard_ms.load(Ordering::Relaxed)))
     }
 
-    /// Whether this replica's copy is older than `stale_after`.
+    /// Whether this replica's copy is older than `stale_after`, or has
+    /// not been synced with the fleet's yet (start-up).
     pub fn is_stale(&self) -> bool {
-        self.staleness() > self.cluster.config().stale_after
+        !self.synced.load(Ordering::Relaxed) || self.staleness() > self.cluster.config().stale_after
     }
 
     /// Local revocations not yet written to Redis.
@@ -272,7 +277,10 @@ impl RevocationSync {
                     }
                 }
             }
-            let left = self.pending.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+            let left = self
+                .pending
+                .fetch_sub(1, Ordering::Relaxed)
+                .saturating_sub(1);
             self.metrics().set_outbox_pending(left);
             if failing {
                 tracing::info!(
@@ -287,8 +295,8 @@ impl RevocationSync {
     async fn publish(&self, item: &Outgoing) -> Result<(), ClusterError> {
         let json = serde_json::to_string(&item.record).map_err(|_| ClusterError::Response)?;
         let revocation = &item.record.revocation;
-        let retention = u64::try_from(self.cluster.config().stream_retention.as_millis())
-            .unwrap_or(u64::MAX);
+        let retention =
+            u64::try_from(self.cluster.config().stream_retention.as_millis()).unwrap_or(u64::MAX);
         let mut invocation = REVOKE.prepare_invoke();
         invocation
             .key(&self.keys.rev)
@@ -321,13 +329,10 @@ impl RevocationSync {
                 continue;
             }
             reason = None;
-            let mut conn = match self.cluster.dedicated().await {
-                Ok(conn) => conn,
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                    continue;
-                }
+            let Ok(mut conn) = self.cluster.dedicated().await else {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+                continue;
             };
             delay = RETRY_MIN;
             let mut last_beat = Instant::now();
@@ -409,6 +414,7 @@ impl RevocationSync {
         }
         *epoch = Some(beat.epoch);
         self.heard();
+        self.synced.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -418,8 +424,14 @@ impl RevocationSync {
             .key(&self.keys.epoch)
             .key(&self.keys.log)
             .arg(new_epoch()?);
-        let (epoch, _created, last, maxdel, added, length): (String, i64, String, String, u64, u64) =
-            self.cluster.script("rev_heartbeat", invocation).await?;
+        let (epoch, _created, last, maxdel, added, length): (
+            String,
+            i64,
+            String,
+            String,
+            u64,
+            u64,
+        ) = self.cluster.script("rev_heartbeat", invocation).await?;
         Ok(Beat {
             epoch,
             last_generated: StreamPos::parse(&last).ok_or(ClusterError::Response)?,
@@ -467,11 +479,10 @@ impl RevocationSync {
     async fn reconcile(&self, remote: &HashMap<String, Record>) -> usize {
         let store = Arc::clone(&self.store);
         let now = unix_now();
-        let local = match tokio::task::spawn_blocking(move || store.journaled(now)).await {
-            Ok(Ok(local)) => local,
-            // The journal is unreadable: the store is already degraded and
-            // alerting; the outbox still holds what was revoked since.
-            _ => return 0,
+        // An unreadable journal: the store is already degraded and
+        // alerting; the outbox still holds what was revoked since.
+        let Ok(Ok(local)) = tokio::task::spawn_blocking(move || store.journaled(now)).await else {
+            return 0;
         };
         let mut queued = 0;
         for record in local {
@@ -510,30 +521,30 @@ impl RevocationSync {
             .arg(&self.keys.log)
             .arg(at.text());
         let deadline = config.stream_block + config.command_timeout;
-        let reply = match tokio::time::timeout(
-            deadline,
-            cmd.query_async::<Option<StreamReadReply>>(conn),
-        )
-        .await
-        {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                let error = if e.is_timeout() {
-                    ClusterError::Timeout
-                } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
-                {
-                    ClusterError::Io
-                } else {
-                    ClusterError::Response
-                };
-                self.metrics().error("rev_read", &error);
-                return Err(error);
-            }
-            Err(_) => {
-                self.metrics().error("rev_read", &ClusterError::Timeout);
-                return Err(ClusterError::Timeout);
-            }
-        };
+        let reply =
+            match tokio::time::timeout(deadline, cmd.query_async::<Option<StreamReadReply>>(conn))
+                .await
+            {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    let error = if e.is_timeout() {
+                        ClusterError::Timeout
+                    } else if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                    {
+                        ClusterError::Io
+                    } else {
+                        ClusterError::Response
+                    };
+                    self.metrics().error("rev_read", &error);
+                    return Err(error);
+                }
+                Err(_) => {
+                    self.metrics().error("rev_read", &ClusterError::Timeout);
+                    return Err(ClusterError::Timeout);
+                }
+            };
         let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
@@ -559,7 +570,10 @@ impl RevocationSync {
 
     /// Applies stream entries; returns the last entry's id.
     async fn apply_entries(&self, entries: Vec<(String, Record, u64)>) -> Option<StreamPos> {
-        let last = entries.iter().filter_map(|(id, ..)| StreamPos::parse(id)).max();
+        let last = entries
+            .iter()
+            .filter_map(|(id, ..)| StreamPos::parse(id))
+            .max();
         if entries.is_empty() {
             return last;
         }
@@ -698,21 +712,36 @@ mod tests {
         assert_eq!(check(&beat("e", 12, 0, 12, 2), Some("e"), at), None);
         // 11 trimmed: one we never read is gone.
         assert_eq!(check(&beat("e", 12, 0, 12, 1), Some("e"), at), Some("gap"));
-        assert_eq!(check(&beat("e", 12, 11, 12, 12), Some("e"), at), Some("gap"));
+        assert_eq!(
+            check(&beat("e", 12, 11, 12, 12), Some("e"), at),
+            Some("gap")
+        );
         assert_eq!(check(&beat("e", 5, 0, 5, 5), Some("e"), at), Some("gap"));
-        assert_eq!(check(&beat("f", 12, 0, 12, 12), Some("e"), at), Some("epoch"));
+        assert_eq!(
+            check(&beat("f", 12, 0, 12, 12), Some("e"), at),
+            Some("epoch")
+        );
         assert_eq!(check(&beat("f", 12, 0, 12, 12), None, at), None);
     }
 
     #[test]
     fn coverage_compares_until_and_cut() {
-        let rec = |r| Record { at: 1, revocation: r };
+        let rec = |r| Record {
+            at: 1,
+            revocation: r,
+        };
         let wide = rec(Revocation::subject("u", 50, 100));
         let narrow = rec(Revocation::subject("u", 40, 100));
         assert!(covers(&wide, &narrow));
         assert!(!covers(&narrow, &wide));
-        assert!(covers(&rec(Revocation::token("t", 9)), &rec(Revocation::token("t", 9))));
-        assert!(!covers(&rec(Revocation::token("t", 8)), &rec(Revocation::token("t", 9))));
+        assert!(covers(
+            &rec(Revocation::token("t", 9)),
+            &rec(Revocation::token("t", 9))
+        ));
+        assert!(!covers(
+            &rec(Revocation::token("t", 8)),
+            &rec(Revocation::token("t", 9))
+        ));
         assert_eq!(field(&Revocation::session("s1", 1)), "s:s1");
     }
 }

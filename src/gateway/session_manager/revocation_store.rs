@@ -258,11 +258,16 @@ impl RevocationStore {
     /// handed to the publisher: they came from the fleet. Returns, per
     /// record, whether it changed the set; invalid or expired records
     /// change nothing. Blocks for one fsync when anything changed.
-    pub fn apply_remote(&self, records: &[Record], now_unix: u64) -> (Vec<bool>, Result<(), StoreError>) {
+    pub fn apply_remote(
+        &self,
+        records: &[Record],
+        now_unix: u64,
+    ) -> (Vec<bool>, Result<(), StoreError>) {
         let mut changed = Vec::with_capacity(records.len());
         let mut fresh = Vec::new();
         for record in records {
-            let valid = record.revocation.validate().is_ok() && record.revocation.until() >= now_unix;
+            let valid =
+                record.revocation.validate().is_ok() && record.revocation.until() >= now_unix;
             // Memory first, as in `revoke_at`: in force before anything else.
             let widened = valid && self.memory.insert(&record.revocation, now_unix);
             if widened {
