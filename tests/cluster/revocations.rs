@@ -404,3 +404,200 @@ async fn a_standalone_gateway_opens_no_connection_to_redis() {
         "no cluster metric standalone"
     );
 }
+
+/// A TCP proxy in front of Redis for one replica: `cut(true)` makes it a
+/// black hole (connections are accepted, nothing is forwarded either way,
+/// as with SIGSTOP but for this replica only); `cut(false)` heals it (what
+/// was held back is then delivered, as after SIGCONT).
+struct FaultProxy {
+    addr: std::net::SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, _) = tokio::sync::watch::channel(true);
+        let gate = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let gate = gate.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, gate.clone()), pump(sr, cw, gate));
+                });
+            }
+        });
+        Self { addr, open, task }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    fn cut(&self, cut: bool) {
+        self.open.send_replace(!cut);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Read while open but the cut came meanwhile: held until healed.
+        if gate.wait_for(|open| *open).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn resyncs(text: &str, reason: &str) -> f64 {
+    metric(
+        text,
+        &format!("clawgate_cluster_resyncs_total{{reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_cut_off_replica_goes_unready_alone_and_catches_up_even_past_a_trimmed_stream() {
+    let redis = RedisProc::start();
+    let proxy = FaultProxy::start(redis.addr()).await;
+    let via_proxy = proxy.url();
+    let fleet = Fleet::start_with(redis, 3, move |c, i| {
+        if i == 1 {
+            c.cluster.url = via_proxy.clone();
+        }
+    })
+    .await;
+    let stale_after = fleet.replica(1).config.cluster.stale_after;
+    assert!(
+        eventually_async(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || async { ready_status(fleet.replica(1)).await.0 == 200 }
+        )
+        .await
+    );
+    let tokens: Vec<String> = (0..20)
+        .map(|i| fleet.replica(0).token(&format!("cut{i}"), &[]))
+        .collect();
+    let (first, second) = tokens.split_at(10);
+
+    // Black-hole replica 1 only: the fleet goes on without it.
+    proxy.cut(true);
+    let cut_at = Instant::now();
+    for t in first {
+        logout(fleet.replica(0).running.sessions(), t).await;
+    }
+    all_refused(&fleet, &[2], first, Duration::from_secs(1))
+        .await
+        .expect("replica 2 hears of replica 0's revocations while 1 is cut off");
+    assert!(
+        eventually_async(
+            stale_after + Duration::from_secs(1) - cut_at.elapsed().min(stale_after),
+            Duration::from_millis(25),
+            || async { ready_status(fleet.replica(1)).await.0 == 503 }
+        )
+        .await,
+        "the cut-off replica goes unready within stale_after + 1 s"
+    );
+    assert_eq!(
+        ready_status(fleet.replica(2)).await.0,
+        200,
+        "the others stay ready"
+    );
+    assert!(
+        !refused(fleet.replica(1), &first[0]),
+        "cut off: not heard yet"
+    );
+    let gaps_before = resyncs(&fleet.replica(1).metrics_text().await, "gap");
+
+    proxy.cut(false);
+    let took = all_refused(&fleet, &[1], first, Duration::from_secs(2))
+        .await
+        .expect("the healed replica catches up");
+    eprintln!("cut-off replica caught up {took:?} after healing");
+    let text = fleet.replica(1).metrics_text().await;
+    assert_eq!(
+        resyncs(&text, "gap"),
+        gaps_before,
+        "no gap: the stream still held it all"
+    );
+    assert!(
+        eventually_async(
+            Duration::from_secs(2),
+            Duration::from_millis(25),
+            || async { ready_status(fleet.replica(1)).await.0 == 200 }
+        )
+        .await
+    );
+
+    // Cut off again, and the stream trimmed past its position meanwhile
+    // (as `stream_retention` does to a replica away for longer).
+    proxy.cut(true);
+    for t in second {
+        logout(fleet.replica(0).running.sessions(), t).await;
+    }
+    all_refused(&fleet, &[2], second, Duration::from_secs(1))
+        .await
+        .expect("replica 2 hears of them");
+    let mut conn = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let trimmed: u64 = redis::cmd("XTRIM")
+        .arg("{cg}:rev:log")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(trimmed >= 10, "trimmed {trimmed}");
+    proxy.cut(false);
+    all_refused(&fleet, &[1], second, Duration::from_secs(2))
+        .await
+        .expect("the snapshot brings what the stream lost");
+    assert!(
+        eventually_async(
+            Duration::from_secs(2),
+            Duration::from_millis(25),
+            || async { resyncs(&fleet.replica(1).metrics_text().await, "gap") > gaps_before }
+        )
+        .await,
+        "the trim past its position is seen as a gap"
+    );
+    for i in [0, 2] {
+        let text = fleet.replica(i).metrics_text().await;
+        assert_eq!(
+            resyncs(&text, "gap"),
+            0.0,
+            "replica {i} had read everything trimmed"
+        );
+    }
+}
