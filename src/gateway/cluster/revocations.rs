@@ -253,9 +253,10 @@ impl RevocationSync {
     // ---- outbox -------------------------------------------------------
 
     async fn run_outbox(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+        // One warning per outage, not one per revocation or retry.
+        let mut failing = false;
         while let Some(item) = rx.recv().await {
             let mut delay = RETRY_MIN;
-            let mut failing = false;
             // Invariant: a local revocation is retried until Redis holds
             // it (or a wider one); the merge makes a retry of a write that
             // did land (a timeout) a no-op.
@@ -282,7 +283,7 @@ impl RevocationSync {
                 .fetch_sub(1, Ordering::Relaxed)
                 .saturating_sub(1);
             self.metrics().set_outbox_pending(left);
-            if failing {
+            if std::mem::take(&mut failing) {
                 tracing::info!(
                     event = "revocation_publish_recovered",
                     pending = left,
@@ -334,14 +335,16 @@ impl RevocationSync {
                 delay = (delay * 2).min(RETRY_MAX);
                 continue;
             };
-            delay = RETRY_MIN;
             let mut last_beat = Instant::now();
             // `sync` always leaves a cursor.
             let mut at = cursor.unwrap_or_default();
+            let mut reads = 0u64;
             loop {
                 match self.read(&mut conn, at.pos).await {
                     Ok(entries) => {
                         self.heard();
+                        reads += 1;
+                        delay = RETRY_MIN;
                         let n = entries.len() as u64;
                         if let Some(last) = self.apply_entries(entries).await {
                             at.pos = at.pos.max(last);
@@ -349,8 +352,16 @@ impl RevocationSync {
                             cursor = Some(at);
                         }
                     }
-                    // Reconnect; the next sync reconciles.
-                    Err(_) => break,
+                    // Reconnect; the next sync reconciles. A read that
+                    // fails on a fresh connection (a server that refuses
+                    // XREAD) backs off, so the sync cannot spin.
+                    Err(_) => {
+                        if reads == 0 {
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(RETRY_MAX);
+                        }
+                        break;
+                    }
                 }
                 if last_beat.elapsed() >= HEARTBEAT_EVERY {
                     last_beat = Instant::now();
