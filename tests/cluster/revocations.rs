@@ -99,10 +99,23 @@ async fn two_hundred_revocations_on_one_replica_are_refused_on_the_others_within
             assert!(fleet.replica(i).running.sessions().authenticate(t).is_ok());
         }
     }
+    // A long-lived stream (SSE, WebSocket) open on replica 2 closes when
+    // its session is revoked on replica 0.
+    let watched = fleet
+        .replica(2)
+        .running
+        .sessions()
+        .authenticate(&tokens[199])
+        .unwrap();
+    let stream_end = tokio::spawn(fleet.replica(2).running.sessions().session_end(&watched));
     let sessions = fleet.replica(0).running.sessions();
     for t in &tokens {
         logout(sessions, t).await;
     }
+    tokio::time::timeout(Duration::from_secs(1), stream_end)
+        .await
+        .expect("the stream on replica 2 ends within 1 s")
+        .unwrap();
     let took = all_refused(&fleet, &[1, 2], &tokens, Duration::from_secs(1))
         .await
         .expect("every revocation refused on replicas 1 and 2 within 1 s of the last one");
