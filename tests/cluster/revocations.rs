@@ -614,3 +614,96 @@ async fn a_cut_off_replica_goes_unready_alone_and_catches_up_even_past_a_trimmed
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_revocations_of_one_id_merge_to_the_widest_everywhere() {
+    use clawgate::gateway::session_manager::revocation_store::Revocation;
+    let fleet = Fleet::start(2).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let revoke = |i: usize, r: Revocation| {
+        let store = Arc::clone(fleet.replica(i).running.sessions().store());
+        tokio::task::spawn_blocking(move || store.revoke(r).unwrap())
+    };
+    // Neither dominates: the merge takes the later cut of one and the
+    // later `until` of the other.
+    revoke(0, Revocation::subject("bob", now - 100, now + 7_200))
+        .await
+        .unwrap();
+    revoke(1, Revocation::subject("bob", now - 10, now + 3_600))
+        .await
+        .unwrap();
+    let mut conn = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let want = (now - 10, now + 7_200);
+    let stored = || {
+        let mut conn = conn.clone();
+        async move {
+            let json: Option<String> = redis::cmd("HGET")
+                .arg("{cg}:rev")
+                .arg("u:bob")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&json.unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+            (
+                v["issued_before"].as_u64(),
+                v["until"].as_u64(),
+                v["kind"].clone(),
+            )
+        }
+    };
+    assert!(
+        eventually_async(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || async {
+                let (cut, until, kind) = stored().await;
+                (cut, until) == (Some(want.0), Some(want.1)) && kind == "subject"
+            }
+        )
+        .await,
+        "{{cg}}:rev u:bob = {:?}",
+        stored().await
+    );
+    // Both replicas hold the union: a token issued at now - 50 is cut by
+    // replica 1's revocation, which replica 0 learnt from the fleet.
+    for i in 0..2 {
+        let store = fleet.replica(i).running.sessions().store();
+        assert!(
+            eventually_async(
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+                || async { store.is_revoked("", "", "bob", now - 50) }
+            )
+            .await,
+            "replica {i}"
+        );
+    }
+    // A narrower revocation changes nothing and adds no stream entry.
+    let len = || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("XLEN")
+                .arg("{cg}:rev:log")
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let before = len().await;
+    revoke(0, Revocation::subject("bob", now - 500, now + 60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(len().await, before);
+    assert_eq!(stored().await.0, Some(want.0));
+    let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+}

@@ -45,7 +45,7 @@ end
 
 redis.call('HSET', KEYS[1], field, stored)
 redis.call('ZADD', KEYS[2], untl, field)
-local minid = string.format('%d', now_ms - tonumber(ARGV[8]))
+local minid = string.format('%d', math.max(0, now_ms - tonumber(ARGV[8])))
 redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'r', stored, 'o', ARGV[6], 'ms', ARGV[7])
 
 -- Prune what nobody can present any more (5 minutes of slack for clocks,
