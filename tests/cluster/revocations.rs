@@ -156,6 +156,19 @@ async fn revocations_made_while_redis_is_down_reach_the_fleet_after_its_restart(
     all_refused(&fleet, &[1, 2], &[before], Duration::from_secs(2))
         .await
         .expect("propagation before the outage");
+    // Its write acknowledged too (replicas can hear of it before the
+    // origin reads Redis's answer).
+    assert!(
+        eventually_async(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || async {
+                let text = fleet.replica(0).metrics_text().await;
+                metric(&text, "clawgate_cluster_outbox_pending") == Some(0.0)
+            }
+        )
+        .await
+    );
 
     fleet.redis.kill();
     let sessions = Arc::clone(fleet.replica(0).running.sessions());
@@ -181,7 +194,15 @@ async fn revocations_made_while_redis_is_down_reach_the_fleet_after_its_restart(
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     let text = fleet.replica(0).metrics_text().await;
-    assert_eq!(metric(&text, "clawgate_cluster_outbox_pending"), Some(20.0));
+    assert_eq!(
+        metric(&text, "clawgate_cluster_outbox_pending"),
+        Some(20.0),
+        "{}",
+        text.lines()
+            .filter(|l| l.starts_with("clawgate_cluster"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(!refused(fleet.replica(1), &tokens[0]), "no path but Redis");
 
     fleet.redis.restart();

@@ -48,6 +48,8 @@ const GAUGE_EVERY: Duration = Duration::from_millis(250);
 /// Backoff between retries (outbox writes, mirror reconnects).
 const RETRY_MIN: Duration = Duration::from_millis(25);
 const RETRY_MAX: Duration = Duration::from_millis(250);
+/// Revocations per outbox round trip.
+const OUTBOX_BATCH: usize = 64;
 /// Entries per `XREAD`.
 const READ_COUNT: usize = 512;
 /// Fields per `HSCAN` step.
@@ -255,13 +257,21 @@ impl RevocationSync {
     async fn run_outbox(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
         // One warning per outage, not one per revocation or retry.
         let mut failing = false;
-        while let Some(item) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            // What queued meanwhile goes in the same round trip.
+            let mut batch = vec![first];
+            while batch.len() < OUTBOX_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
             let mut delay = RETRY_MIN;
             // Invariant: a local revocation is retried until Redis holds
             // it (or a wider one); the merge makes a retry of a write that
             // did land (a timeout) a no-op.
             loop {
-                match self.publish(&item).await {
+                match self.publish(&batch).await {
                     Ok(()) => break,
                     Err(e) => {
                         if !failing {
@@ -270,7 +280,7 @@ impl RevocationSync {
                                 event = "revocation_publish_retrying",
                                 kind = e.kind(),
                                 pending = self.pending(),
-                                "cannot write a revocation to Redis; it is in force here and retried until written"
+                                "cannot write revocations to Redis; they are in force here and retried until written"
                             );
                         }
                         tokio::time::sleep(delay).await;
@@ -280,8 +290,8 @@ impl RevocationSync {
             }
             let left = self
                 .pending
-                .fetch_sub(1, Ordering::Relaxed)
-                .saturating_sub(1);
+                .fetch_sub(batch.len(), Ordering::Relaxed)
+                .saturating_sub(batch.len());
             self.metrics().set_outbox_pending(left);
             if std::mem::take(&mut failing) {
                 tracing::info!(
@@ -293,25 +303,36 @@ impl RevocationSync {
         }
     }
 
-    async fn publish(&self, item: &Outgoing) -> Result<(), ClusterError> {
-        let json = serde_json::to_string(&item.record).map_err(|_| ClusterError::Response)?;
-        let revocation = &item.record.revocation;
+    /// Runs `revoke.lua` for each item, in one pipeline (the script is
+    /// loaded first, so a Redis that restarted empty knows it).
+    async fn publish(&self, batch: &[Outgoing]) -> Result<(), ClusterError> {
         let retention =
             u64::try_from(self.cluster.config().stream_retention.as_millis()).unwrap_or(u64::MAX);
-        let mut invocation = REVOKE.prepare_invoke();
-        invocation
-            .key(&self.keys.rev)
-            .key(&self.keys.exp)
-            .key(&self.keys.log)
-            .arg(field(revocation))
-            .arg(json)
-            .arg(item.record.at)
-            .arg(revocation.until())
-            .arg(cut(revocation).map(|c| c.to_string()).unwrap_or_default())
-            .arg(self.cluster.node_id())
-            .arg(item.origin_ms)
-            .arg(retention);
-        let _: redis::Value = self.cluster.script("revoke", invocation).await?;
+        let mut invocations = Vec::with_capacity(batch.len());
+        for item in batch {
+            let json = serde_json::to_string(&item.record).map_err(|_| ClusterError::Response)?;
+            let revocation = &item.record.revocation;
+            let mut invocation = REVOKE.prepare_invoke();
+            invocation
+                .key(&self.keys.rev)
+                .key(&self.keys.exp)
+                .key(&self.keys.log)
+                .arg(field(revocation))
+                .arg(json)
+                .arg(item.record.at)
+                .arg(revocation.until())
+                .arg(cut(revocation).map(|c| c.to_string()).unwrap_or_default())
+                .arg(self.cluster.node_id())
+                .arg(item.origin_ms)
+                .arg(retention);
+            invocations.push(invocation);
+        }
+        let mut pipe = redis::pipe();
+        pipe.load_script(&REVOKE).ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation).ignore();
+        }
+        let _: redis::Value = self.cluster.pipeline("revoke", &pipe).await?;
         Ok(())
     }
 
