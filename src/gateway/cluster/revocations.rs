@@ -611,31 +611,45 @@ impl RevocationSync {
         }
         let origins: Vec<u64> = entries.iter().map(|(_, _, ms)| *ms).collect();
         let records: Vec<Record> = entries.into_iter().map(|(_, r, _)| r).collect();
-        let changed = self.apply(records).await;
+        let news = self.store.apply_remote(&records, unix_now());
+        // In force here from this point: that is what propagation measures
+        // (the journal's fsync follows).
         let now = unix_ms();
-        for (origin, changed) in origins.into_iter().zip(changed) {
+        for (origin, news) in origins.into_iter().zip(&news) {
             // Only news: our own entries (and ones a snapshot brought)
             // come back as no-ops.
-            if changed && origin > 0 {
+            if *news && origin > 0 {
                 self.metrics()
                     .propagated(Duration::from_millis(now.saturating_sub(origin)));
             }
         }
+        self.journal(records, &news).await;
         last
     }
 
-    /// Merges remote records into the local store (memory, broadcast,
-    /// journal with one fsync), off the async threads.
+    /// Merges remote records into the local store: memory and broadcast
+    /// at once, then the news journaled with one fsync, off the async
+    /// threads. Returns, per record, whether it was news.
     async fn apply(&self, records: Vec<Record>) -> Vec<bool> {
-        let store = Arc::clone(&self.store);
-        let now = unix_now();
-        let n = records.len();
-        match tokio::task::spawn_blocking(move || store.apply_remote(&records, now)).await {
-            // A journal error is the store's to report (degraded + alert);
-            // the revocations are in force in memory either way.
-            Ok((changed, _persisted)) => changed,
-            Err(_) => vec![false; n],
+        let news = self.store.apply_remote(&records, unix_now());
+        self.journal(records, &news).await;
+        news
+    }
+
+    async fn journal(&self, records: Vec<Record>, news: &[bool]) {
+        let fresh: Vec<Record> = records
+            .into_iter()
+            .zip(news)
+            .filter_map(|(r, n)| n.then_some(r))
+            .collect();
+        if fresh.is_empty() {
+            return;
         }
+        let store = Arc::clone(&self.store);
+        // A journal error is the store's to report (degraded + alert); the
+        // revocations are in force in memory either way, and Redis still
+        // holds them for the next start.
+        let _ = tokio::task::spawn_blocking(move || store.journal_remote(&fresh)).await;
     }
 }
 

@@ -252,39 +252,41 @@ impl RevocationStore {
     }
 
     /// Applies revocations made elsewhere in the fleet (cluster mode):
-    /// each goes into memory, and only those that changed the set (a new
-    /// id, or a wider `until`/`issued_before`) are broadcast, so open
-    /// streams close, and journaled, with one fsync for the batch. Never
-    /// handed to the publisher: they came from the fleet. Returns, per
-    /// record, whether it changed the set; invalid or expired records
-    /// change nothing. Blocks for one fsync when anything changed.
-    pub fn apply_remote(
-        &self,
-        records: &[Record],
-        now_unix: u64,
-    ) -> (Vec<bool>, Result<(), StoreError>) {
-        let mut changed = Vec::with_capacity(records.len());
-        let mut fresh = Vec::new();
-        for record in records {
-            let valid =
-                record.revocation.validate().is_ok() && record.revocation.until() >= now_unix;
-            // Memory first, as in `revoke_at`: in force before anything else.
-            let widened = valid && self.memory.insert(&record.revocation, now_unix);
-            if widened {
-                let _ = self.events.send(RevocationEvent {
-                    revocation: record.revocation.clone(),
-                    revoked_at: record.at,
-                });
-                fresh.push(record.clone());
-            }
-            changed.push(widened);
+    /// each goes into memory (in force at once), and those that changed
+    /// the set (a new id, or a wider `until`/`issued_before`) are
+    /// broadcast, so open streams close. Never handed to the publisher:
+    /// they came from the fleet. Returns, per record, whether it changed
+    /// the set (invalid or expired records change nothing); the caller
+    /// then journals those with [`journal_remote`](Self::journal_remote).
+    /// No I/O.
+    pub fn apply_remote(&self, records: &[Record], now_unix: u64) -> Vec<bool> {
+        records
+            .iter()
+            .map(|record| {
+                let valid =
+                    record.revocation.validate().is_ok() && record.revocation.until() >= now_unix;
+                let widened = valid && self.memory.insert(&record.revocation, now_unix);
+                if widened {
+                    let _ = self.events.send(RevocationEvent {
+                        revocation: record.revocation.clone(),
+                        revoked_at: record.at,
+                    });
+                }
+                widened
+            })
+            .collect()
+    }
+
+    /// Journals remote revocations that [`apply_remote`](Self::apply_remote)
+    /// found to be news, with one write and one fsync for the batch (so
+    /// every replica's journal holds the fleet's revocations). Blocks for
+    /// the fsync. On error they stay in force in memory and the store
+    /// reports itself degraded, as for a local revocation.
+    pub fn journal_remote(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
         }
-        let persisted = if fresh.is_empty() {
-            Ok(())
-        } else {
-            self.persist_all(&fresh)
-        };
-        (changed, persisted)
+        self.persist_all(records)
     }
 
     /// Every live revocation in the journal (merged per id), read from disk

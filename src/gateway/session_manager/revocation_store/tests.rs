@@ -711,9 +711,16 @@ fn remote_revocations_apply_journal_and_broadcast_only_what_is_news() {
         rec(Revocation::token("", NOW + HOUR)),               // invalid
         rec(Revocation::token("jti-old", NOW - 1)),           // over
     ];
-    let (changed, persisted) = store.apply_remote(&batch, NOW);
-    persisted.unwrap();
+    let changed = store.apply_remote(&batch, NOW);
     assert_eq!(changed, [false, true, true, false, false, false]);
+    let news: Vec<Record> = batch
+        .iter()
+        .zip(&changed)
+        .filter(|(_, c)| **c)
+        .map(|(r, _)| r.clone())
+        .collect();
+    store.journal_remote(&news).unwrap();
+    store.journal_remote(&[]).unwrap();
     assert!(store.is_revoked_at("jti-remote", "", "", NOW, NOW));
     assert!(store.is_revoked_at("", "", "bob", NOW - 5, NOW));
     assert_eq!(
