@@ -54,7 +54,7 @@ const OUTBOX_BATCH: usize = 64;
 const READ_COUNT: usize = 512;
 /// Fields per `HSCAN` step.
 const SCAN_COUNT: usize = 1_000;
-/// Records per `apply_remote` call during a snapshot (one fsync each).
+/// Records merged between two yields during a snapshot.
 const APPLY_CHUNK: usize = 1_000;
 
 /// The `{cg}:rev` field of a revocation: `t:<jti>`, `s:<sid>`, `u:<sub>`.
@@ -144,6 +144,10 @@ pub struct RevocationSync {
     store: Arc<RevocationStore>,
     outbox_tx: mpsc::UnboundedSender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
+    /// Remote revocations to journal (group commit by the journal task,
+    /// so the reader never waits for an fsync).
+    journal_tx: mpsc::UnboundedSender<Vec<Record>>,
+    journal_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Record>>>>,
     pending: Arc<AtomicUsize>,
     /// When the mirror last heard from Redis, in ms since `base`.
     heard_ms: AtomicU64,
@@ -167,6 +171,7 @@ impl RevocationSync {
     /// `None` if the store already has a publisher.
     pub fn install(cluster: Arc<Cluster>, store: Arc<RevocationStore>) -> Option<Arc<Self>> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let publisher = {
             let (tx, pending) = (tx.clone(), Arc::clone(&pending));
@@ -191,6 +196,8 @@ impl RevocationSync {
             store,
             outbox_tx: tx,
             outbox_rx: Mutex::new(Some(rx)),
+            journal_tx,
+            journal_rx: Mutex::new(Some(journal_rx)),
             pending,
             heard_ms: AtomicU64::new(0),
             synced: AtomicBool::new(false),
@@ -211,6 +218,14 @@ impl RevocationSync {
             .take();
         if let Some(rx) = rx {
             tasks.push(tokio::spawn(Arc::clone(self).run_outbox(rx)));
+        }
+        let journal_rx = self
+            .journal_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(rx) = journal_rx {
+            tasks.push(tokio::spawn(run_journal(Arc::clone(&self.store), rx)));
         }
         tasks.push(tokio::spawn(Arc::clone(self).run_mirror()));
         let gauge = Arc::clone(self);
@@ -367,7 +382,7 @@ impl RevocationSync {
                         reads += 1;
                         delay = RETRY_MIN;
                         let n = entries.len() as u64;
-                        if let Some(last) = self.apply_entries(entries).await {
+                        if let Some(last) = self.apply_entries(entries) {
                             at.pos = at.pos.max(last);
                             at.seen = at.seen.saturating_add(n);
                             cursor = Some(at);
@@ -501,8 +516,9 @@ impl RevocationSync {
     async fn merge_snapshot(&self, remote: &HashMap<String, Record>) {
         let records: Vec<Record> = remote.values().cloned().collect();
         for chunk in records.chunks(APPLY_CHUNK) {
-            let chunk = chunk.to_vec();
-            self.apply(chunk).await;
+            self.apply(chunk.to_vec());
+            // A large snapshot does not hold the thread for long.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -601,7 +617,7 @@ impl RevocationSync {
     }
 
     /// Applies stream entries; returns the last entry's id.
-    async fn apply_entries(&self, entries: Vec<(String, Record, u64)>) -> Option<StreamPos> {
+    fn apply_entries(&self, entries: Vec<(String, Record, u64)>) -> Option<StreamPos> {
         let last = entries
             .iter()
             .filter_map(|(id, ..)| StreamPos::parse(id))
@@ -623,33 +639,45 @@ impl RevocationSync {
                     .propagated(Duration::from_millis(now.saturating_sub(origin)));
             }
         }
-        self.journal(records, &news).await;
+        self.journal(records, &news);
         last
     }
 
     /// Merges remote records into the local store: memory and broadcast
-    /// at once, then the news journaled with one fsync, off the async
-    /// threads. Returns, per record, whether it was news.
-    async fn apply(&self, records: Vec<Record>) -> Vec<bool> {
+    /// at once; the news is queued for the journal task. Returns, per
+    /// record, whether it was news.
+    fn apply(&self, records: Vec<Record>) -> Vec<bool> {
         let news = self.store.apply_remote(&records, unix_now());
-        self.journal(records, &news).await;
+        self.journal(records, &news);
         news
     }
 
-    async fn journal(&self, records: Vec<Record>, news: &[bool]) {
+    /// Queues the news for the journal task.
+    fn journal(&self, records: Vec<Record>, news: &[bool]) {
         let fresh: Vec<Record> = records
             .into_iter()
             .zip(news)
             .filter_map(|(r, n)| n.then_some(r))
             .collect();
-        if fresh.is_empty() {
-            return;
+        if !fresh.is_empty() {
+            // Fails only once the task is gone (shutdown): Redis still
+            // holds them for the next start's snapshot.
+            let _ = self.journal_tx.send(fresh);
         }
-        let store = Arc::clone(&self.store);
-        // A journal error is the store's to report (degraded + alert); the
-        // revocations are in force in memory either way, and Redis still
-        // holds them for the next start.
-        let _ = tokio::task::spawn_blocking(move || store.journal_remote(&fresh)).await;
+    }
+}
+
+/// Journals remote revocations: whatever queued while the last fsync ran
+/// goes in the next one (a group commit), off the async threads. A journal
+/// error is the store's to report (degraded + alert); the revocations are
+/// in force in memory either way, and Redis holds them for the next start.
+async fn run_journal(store: Arc<RevocationStore>, mut rx: mpsc::UnboundedReceiver<Vec<Record>>) {
+    while let Some(mut batch) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        let store = Arc::clone(&store);
+        let _ = tokio::task::spawn_blocking(move || store.journal_remote(&batch)).await;
     }
 }
 
