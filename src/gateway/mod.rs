@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 
 use self::certificate_manager::CertificateManager;
 use self::cluster::Cluster;
+use self::cluster::revocations::RevocationSync;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::ready::UpstreamProbe;
@@ -65,6 +66,8 @@ pub struct Gateway {
     proxy: Option<Proxy>,
     /// The shared server in `mode = "redis"`.
     cluster: Option<Arc<Cluster>>,
+    /// Keeps the revocations in step with the fleet (`mode = "redis"`).
+    revocation_sync: Option<Arc<RevocationSync>>,
     /// Probes the upstream for `/ready` (present with `proxy`).
     upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
@@ -106,6 +109,11 @@ impl Gateway {
             .with_cache_lookups(metrics.tokens.cache_lookups())
             .with_cluster(cluster.clone()),
         );
+        // Hooked before anything can revoke: every local revocation from
+        // here on is queued for the fleet (sent once `start` runs).
+        let revocation_sync = cluster
+            .as_ref()
+            .and_then(|c| RevocationSync::install(Arc::clone(c), Arc::clone(sessions.store())));
         let replay = Arc::new(
             ReplayGuard::new(&config.replay, config.tokens.leeway).with_cluster(cluster.clone()),
         );
@@ -125,6 +133,7 @@ impl Gateway {
             replay,
             proxy,
             cluster,
+            revocation_sync,
             upstream_probe,
         })
     }
@@ -244,6 +253,12 @@ impl Gateway {
             Arc::clone(self.sessions.keyring()).spawn_watcher(self.config.tokens.key_poll_interval),
             Arc::clone(self.sessions.store()).spawn_health_gauge(Arc::clone(&self.metrics.http)),
         ];
+        // Standalone: none (no socket is opened).
+        let cluster_tasks = self
+            .revocation_sync
+            .as_ref()
+            .map(RevocationSync::spawn)
+            .unwrap_or_default();
         let opts = self.serve_options();
         let serve = server::serve(
             listener,
@@ -266,6 +281,7 @@ impl Gateway {
             }
             for task in background
                 .into_iter()
+                .chain(cluster_tasks)
                 .chain(metrics_task)
                 .chain(probe_task)
                 .chain(pairing_task)
@@ -300,9 +316,20 @@ impl Gateway {
                 .index_issue()
                 .map(|_| ("session_index", "journal_write_failed"))
         });
+        let mut health = vec![store_probe, index_probe];
+        if let Some(sync) = &self.revocation_sync {
+            // Cluster mode: this replica's copy of the fleet's revocations
+            // is older than `stale_after` (Redis unreachable or the reader
+            // behind): `/health` degraded, `/ready` 503, so a load balancer
+            // drops only this replica. It keeps serving from its copy.
+            let sync = Arc::clone(sync);
+            health.push(Arc::new(move || {
+                sync.is_stale().then_some(("cluster", "cluster_stale"))
+            }));
+        }
         AppState::new(SharedState {
             metrics: Arc::clone(&self.metrics),
-            health: vec![store_probe, index_probe],
+            health,
             sessions: Arc::clone(&self.sessions),
             replay: Arc::clone(&self.replay),
             proofs: Arc::new(ProofChecker::new(Arc::clone(&self.replay))),

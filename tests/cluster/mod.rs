@@ -4,3 +4,4 @@ mod binary;
 mod connection;
 mod fleet;
 mod refresh;
+mod revocations;

@@ -205,11 +205,9 @@ async fn reuse_after_the_grace_window_on_another_replica_revokes_the_family() {
     assert_eq!(code, "refresh_reused");
 }
 
-/// The family revoked on one replica is refused by all of them within 1 s:
-/// needs the revocation propagation (helper `rev`), which this branch does
-/// not have; un-ignore it once both are merged.
+/// The family revoked on one replica is refused by all of them within 1 s
+/// (the revocation travels through the fleet's stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the revocation feed (issue 15, revocations part); un-ignore at merge"]
 async fn reuse_revokes_the_family_on_every_replica_within_a_second() {
     let grace = Duration::from_secs(1);
     let fleet = Fleet::start_with(RedisProc::start(), 3, tweak(grace)).await;

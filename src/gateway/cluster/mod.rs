@@ -17,6 +17,7 @@
 
 pub mod metrics;
 pub mod refresh;
+pub mod revocations;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -53,16 +53,20 @@
 //!
 //! ## Scope
 //!
-//! Each gateway process has its own state directory. A revocation made on
-//! one replica is not seen by another (PITFALLS R1): clawgate is meant to
-//! run as one instance per protected service.
+//! Each gateway process has its own state directory. Standalone, a
+//! revocation made on one replica is not seen by another (PITFALLS R1).
+//! In cluster mode (`[cluster] mode = "redis"`) every local revocation is
+//! also handed to a [`Publisher`] (the outbox that writes it to Redis),
+//! and revocations made elsewhere arrive through
+//! [`RevocationStore::apply_remote`] and are journaled here too
+//! (`gateway::cluster::revocations`).
 
 mod journal;
 mod memory;
 mod revocation;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -70,7 +74,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::gateway::metrics::HttpMetrics;
-use journal::{Journal, Record};
+use journal::Journal;
+pub use journal::Record;
 use memory::MemorySet;
 pub use revocation::{MAX_ID_BYTES, Revocation};
 
@@ -135,6 +140,11 @@ pub enum StoreError {
     },
 }
 
+/// Receives every local revocation once it is in force and journaled
+/// (cluster mode: the outbox that writes it to Redis). Called in the
+/// revoking thread, so it must not block.
+pub type Publisher = Box<dyn Fn(&Record) + Send + Sync>;
+
 /// How often [`RevocationStore::spawn_health_gauge`] refreshes the gauge.
 const HEALTH_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -148,6 +158,9 @@ pub struct RevocationStore {
     write_issue: Mutex<Option<String>>,
     events: broadcast::Sender<RevocationEvent>,
     clock: Arc<dyn Clock>,
+    /// Cluster mode only (set once, before serving); standalone never
+    /// sets it, so `revoke_at` behaves exactly as without a cluster.
+    publisher: OnceLock<Publisher>,
 }
 
 impl RevocationStore {
@@ -175,6 +188,7 @@ impl RevocationStore {
             write_issue: Mutex::new(write_issue),
             events,
             clock,
+            publisher: OnceLock::new(),
         };
         let report = OpenReport {
             loaded: outcome.live.len(),
@@ -215,10 +229,74 @@ impl RevocationStore {
         };
         // No receivers is not an error: nothing to close.
         let _ = self.events.send(event.clone());
-        self.persist(&Record {
+        let record = Record {
             at: event.revoked_at,
             revocation: event.revocation,
-        })
+        };
+        let persisted = self.persist(&record);
+        // Cluster mode: last, so the fleet hears of it only once it holds
+        // here; handed over even when the journal failed (it is in force
+        // in memory, and the fleet is then its only other copy). Never
+        // waits on Redis: the outbox writes it in the background.
+        if let Some(publish) = self.publisher.get() {
+            publish(&record);
+        }
+        persisted
+    }
+
+    /// Cluster mode: from now on every local revocation is also handed to
+    /// `publisher` (see [`Publisher`]). Set once; a second call is refused
+    /// (returns `false`).
+    pub fn set_publisher(&self, publisher: Publisher) -> bool {
+        self.publisher.set(publisher).is_ok()
+    }
+
+    /// Applies revocations made elsewhere in the fleet (cluster mode):
+    /// each goes into memory (in force at once), and those that changed
+    /// the set (a new id, or a wider `until`/`issued_before`) are
+    /// broadcast, so open streams close. Never handed to the publisher:
+    /// they came from the fleet. Returns, per record, whether it changed
+    /// the set (invalid or expired records change nothing); the caller
+    /// then journals those with [`journal_remote`](Self::journal_remote).
+    /// No I/O.
+    pub fn apply_remote(&self, records: &[Record], now_unix: u64) -> Vec<bool> {
+        records
+            .iter()
+            .map(|record| {
+                let valid =
+                    record.revocation.validate().is_ok() && record.revocation.until() >= now_unix;
+                let widened = valid && self.memory.insert(&record.revocation, now_unix);
+                if widened {
+                    let _ = self.events.send(RevocationEvent {
+                        revocation: record.revocation.clone(),
+                        revoked_at: record.at,
+                    });
+                }
+                widened
+            })
+            .collect()
+    }
+
+    /// Journals remote revocations that [`apply_remote`](Self::apply_remote)
+    /// found to be news, with one write and one fsync for the batch (so
+    /// every replica's journal holds the fleet's revocations). Blocks for
+    /// the fsync. On error they stay in force in memory and the store
+    /// reports itself degraded, as for a local revocation.
+    pub fn journal_remote(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.persist_all(records)
+    }
+
+    /// Every live revocation in the journal (merged per id), read from disk
+    /// through a handle of its own while appends go on (a line being
+    /// written reads as a torn tail and is skipped: it is in memory and on
+    /// its way anyway). Cluster mode: what this replica can re-seed a
+    /// Redis with. Blocking file I/O.
+    pub fn journaled(&self, now_unix: u64) -> std::io::Result<Vec<Record>> {
+        let path = lock(&self.journal).path().to_path_buf();
+        journal::read(&path, now_unix).map(|outcome| outcome.live)
     }
 
     /// Whether a token with these claims is revoked at `now_unix`. In
@@ -320,7 +398,11 @@ impl RevocationStore {
     }
 
     fn persist(&self, record: &Record) -> Result<(), StoreError> {
-        let result = lock(&self.journal).append(record);
+        self.persist_all(std::slice::from_ref(record))
+    }
+
+    fn persist_all(&self, records: &[Record]) -> Result<(), StoreError> {
+        let result = lock(&self.journal).append_all(records);
         match result {
             Ok(()) => {
                 if lock(&self.write_issue).take().is_some() {

@@ -64,8 +64,10 @@ impl MemorySet {
         }
     }
 
-    /// Adds (or widens) a revocation; atomic per id.
-    pub(super) fn insert(&self, revocation: &Revocation, now: u64) {
+    /// Adds (or widens) a revocation; atomic per id. Returns whether the
+    /// set changed (the id was new, or its `until` or `issued_before`
+    /// widened): the cluster mirror journals and broadcasts only those.
+    pub(super) fn insert(&self, revocation: &Revocation, now: u64) -> bool {
         let (sharded, others) = match revocation {
             Revocation::Token { .. } => (&self.tokens, &self.other_tokens),
             Revocation::Session { .. } => (&self.sessions, &self.other_sessions),
@@ -170,11 +172,12 @@ impl Sharded {
     /// Revokes `id` through `until` (the later `until` if already revoked);
     /// atomic per shard (moka's per-key compute), so concurrent revocations
     /// in one shard are all kept.
-    fn insert(&self, id: RandomId, until: u64, now: u64) {
+    fn insert(&self, id: RandomId, until: u64, now: u64) -> bool {
         // The bit first (Release), then the pair: a lookup that sees the
         // bit clear (Acquire) ran before this revocation began.
         let (word, bit) = self.filter_slot(&id);
         word.fetch_or(bit, Ordering::Release);
+        let mut changed = false;
         self.shards.entry(shard_of(&id)).and_upsert_with(|old| {
             let old = old.map(|e| e.into_value());
             let kept = old.as_deref().map_or(&[][..], |s| &s.pairs[..]);
@@ -183,8 +186,14 @@ impl Sharded {
             let mut pairs: Vec<(RandomId, u64)> = Vec::with_capacity(kept.len() + 1);
             pairs.extend(kept.iter().copied().filter(|&(_, u)| !is_over(u, now)));
             match pairs.binary_search_by(|(known, _)| known.cmp(&id)) {
-                Ok(i) => pairs[i].1 = pairs[i].1.max(until),
-                Err(i) => pairs.insert(i, (id, until)),
+                Ok(i) => {
+                    changed = until > pairs[i].1;
+                    pairs[i].1 = pairs[i].1.max(until);
+                }
+                Err(i) => {
+                    changed = true;
+                    pairs.insert(i, (id, until));
+                }
             }
             let longest = pairs.iter().map(|&(_, u)| u).max().unwrap_or(until);
             Arc::new(Shard {
@@ -192,6 +201,7 @@ impl Sharded {
                 ttl: ttl(longest, now),
             })
         });
+        changed
     }
 
     /// Whether `id` is revoked at `now`.
@@ -280,14 +290,21 @@ fn build() -> Cache<String, Cut> {
     Cache::builder().expire_after(CutExpiry).build()
 }
 
-fn insert_cut(cache: &Cache<String, Cut>, revocation: &Revocation, now: u64) {
+fn insert_cut(cache: &Cache<String, Cut>, revocation: &Revocation, now: u64) -> bool {
     let (issued_before, until) = (revocation.issued_before(), revocation.until());
+    let mut changed = false;
     // Two revocations of one id merge to the wider one: a later
     // `issued_before` covers every token an earlier one covered.
     cache.entry_by_ref(revocation.id()).and_upsert_with(|old| {
         let (issued_before, until) = match old.map(|e| e.into_value()) {
-            Some(o) => (o.issued_before.max(issued_before), o.until.max(until)),
-            None => (issued_before, until),
+            Some(o) => {
+                changed = issued_before > o.issued_before || until > o.until;
+                (o.issued_before.max(issued_before), o.until.max(until))
+            }
+            None => {
+                changed = true;
+                (issued_before, until)
+            }
         };
         Cut {
             issued_before,
@@ -295,6 +312,7 @@ fn insert_cut(cache: &Cache<String, Cut>, revocation: &Revocation, now: u64) {
             ttl: ttl(until, now),
         }
     });
+    changed
 }
 
 fn covered(cache: &Cache<String, Cut>, id: &str, iat: u64, now: u64) -> bool {

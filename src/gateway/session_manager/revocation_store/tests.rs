@@ -659,3 +659,83 @@ fn store_and_its_wait_future_can_cross_threads() {
     send_sync(&store);
     send(&store.wait_revoked("j", "s", "u", NOW));
 }
+
+// ---- cluster mode hooks -------------------------------------------------
+
+#[test]
+fn the_publisher_gets_each_local_revocation_after_its_journal_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    let seen: Arc<std::sync::Mutex<Vec<(Record, String)>>> = Arc::default();
+    let (log, journal_dir) = (Arc::clone(&seen), dir.path().to_path_buf());
+    assert!(store.set_publisher(Box::new(move |record: &Record| {
+        // The line is on disk when the fleet hears of it.
+        let text = fs::read_to_string(journal_dir.join(journal::JOURNAL_FILE)).unwrap();
+        log.lock().unwrap().push((record.clone(), text));
+    })));
+    assert!(!store.set_publisher(Box::new(|_: &Record| {})), "set once");
+    store
+        .revoke(Revocation::token("jti-1", NOW + HOUR))
+        .unwrap();
+    // Already over: ignored, so not published either.
+    store.revoke(Revocation::token("jti-2", NOW - 1)).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0.revocation, Revocation::token("jti-1", NOW + HOUR));
+    assert_eq!(seen[0].0.at, NOW);
+    assert!(seen[0].1.contains("\"jti\":\"jti-1\""));
+}
+
+#[test]
+fn remote_revocations_apply_journal_and_broadcast_only_what_is_news() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_at(dir.path(), NOW);
+    let published = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&published);
+    store.set_publisher(Box::new(move |_: &Record| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }));
+    store
+        .revoke(Revocation::session("sid-own", NOW + HOUR))
+        .unwrap();
+    let mut events = store.subscribe();
+    let rec = |r| Record {
+        at: NOW,
+        revocation: r,
+    };
+    let batch = [
+        rec(Revocation::session("sid-own", NOW + HOUR)), // our own, echoed
+        rec(Revocation::token("jti-remote", NOW + HOUR)),
+        rec(Revocation::subject("bob", NOW - 5, NOW + HOUR)),
+        rec(Revocation::subject("bob", NOW - 9, NOW + HOUR)), // narrower
+        rec(Revocation::token("", NOW + HOUR)),               // invalid
+        rec(Revocation::token("jti-old", NOW - 1)),           // over
+    ];
+    let changed = store.apply_remote(&batch, NOW);
+    assert_eq!(changed, [false, true, true, false, false, false]);
+    let news: Vec<Record> = batch
+        .iter()
+        .zip(&changed)
+        .filter(|(_, c)| **c)
+        .map(|(r, _)| r.clone())
+        .collect();
+    store.journal_remote(&news).unwrap();
+    store.journal_remote(&[]).unwrap();
+    assert!(store.is_revoked_at("jti-remote", "", "", NOW, NOW));
+    assert!(store.is_revoked_at("", "", "bob", NOW - 5, NOW));
+    assert_eq!(
+        published.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "never re-published"
+    );
+    assert!(events.try_recv().is_ok() && events.try_recv().is_ok());
+    assert!(events.try_recv().is_err(), "two broadcasts: the news");
+    // One line per news item, after the local one; all survive a restart.
+    assert_eq!(journal_text(dir.path()).lines().count(), 3);
+    let mut live = store.journaled(NOW).unwrap();
+    live.sort_by(|a, b| a.revocation.id().cmp(b.revocation.id()));
+    assert_eq!(live.len(), 3);
+    let (reopened, report) = open_at(dir.path(), NOW);
+    assert_eq!(report.loaded, 3);
+    assert!(reopened.is_revoked_at("jti-remote", "", "", NOW, NOW));
+}
