@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use self::certificate_manager::CertificateManager;
 use self::cluster::Cluster;
 use self::cluster::revocations::RevocationSync;
+use self::cluster::server_check::ServerCheck;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::ready::UpstreamProbe;
@@ -68,6 +69,8 @@ pub struct Gateway {
     cluster: Option<Arc<Cluster>>,
     /// Keeps the revocations in step with the fleet (`mode = "redis"`).
     revocation_sync: Option<Arc<RevocationSync>>,
+    /// The Redis server's eviction policy, in `mode = "redis"`.
+    server_check: Option<Arc<ServerCheck>>,
     /// Probes the upstream for `/ready` (present with `proxy`).
     upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
@@ -132,6 +135,7 @@ impl Gateway {
             sessions,
             replay,
             proxy,
+            server_check: cluster.as_ref().map(|_| Arc::new(ServerCheck::default())),
             cluster,
             revocation_sync,
             upstream_probe,
@@ -254,11 +258,14 @@ impl Gateway {
             Arc::clone(self.sessions.store()).spawn_health_gauge(Arc::clone(&self.metrics.http)),
         ];
         // Standalone: none (no socket is opened).
-        let cluster_tasks = self
+        let mut cluster_tasks = self
             .revocation_sync
             .as_ref()
             .map(RevocationSync::spawn)
             .unwrap_or_default();
+        if let (Some(check), Some(cluster)) = (&self.server_check, &self.cluster) {
+            cluster_tasks.push(Arc::clone(check).spawn(Arc::clone(cluster)));
+        }
         let opts = self.serve_options();
         let serve = server::serve(
             listener,
@@ -325,6 +332,16 @@ impl Gateway {
             let sync = Arc::clone(sync);
             health.push(Arc::new(move || {
                 sync.is_stale().then_some(("cluster", "cluster_stale"))
+            }));
+        }
+        if let Some(check) = &self.server_check {
+            // Fail closed: a Redis that may evict revocations or spent
+            // nonces could silently reopen them.
+            let check = Arc::clone(check);
+            health.push(Arc::new(move || {
+                check
+                    .eviction_risk()
+                    .then_some(("cluster", "redis_eviction_policy"))
             }));
         }
         AppState::new(SharedState {

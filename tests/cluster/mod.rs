@@ -5,3 +5,4 @@ mod connection;
 mod fleet;
 mod refresh;
 mod revocations;
+mod server;

@@ -20,6 +20,10 @@ pub struct RedisProc {
     port: u16,
     dir: tempfile::TempDir,
     appendonly: bool,
+    /// Extra server arguments (`--requirepass`, TLS files).
+    extra: Vec<String>,
+    /// The port speaks TLS only: readiness is a TCP connect, not PING.
+    tls: bool,
 }
 
 impl RedisProc {
@@ -38,6 +42,47 @@ impl RedisProc {
             port,
             dir,
             appendonly,
+            extra: Vec::new(),
+            tls: false,
+        };
+        proc.spawn();
+        proc
+    }
+
+    /// Starts a server that wants `password` (`--requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_configured(vec!["--requirepass".to_owned(), password.to_owned()], false)
+    }
+
+    /// Starts a server that speaks only TLS on its port, with the given
+    /// PEM certificate chain, key and CA (clients are not asked for a
+    /// certificate).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Self {
+        let path = |p: &std::path::Path| p.display().to_string();
+        Self::start_configured(
+            vec![
+                "--tls-cert-file".to_owned(),
+                path(cert),
+                "--tls-key-file".to_owned(),
+                path(key),
+                "--tls-ca-cert-file".to_owned(),
+                path(ca),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ],
+            true,
+        )
+    }
+
+    fn start_configured(extra: Vec<String>, tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for redis");
+        let mut proc = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            appendonly: false,
+            extra,
+            tls,
         };
         proc.spawn();
         proc
@@ -46,8 +91,12 @@ impl RedisProc {
     fn spawn(&mut self) {
         let binary = binary();
         let mut cmd = Command::new(&binary);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port"]);
+        } else {
+            cmd.arg("--port");
+        }
+        cmd.arg(self.port.to_string())
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -64,6 +113,7 @@ impl RedisProc {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -77,7 +127,15 @@ impl RedisProc {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ping() {
+            let up = if self.tls || !self.extra.is_empty() {
+                // TLS or a password: PING in clear text would not answer
+                // PONG; an accepted connection is enough.
+                std::net::TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
+                    .is_ok()
+            } else {
+                self.ping()
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -111,7 +169,8 @@ impl RedisProc {
 
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// A client for assertions made directly on the server.

@@ -18,6 +18,7 @@
 pub mod metrics;
 pub mod refresh;
 pub mod revocations;
+pub mod server_check;
 
 use std::path::Path;
 use std::sync::Arc;
