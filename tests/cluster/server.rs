@@ -15,9 +15,9 @@ use crate::cluster::fleet::Fleet;
 use crate::common::eventually_async;
 use crate::common::redis_server::RedisProc;
 
-fn cluster(config: ClusterConfig) -> Arc<Cluster> {
+fn cluster(config: &ClusterConfig) -> Arc<Cluster> {
     let metrics = Arc::new(ClusterMetrics::register(&mut Registry::default()));
-    Cluster::open(&config, metrics).unwrap().unwrap()
+    Cluster::open(config, metrics).unwrap().unwrap()
 }
 
 fn config_for(url: String) -> ClusterConfig {
@@ -62,7 +62,7 @@ async fn rediss_with_a_private_ca_connects_and_refuses_an_unknown_server() {
     let redis = RedisProc::start_tls(&cert, &key, &ca);
     assert!(redis.url().starts_with("rediss://"));
 
-    let trusted = cluster(ClusterConfig {
+    let trusted = cluster(&ClusterConfig {
         ca_path: Some(ca),
         ..config_for(redis.url())
     });
@@ -70,13 +70,13 @@ async fn rediss_with_a_private_ca_connects_and_refuses_an_unknown_server() {
 
     // Without the CA the server's certificate is not trusted: no answer,
     // and the call still ends within its deadline.
-    let untrusted = cluster(config_for(redis.url()));
+    let untrusted = cluster(&config_for(redis.url()));
     let started = std::time::Instant::now();
     assert!(ping(&untrusted).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // Plain text to a TLS port is not Redis either.
-    let plain = cluster(config_for(redis.url().replace("rediss://", "redis://")));
+    let plain = cluster(&config_for(redis.url().replace("rediss://", "redis://")));
     assert!(ping(&plain).await.is_err());
 }
 
@@ -92,20 +92,20 @@ async fn the_password_comes_from_its_file_and_never_shows_in_errors() {
             .unwrap();
         path
     };
-    let good = cluster(ClusterConfig {
+    let good = cluster(&ClusterConfig {
         password_file: Some(write("good", &format!("{PASSWORD}\n"))),
         ..config_for(redis.url())
     });
     assert_eq!(ping(&good).await.unwrap(), "PONG");
 
-    let wrong = cluster(ClusterConfig {
+    let wrong = cluster(&ClusterConfig {
         password_file: Some(write("wrong", "not-the-password\n")),
         ..config_for(redis.url())
     });
     let error = ping(&wrong).await.unwrap_err();
     assert!(!error.to_string().contains("not-the-password"), "{error}");
 
-    let none = cluster(config_for(redis.url()));
+    let none = cluster(&config_for(redis.url()));
     let error = ping(&none).await.unwrap_err();
     assert_eq!(error, ClusterError::Server("NOAUTH"), "{error}");
 }
