@@ -2,3 +2,4 @@
 
 mod connection;
 mod fleet;
+mod nonces;

@@ -16,6 +16,7 @@
 //! [`ConnectionManager`]: redis::aio::ConnectionManager
 
 pub mod metrics;
+pub mod nonces;
 
 use std::path::Path;
 use std::sync::Arc;

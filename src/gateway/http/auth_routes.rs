@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::access_log::ErrorCode;
-use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
+use super::auth::{Begun, BindingStep, CurrentSession, proof_header, request_target};
 use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
 use crate::gateway::server::ConnectionInfo;
@@ -214,8 +214,19 @@ impl RefreshPresentation {
             client_cert_sha256: self.cert.as_deref(),
         };
         let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        step.confirm(claims, || Ok(presented), s.clock.unix_now())
-            .map(drop)
+        match step.begin(claims, || Ok(presented), s.clock.unix_now())? {
+            Begun::Done(_) => Ok(()),
+            // Cluster mode: the proof's nonce needs the fleet's answer.
+            // This runs on the blocking pool (see `refresh`), where waiting
+            // on the runtime is allowed; the wait is bounded by
+            // `command_timeout`. Without a runtime: refuse (fail closed).
+            Begun::Fleet(pending) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime
+                    .block_on(step.finish(pending, claims.sub()))
+                    .map(drop),
+                Err(_) => Err(BindingError::ReplayUnavailable),
+            },
+        }
     }
 }
 

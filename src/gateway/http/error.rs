@@ -282,6 +282,16 @@ impl From<&ReplayError> for ErrorResponse {
                 S::TOO_MANY_REQUESTS,
                 "this session has too many recent protected requests; retry later",
             ),
+            // Cluster mode, Redis silent: fail closed, retry soon with a
+            // fresh nonce.
+            R::Unavailable => {
+                return Self::plain(
+                    S::SERVICE_UNAVAILABLE,
+                    e.code(),
+                    "replay protection is unavailable; retry with a fresh nonce",
+                )
+                .retry_after(Duration::from_secs(1));
+            }
         };
         Self::plain(status, e.code(), message)
     }
@@ -330,6 +340,12 @@ impl From<&BindingError> for ErrorResponse {
                 e.code(),
                 "this session has too many recent proofs; retry later",
             ),
+            B::ReplayUnavailable => Self::plain(
+                S::SERVICE_UNAVAILABLE,
+                e.code(),
+                "replay protection is unavailable; retry with a new proof",
+            )
+            .retry_after(Duration::from_secs(1)),
             B::InvalidClientKey => Self::plain(
                 S::BAD_REQUEST,
                 e.code(),

@@ -1,0 +1,198 @@
+//! Replay nonces across replicas: a nonce spent on one replica is refused
+//! on every other (`SET NX PX` on the shared Redis), and a Redis that
+//! cannot answer makes protected requests fail closed (503), never open.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::cluster::fleet::Fleet;
+use crate::common::{TestGateway, TestResponse, eventually_async, replay_headers};
+
+/// One HTTP/2 connection to `gw`: many requests, one TLS handshake.
+pub(super) async fn h2(gw: &TestGateway) -> SendRequest<Full<Bytes>> {
+    let tls = gw.client().connect(gw.addr()).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sends `req` on an HTTP/2 connection and buffers the answer.
+pub(super) async fn send_h2(
+    sender: &SendRequest<Full<Bytes>>,
+    mut req: Request<Full<Bytes>>,
+) -> TestResponse {
+    *req.uri_mut() = format!("https://localhost{}", req.uri()).parse().unwrap();
+    let mut sender = sender.clone();
+    sender.ready().await.unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    TestResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// A protected POST to the upstream with this nonce and timestamp.
+pub(super) fn post_with(token: &str, nonce: &str, timestamp: &str) -> Request<Full<Bytes>> {
+    Request::post("/v1/items")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-request-nonce", nonce)
+        .header("x-request-timestamp", timestamp)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_accepted_once_across_three_replicas() {
+    let fleet = Fleet::start(3).await;
+    let token = fleet.replica(0).token("alice", &["read"]);
+    let mut conns = Vec::new();
+    for gw in &fleet.replicas {
+        conns.push(h2(gw).await);
+    }
+    let (mut accepted, mut replayed, mut other) = (0usize, 0usize, Vec::new());
+    let started = Instant::now();
+    // 1,000 nonces, each sent to the three replicas at once; 25 nonces
+    // (75 requests) in flight at a time.
+    for _batch in 0..40 {
+        let mut sends = Vec::new();
+        for _ in 0..25 {
+            let (nonce, ts) = replay_headers();
+            for conn in &conns {
+                sends.push(send_h2(conn, post_with(&token, &nonce, &ts)));
+            }
+        }
+        for r in join_all(sends).await {
+            match (r.status, r.json()["error"].as_str().map(str::to_owned)) {
+                (200, _) => accepted += 1,
+                (409, Some(code)) if code == "replay_detected" => replayed += 1,
+                (status, code) => other.push((status, code)),
+            }
+        }
+    }
+    assert!(
+        other.is_empty(),
+        "unexpected answers: {:?}",
+        &other[..other.len().min(5)]
+    );
+    assert_eq!(accepted, 1_000, "each nonce accepted exactly once");
+    assert_eq!(replayed, 2_000, "the other two copies refused as replays");
+    eprintln!(
+        "3,000 protected POSTs over 3 replicas in {:?}",
+        started.elapsed()
+    );
+
+    // The fleet's answer shows on each replica's replay metric.
+    let mut refused = 0u64;
+    for gw in &fleet.replicas {
+        let text = gw.metrics_text().await;
+        refused += metric(
+            &text,
+            "clawgate_replay_rejections_total{code=\"replay_detected\"}",
+        );
+    }
+    assert_eq!(refused, 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_fails_posts_closed_within_the_timeout_and_gets_keep_working() {
+    let fleet = Fleet::start(1).await;
+    let gw = fleet.replica(0);
+    let token = gw.token("alice", &["read"]);
+    let conn = h2(gw).await;
+    let command_timeout = gw.config.cluster.command_timeout;
+    // Warm: the connection to Redis exists before the pause.
+    let (nonce, ts) = replay_headers();
+    assert_eq!(
+        send_h2(&conn, post_with(&token, &nonce, &ts)).await.status,
+        200
+    );
+
+    fleet.redis.pause();
+    for _ in 0..3 {
+        let (nonce, ts) = replay_headers();
+        let started = Instant::now();
+        let r = send_h2(&conn, post_with(&token, &nonce, &ts)).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{:?}", r.body);
+        assert_eq!(r.json()["error"], "replay_unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        // command_timeout + 50 ms, plus scheduling on two loaded cores.
+        let bound = command_timeout + Duration::from_millis(50) + Duration::from_millis(250);
+        assert!(
+            took <= bound,
+            "a POST waited {took:?} on a paused Redis (bound {bound:?})"
+        );
+    }
+    // Reads need no nonce: served from local state while Redis is away.
+    let get = Request::get("/v1/items")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(send_h2(&conn, get).await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let text = gw.metrics_text().await;
+    assert!(
+        metric(&text, "clawgate_cluster_unavailable_total{op=\"nonce\"}") >= 3,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "clawgate_replay_rejections_total{code=\"replay_unavailable\"}"
+        ) >= 3
+    );
+
+    fleet.redis.resume();
+    let recovered = eventually_async(Duration::from_secs(3), Duration::from_millis(50), || {
+        let (nonce, ts) = replay_headers();
+        let req = post_with(&token, &nonce, &ts);
+        let conn = &conn;
+        async move { send_h2(conn, req).await.status == 200 }
+    })
+    .await;
+    assert!(recovered, "POSTs still refused 3 s after SIGCONT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_refuses_posts_at_once() {
+    let mut fleet = Fleet::start(1).await;
+    let token = fleet.replica(0).token("alice", &["read"]);
+    let conn = h2(fleet.replica(0)).await;
+    let command_timeout = fleet.replica(0).config.cluster.command_timeout;
+    fleet.redis.kill();
+    let (nonce, ts) = replay_headers();
+    let started = Instant::now();
+    let r = send_h2(&conn, post_with(&token, &nonce, &ts)).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "replay_unavailable");
+    assert!(started.elapsed() <= command_timeout + Duration::from_millis(300));
+    // The nonce stays spent locally: the same request is a replay here.
+    let again = send_h2(&conn, post_with(&token, &nonce, &ts)).await;
+    assert_eq!(again.status, 409);
+}
+
+/// The value of the sample `name` (0 when absent).
+pub(super) fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(str::trim))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
