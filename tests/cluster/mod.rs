@@ -3,3 +3,4 @@
 mod connection;
 mod fleet;
 mod nonces;
+mod session_cap;

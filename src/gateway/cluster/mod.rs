@@ -17,6 +17,7 @@
 
 pub mod metrics;
 pub mod nonces;
+pub mod sessions;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -141,11 +141,44 @@ pub(crate) async fn login(
         Err(e) => return error(&e),
     };
     let peer = client_addr(conn.as_ref());
+    if state.sessions.cluster().is_some() {
+        return login_shared(state, body, peer, cnf).await;
+    }
     // argon2 is deliberately slow: keep it off the async workers.
     blocking(state, "login", move |s| {
         s.sessions.login(&body.username, &body.password, peer, cnf)
     })
     .await
+}
+
+/// Cluster mode: the password check and minting on the blocking pool, then
+/// the fleet's session limit (one bounded call to Redis; 503
+/// `session_store_unavailable` when it cannot answer, nothing issued).
+async fn login_shared(
+    state: AppState,
+    body: LoginRequest,
+    peer: ClientAddr,
+    cnf: Option<Confirmation>,
+) -> Response {
+    let now = state.clock.now();
+    let sessions = Arc::clone(&state.sessions);
+    let metrics = Arc::clone(&state.metrics);
+    let minted = run_blocking(state, move |s| {
+        s.sessions
+            .login_minted_at(&body.username, &body.password, peer, cnf, s.clock.now())
+    })
+    .await;
+    let new = match minted {
+        Ok(new) => new,
+        Err(response) => return response,
+    };
+    match sessions.admit(new).await {
+        Ok(pair) => {
+            metrics.sessions.issued("login");
+            no_store(Json(pair.response_json(now)).into_response())
+        }
+        Err(e) => error(&e),
+    }
 }
 
 /// `POST /auth/refresh` with `{"refresh_token"}`; a bound session also
@@ -251,6 +284,15 @@ pub(crate) async fn sessions(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
+    if state.sessions.cluster().is_some() {
+        // The fleet's list (the same on every replica), or this replica's
+        // own when Redis cannot answer: then `"partial": true`.
+        let listing = state.sessions.list_shared(&session).await;
+        return no_store(
+            Json(json!({ "sessions": listing.sessions, "partial": listing.partial }))
+                .into_response(),
+        );
+    }
     no_store(Json(json!({ "sessions": state.sessions.list(&session) })).into_response())
 }
 

@@ -424,6 +424,13 @@ impl From<&SessionError> for ErrorResponse {
                 Self::plain(S::BAD_REQUEST, "invalid_request", "the request is invalid")
             }
             E::Mint(_) => INTERNAL,
+            // Cluster mode, Redis silent at login or issue: fail closed.
+            E::SessionStoreUnavailable => Self::plain(
+                S::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "the session store is unavailable; retry later",
+            )
+            .retry_after(Duration::from_secs(1)),
         }
     }
 }

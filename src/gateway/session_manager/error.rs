@@ -82,6 +82,10 @@ pub enum SessionError {
     /// generator failed): the server's fault.
     #[error("cannot mint tokens: {0}")]
     Mint(#[source] TokenError),
+    /// Cluster mode: Redis could not count the new session against the
+    /// per-user limit in time. Nothing was issued (fail closed); retry.
+    #[error("the shared session store is unavailable; retry")]
+    SessionStoreUnavailable,
 }
 
 impl SessionError {
@@ -105,6 +109,7 @@ impl SessionError {
             Self::NotFound => "session_not_found",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Mint(_) => "mint_failed",
+            Self::SessionStoreUnavailable => "session_store_unavailable",
         }
     }
 
@@ -115,6 +120,7 @@ impl SessionError {
             Self::PairingLocked { retry_after } | Self::RateLimited { retry_after } => {
                 Some(*retry_after)
             }
+            Self::SessionStoreUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -287,7 +287,8 @@ async fn every_session_error_has_its_row() {
             | E::Forbidden
             | E::NotFound
             | E::InvalidRequest(_)
-            | E::Mint(_) => {}
+            | E::Mint(_)
+            | E::SessionStoreUnavailable => {}
         }
     }
     let wait = Duration::from_secs(90);
@@ -326,6 +327,10 @@ async fn every_session_error_has_its_row() {
         (E::Forbidden, (403, "insufficient_scope", SCOPE, None)),
         (E::NotFound, (404, "session_not_found", None, None)),
         (E::InvalidRequest("x"), (400, "invalid_request", None, None)),
+        (
+            E::SessionStoreUnavailable,
+            (503, "session_store_unavailable", None, Some(1)),
+        ),
         (
             E::Mint(TokenError::NoSigningKey),
             (500, "internal_error", None, None),
