@@ -166,12 +166,11 @@ impl Gateway {
                 ));
             }
         }
-        if config.cluster.mode == crate::config::ClusterMode::Redis {
-            if let Some(path) = &config.cluster.password_file {
-                if let Err(e) = cluster::check_password_file(path) {
-                    missing.push(e.to_string());
-                }
-            }
+        if config.cluster.mode == crate::config::ClusterMode::Redis
+            && let Some(path) = &config.cluster.password_file
+            && let Err(e) = cluster::check_password_file(path)
+        {
+            missing.push(e.to_string());
         }
         if !missing.is_empty() {
             return Err(crate::config::ConfigError::Invalid(missing).into());
