@@ -196,3 +196,89 @@ pub(super) fn metric(text: &str, name: &str) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// A signed proof's nonce (`jti`) is spent fleet-wide too: the same
+/// proof sent to three replicas at once gets through exactly once, on
+/// forwarded requests and on `/auth/refresh` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_is_accepted_once_across_replicas() {
+    use clawgate::binding_client::BindingClient;
+    use clawgate::config::{BindingPolicy, UserConfig};
+    use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
+
+    let redis = crate::common::redis_server::RedisProc::start();
+    let fleet = Fleet::start_with(redis, 3, |c, _| {
+        c.auth.users = vec![UserConfig {
+            name: "dana".to_owned(),
+            password_hash: insecure_hash_password_for_tests("pw-dana").unwrap(),
+            scopes: vec![],
+        }];
+        c.auth.binding = BindingPolicy::Optional;
+    })
+    .await;
+    let client = BindingClient::generate().unwrap();
+    let body = serde_json::json!({
+        "username": "dana", "password": "pw-dana",
+        "client_key": client.key().public_paserk(),
+    });
+    let gw0 = fleet.replica(0);
+    let login = gw0
+        .client()
+        .send(gw0.addr(), crate::common::post_json("/auth/login", &body))
+        .await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let session = login.json()["session_token"].as_str().unwrap().to_owned();
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
+    let mut conns = Vec::new();
+    for gw in &fleet.replicas {
+        conns.push(h2(gw).await);
+    }
+    let (mut accepted, mut replayed) = (0, 0);
+    for _ in 0..30 {
+        let proof = client.proof("POST", "/v1/things", &session).unwrap();
+        let sends = conns.iter().map(|conn| {
+            let req = Request::post("/v1/things")
+                .header("authorization", format!("Bearer {session}"))
+                .header("clawgate-proof", &proof)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            send_h2(conn, req)
+        });
+        for r in join_all(sends).await {
+            match r.status {
+                200 => accepted += 1,
+                401 if r.json()["error"] == "proof_replayed" => replayed += 1,
+                _ => panic!("unexpected {r:?}"),
+            }
+        }
+    }
+    assert_eq!((accepted, replayed), (30, 60));
+
+    // The refresh route checks the proof on the blocking pool: the same
+    // proof for the same refresh request is spent once in the fleet.
+    let proof = client.proof("POST", "/auth/refresh", &refresh).unwrap();
+    let sends = conns.iter().map(|conn| {
+        let mut req = crate::common::post_json(
+            "/auth/refresh",
+            &serde_json::json!({ "refresh_token": refresh }),
+        );
+        req.headers_mut()
+            .insert("clawgate-proof", proof.parse().unwrap());
+        send_h2(conn, req)
+    });
+    let codes: Vec<(u16, serde_json::Value)> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| (r.status, r.json()["error"].clone()))
+        .collect();
+    let proof_replays = codes
+        .iter()
+        .filter(|(s, e)| *s == 401 && e == "proof_replayed")
+        .count();
+    assert_eq!(proof_replays, 2, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{codes:?}"
+    );
+}
