@@ -12,6 +12,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::cluster::fleet::Fleet;
+use crate::common::redis_server::RedisProc;
 use crate::common::{TestGateway, TestResponse, eventually_async, replay_headers};
 
 /// One HTTP/2 connection to `gw`: many requests, one TLS handshake.
@@ -60,7 +61,14 @@ pub(super) fn post_with(token: &str, nonce: &str, timestamp: &str) -> Request<Fu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_accepted_once_across_three_replicas() {
-    let fleet = Fleet::start(3).await;
+    // 3,000 requests, three gateways and Redis on two cores, beside the
+    // other tests: the counts are the point here, so the deadline is
+    // generous (the bound itself is tested below with the default).
+    let fleet = Fleet::start_with(RedisProc::start(), 3, |c, _| {
+        c.cluster.command_timeout = Duration::from_millis(500);
+        c.cluster.stale_after = Duration::from_secs(2);
+    })
+    .await;
     let token = fleet.replica(0).token("alice", &["read"]);
     let mut conns = Vec::new();
     for gw in &fleet.replicas {
@@ -159,6 +167,7 @@ async fn redis_paused_fails_posts_closed_within_the_timeout_and_gets_keep_workin
             "clawgate_replay_rejections_total{code=\"replay_unavailable\"}"
         ) >= 3
     );
+    assert_documented(&text);
 
     fleet.redis.resume();
     let recovered = eventually_async(Duration::from_secs(3), Duration::from_millis(50), || {
@@ -206,7 +215,7 @@ async fn a_proof_is_accepted_once_across_replicas() {
     use clawgate::config::{BindingPolicy, UserConfig};
     use clawgate::gateway::session_manager::credentials::insecure_hash_password_for_tests;
 
-    let redis = crate::common::redis_server::RedisProc::start();
+    let redis = RedisProc::start();
     let fleet = Fleet::start_with(redis, 3, |c, _| {
         c.auth.users = vec![UserConfig {
             name: "dana".to_owned(),
@@ -214,6 +223,8 @@ async fn a_proof_is_accepted_once_across_replicas() {
             scopes: vec![],
         }];
         c.auth.binding = BindingPolicy::Optional;
+        c.cluster.command_timeout = Duration::from_millis(500);
+        c.cluster.stale_after = Duration::from_secs(2);
     })
     .await;
     let client = BindingClient::generate().unwrap();
@@ -280,5 +291,42 @@ async fn a_proof_is_accepted_once_across_replicas() {
         codes.iter().filter(|(s, _)| *s == 200).count(),
         1,
         "{codes:?}"
+    );
+}
+
+/// Every metric name and label value a cluster-mode gateway exposes in
+/// `text` appears in docs/operations.md (as the standalone suite checks
+/// for a default gateway).
+pub(super) fn assert_documented(text: &str) {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let mut missing = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("clawgate_")) {
+        let name_end = line.find(['{', ' ']).unwrap();
+        let name = &line[..name_end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| text.contains(&format!("# TYPE {b} histogram")))
+            .unwrap_or(name);
+        if !doc.contains(&format!("`{base}`")) {
+            missing.push(base.to_owned());
+        }
+        if let Some(labels) = line[name_end..].strip_prefix('{') {
+            let labels = &labels[..labels.find('}').unwrap()];
+            for pair in labels.split(',') {
+                let (key, value) = pair.split_once('=').unwrap();
+                let value = value.trim_matches('"');
+                if key != "le" && key != "version" && !doc.contains(&format!("`{value}`")) {
+                    missing.push(format!("{base}{{{key}={value}}}"));
+                }
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "undocumented in docs/operations.md: {missing:?}"
     );
 }

@@ -34,6 +34,12 @@ fn with_user(c: &mut Config, _replica: usize) {
     c.auth.login_attempts_per_user_per_client_per_minute = 1_000;
     c.auth.login_attempts_per_user_per_minute = 1_000;
     c.auth.rate_limit_per_minute = 10_000;
+    // 20 concurrent TLS logins on three in-process gateways and Redis, on
+    // two cores beside the other tests: the counts are the point, so the
+    // Redis deadline is generous (`redis_unavailable_at_login_is_503…`
+    // checks the refusal itself).
+    c.cluster.command_timeout = Duration::from_millis(500);
+    c.cluster.stale_after = Duration::from_secs(2);
 }
 
 async fn login(gw: &TestGateway) -> TestResponse {
@@ -253,6 +259,7 @@ async fn redis_unavailable_at_login_is_503_and_nothing_is_created() {
         text.contains("clawgate_cluster_unavailable_total{op=\"session_add\"} 1"),
         "{text}"
     );
+    crate::cluster::nonces::assert_documented(&text);
     fleet.redis.resume();
 
     // Whatever the timed-out call left in Redis is taken back out.
