@@ -85,8 +85,13 @@ impl SharedIndex {
     /// entries, evicts the oldest while `max` or more remain, adds it.
     /// Returns the evicted sessions, which the caller must revoke. `keep`
     /// is how long the subject's hash outlives its newest write (the
-    /// absolute limit plus leeway). The owner pointer is written first: if
-    /// it fails nothing was counted.
+    /// absolute limit plus leeway).
+    ///
+    /// One awaited call (the script), so a login waits at most one
+    /// `command_timeout` on Redis. The owner pointer (another hash slot,
+    /// so not in the script) is written afterwards in the background: it
+    /// only serves revocations that name a bare `sid`, which still revoke
+    /// without it.
     pub async fn add(
         &self,
         sub: &str,
@@ -97,12 +102,6 @@ impl SharedIndex {
     ) -> Result<Vec<SharedSession>, ClusterError> {
         let owner = subject_hash(sub);
         let keep_ms = millis(keep);
-        let mut set = redis::cmd("SET");
-        set.arg(self.sid_key(&session.sid))
-            .arg(&owner)
-            .arg("PX")
-            .arg(keep_ms);
-        let () = self.cluster.query(OP_ADD, &set).await?;
         let mut invocation = ADD.prepare_invoke();
         invocation
             .key(self.hash_key(&owner))
@@ -112,6 +111,15 @@ impl SharedIndex {
             .arg(session.value())
             .arg(keep_ms);
         let flat: Vec<String> = self.cluster.script(OP_ADD, invocation).await?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.sid_key(&session.sid))
+            .arg(&owner)
+            .arg("PX")
+            .arg(keep_ms);
+        let cluster = Arc::clone(&self.cluster);
+        tokio::spawn(async move {
+            let _: Result<(), ClusterError> = cluster.query(OP_ADD, &set).await;
+        });
         let mut evicted = Vec::with_capacity(flat.len() / 2);
         let mut pairs = flat.into_iter();
         while let (Some(sid), Some(value)) = (pairs.next(), pairs.next()) {
