@@ -293,3 +293,87 @@ async fn redis_unavailable_at_login_is_503_and_nothing_is_created() {
     assert!(recovered);
     assert_eq!(redis_sids(&fleet.redis).len(), 2);
 }
+
+/// The scripts on their own, against a real server: eviction order, the
+/// newcomer never evicted, expiry, touch keeping the start.
+#[tokio::test]
+async fn session_add_and_touch_scripts() {
+    use clawgate::config::{ClusterConfig, ClusterMode};
+    use clawgate::gateway::cluster::sessions::{SharedIndex, SharedSession};
+    use clawgate::gateway::cluster::{Cluster, ClusterMetrics};
+
+    let redis = RedisProc::start();
+    let config = ClusterConfig {
+        mode: ClusterMode::Redis,
+        url: redis.url(),
+        ..ClusterConfig::default()
+    };
+    let metrics = std::sync::Arc::new(ClusterMetrics::register(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let index = SharedIndex::new(Cluster::open(&config, metrics).unwrap().unwrap());
+    let keep = Duration::from_secs(3_600);
+    let s = |sid: &str, created_ms: u64, expires_ms: u64| SharedSession {
+        sid: sid.to_owned(),
+        created_ms,
+        expires_ms,
+        jti: format!("jti-{sid}"),
+    };
+    let sids = |list: Vec<SharedSession>| list.into_iter().map(|s| s.sid).collect::<Vec<_>>();
+    let now = 1_000;
+    let mut evicted = Vec::new();
+    for i in 1..=7u64 {
+        let new = s(&format!("s{i}"), 100 + i, 1_000_000);
+        evicted.extend(sids(index.add(USER, &new, 5, now, keep).await.unwrap()));
+    }
+    assert_eq!(evicted, ["s1", "s2"], "the two oldest, in order");
+    // A newcomer that started earlier than everyone is still not evicted.
+    let older = s("s0", 1, 1_000_000);
+    assert_eq!(
+        sids(index.add(USER, &older, 5, now, keep).await.unwrap()),
+        ["s3"]
+    );
+    // Ties on the start are broken by sid.
+    let (a, b) = (s("tb", 500, 1_000_000), s("ta", 500, 1_000_000));
+    index.add("tie", &a, 1, now, keep).await.unwrap();
+    assert_eq!(
+        sids(index.add("tie", &b, 1, now, keep).await.unwrap()),
+        ["tb"]
+    );
+    // Expired entries neither count nor come back as evicted.
+    let short = s("x1", 10, 2_000);
+    index.add("exp", &short, 1, now, keep).await.unwrap();
+    let later = s("x2", 20, 9_000);
+    assert!(
+        index
+            .add("exp", &later, 1, 3_000, keep)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(sids(index.list("exp").await.unwrap()), ["x2"]);
+    // Touch: new jti and expiry, same start; a lost entry comes back.
+    let touched = SharedSession {
+        jti: "jti-new".to_owned(),
+        expires_ms: 50_000,
+        created_ms: 99_999,
+        ..later.clone()
+    };
+    index.touch("exp", &touched, keep).await.unwrap();
+    let listed = index.list("exp").await.unwrap();
+    assert_eq!(
+        listed,
+        [SharedSession {
+            created_ms: 20,
+            ..touched.clone()
+        }]
+    );
+    index.remove("exp", "x2").await.unwrap();
+    assert!(index.list("exp").await.unwrap().is_empty());
+    index.touch("exp", &touched, keep).await.unwrap();
+    assert_eq!(index.list("exp").await.unwrap(), [touched]);
+    // The hash expires with the sessions (absolute limit + leeway).
+    let mut con = redis.client().get_connection().unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(hash_key()).query(&mut con).unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{ttl}");
+}
