@@ -330,3 +330,57 @@ pub(super) fn assert_documented(text: &str) {
         "undocumented in docs/operations.md: {missing:?}"
     );
 }
+
+/// Added latency of a protected POST (one `SET NX PX`) and of a GET (none)
+/// in cluster mode against standalone, sequential on one HTTP/2
+/// connection each. Figures, not gates: run with
+/// `cargo test --release --test cluster_tests nonce_latency -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run on a quiet machine with --ignored --nocapture"]
+async fn nonce_latency_cluster_against_standalone() {
+    async fn measure(gw: &TestGateway, post: bool) -> (Duration, Duration) {
+        let token = gw.token("perf", &["read"]);
+        let conn = h2(gw).await;
+        let mut took = Vec::with_capacity(3_000);
+        for i in 0..3_500 {
+            // A protected method without a body: DELETE. (A POST with a
+            // body measures the loopback upstream's delayed ACK, 40 ms,
+            // identical in both modes.)
+            let req = if post {
+                let (nonce, ts) = replay_headers();
+                Request::delete("/v1/items/1")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("x-request-nonce", nonce)
+                    .header("x-request-timestamp", ts)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            } else {
+                Request::get("/v1/items")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            };
+            let started = Instant::now();
+            let r = send_h2(&conn, req).await;
+            let t = started.elapsed();
+            assert_eq!(r.status, 200);
+            if i >= 500 {
+                took.push(t);
+            }
+        }
+        took.sort();
+        (took[took.len() / 2], took[took.len() * 99 / 100])
+    }
+    let (standalone, _up, _) = crate::common::gateway_with_upstream(|_, _| {}).await;
+    let fleet = Fleet::start(1).await;
+    for round in 0..3 {
+        let (sg50, sg99) = measure(&standalone, false).await;
+        let (cg50, cg99) = measure(fleet.replica(0), false).await;
+        let (sp50, sp99) = measure(&standalone, true).await;
+        let (cp50, cp99) = measure(fleet.replica(0), true).await;
+        eprintln!(
+            "round {round}: GET p50 {sg50:?} -> {cg50:?}, p99 {sg99:?} -> {cg99:?}; \
+             DELETE+nonce p50 {sp50:?} -> {cp50:?}, p99 {sp99:?} -> {cp99:?} (standalone -> cluster)"
+        );
+    }
+}

@@ -14,6 +14,9 @@
 //!    (`binding::ProofChecker`).
 //! 3. **check replay** on unsafe methods, unless a verified proof's signed
 //!    nonce already did (the spent proof is then removed from the request).
+//!    In cluster mode a nonce (or proof `jti`) the local cache accepted is
+//!    then claimed in Redis, one call bounded by `command_timeout`: only
+//!    those requests wait, and no answer is a 503 (fail closed).
 //!
 //! The verified [`Session`] then goes into the request extensions.
 //!
