@@ -227,6 +227,40 @@ async fn logout_on_one_replica_leaves_the_list_of_every_replica() {
         "the logged-out session is still listed on the other replica"
     );
     assert_eq!(redis_sids(&fleet.redis).len(), 1);
+
+    // An admin revocation by bare sid, on another replica than the one
+    // that issued the session, finds its entry through the owner pointer.
+    let pointed = eventually_async(
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        || async { sid_pointers(&fleet.redis) == 1 },
+    )
+    .await;
+    assert!(pointed);
+    let sid = sid_of(&second);
+    let admin = fleet.replica(0).token("root", &["admin"]);
+    let (nonce, ts) = crate::common::replay_headers();
+    let mut req = post_json("/admin/revoke", &json!({ "sid": sid }));
+    let headers = req.headers_mut();
+    headers.insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    headers.insert("x-request-nonce", nonce.parse().unwrap());
+    headers.insert("x-request-timestamp", ts.parse().unwrap());
+    let r = fleet
+        .replica(0)
+        .client()
+        .send(fleet.replica(0).addr(), req)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let removed = eventually_async(
+        Duration::from_secs(2),
+        Duration::from_millis(50),
+        || async { redis_sids(&fleet.redis).is_empty() && sid_pointers(&fleet.redis) == 0 },
+    )
+    .await;
+    assert!(
+        removed,
+        "an admin revocation by sid left the entry in the fleet's index"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
