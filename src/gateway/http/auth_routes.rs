@@ -232,36 +232,74 @@ impl RefreshPresentation {
 
     /// The refresh token's binding against this request (nothing for an
     /// unbound token): the bearer layer's binding step, with the gateway's
-    /// one proof checker (one nonce cache for all proofs).
+    /// one proof checker (one nonce cache for all proofs). Synchronous, for
+    /// the blocking pool; an async caller uses
+    /// [`confirm_async`](Self::confirm_async).
     fn confirm(
         &self,
         s: &AppState,
         claims: &VerifiedClaims,
         refresh_token: &str,
     ) -> Result<(), BindingError> {
-        let presented = Presented {
+        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
+        match step.begin(claims, || Ok(self.presented(refresh_token)), s.clock.unix_now())? {
+            Begun::Done(_) => Ok(()),
+            // Cluster mode: the proof's nonce needs the fleet's answer. The
+            // claim runs as a task on the runtime and this thread waits for
+            // it, bounded (`command_timeout` plus scheduling margin): safe
+            // on the blocking pool, and never a panic or an open door
+            // elsewhere (no runtime, or no answer in time: refused).
+            Begun::Fleet(pending) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return Err(BindingError::ReplayUnavailable);
+                };
+                let wait = s
+                    .sessions
+                    .cluster()
+                    .map_or(Duration::ZERO, |c| c.config().command_timeout)
+                    .saturating_add(FLEET_WAIT_MARGIN);
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let sub = claims.sub().to_owned();
+                runtime.spawn(async move {
+                    let _ = tx.send(step.finish(pending, &sub).await);
+                });
+                rx.recv_timeout(wait)
+                    .unwrap_or(Err(BindingError::ReplayUnavailable))
+                    .map(drop)
+            }
+        }
+    }
+
+    /// [`confirm`](Self::confirm) for an async caller (an async refresh):
+    /// the fleet's answer on a proof's nonce is awaited.
+    #[allow(dead_code)] // for the async refresh path
+    async fn confirm_async(
+        &self,
+        s: &AppState,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+    ) -> Result<(), BindingError> {
+        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
+        match step.begin(claims, || Ok(self.presented(refresh_token)), s.clock.unix_now())? {
+            Begun::Done(_) => Ok(()),
+            Begun::Fleet(pending) => step.finish(pending, claims.sub()).await.map(drop),
+        }
+    }
+
+    fn presented<'a>(&'a self, refresh_token: &'a str) -> Presented<'a> {
+        Presented {
             method: self.method.as_str(),
             uri: &self.target,
             token: refresh_token,
             proof: self.proof.as_deref(),
             client_cert_sha256: self.cert.as_deref(),
-        };
-        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        match step.begin(claims, || Ok(presented), s.clock.unix_now())? {
-            Begun::Done(_) => Ok(()),
-            // Cluster mode: the proof's nonce needs the fleet's answer.
-            // This runs on the blocking pool (see `refresh`), where waiting
-            // on the runtime is allowed; the wait is bounded by
-            // `command_timeout`. Without a runtime: refuse (fail closed).
-            Begun::Fleet(pending) => match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => runtime
-                    .block_on(step.finish(pending, claims.sub()))
-                    .map(drop),
-                Err(_) => Err(BindingError::ReplayUnavailable),
-            },
         }
     }
 }
+
+/// Scheduling margin over `command_timeout` for a blocking-pool thread
+/// waiting on a fleet call (2 loaded cores).
+const FLEET_WAIT_MARGIN: Duration = Duration::from_millis(250);
 
 /// `POST /auth/logout`: revoke this session.
 pub(crate) async fn logout(

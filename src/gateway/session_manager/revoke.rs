@@ -116,10 +116,12 @@ impl SessionManager {
             AdminRevoke::Session(sid) => {
                 self.revoke_checked(Revocation::session(&sid, until), now)?;
                 // Only canonical ids are indexed.
-                if let Some(sid) = RandomId::parse(&sid) {
-                    self.index.remove_everywhere(sid);
+                if let Some(id) = RandomId::parse(&sid) {
+                    self.index.remove_everywhere(id);
+                    // Only a canonical id can be in the fleet's index, and
+                    // only such an id goes into a Redis key name.
+                    self.forget_shared(None, &sid);
                 }
-                self.forget_shared(None, &sid);
             }
             AdminRevoke::Subject(sub) => {
                 // Every token of `sub` with iat ≤ now, across all sessions.
