@@ -242,7 +242,11 @@ impl RefreshPresentation {
         refresh_token: &str,
     ) -> Result<(), BindingError> {
         let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        match step.begin(claims, || Ok(self.presented(refresh_token)), s.clock.unix_now())? {
+        match step.begin(
+            claims,
+            || Ok(self.presented(refresh_token)),
+            s.clock.unix_now(),
+        )? {
             Begun::Done(_) => Ok(()),
             // Cluster mode: the proof's nonce needs the fleet's answer. The
             // claim runs as a task on the runtime and this thread waits for
@@ -280,7 +284,11 @@ impl RefreshPresentation {
         refresh_token: &str,
     ) -> Result<(), BindingError> {
         let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        match step.begin(claims, || Ok(self.presented(refresh_token)), s.clock.unix_now())? {
+        match step.begin(
+            claims,
+            || Ok(self.presented(refresh_token)),
+            s.clock.unix_now(),
+        )? {
             Begun::Done(_) => Ok(()),
             Begun::Fleet(pending) => step.finish(pending, claims.sub()).await.map(drop),
         }
