@@ -47,6 +47,8 @@ use moka::sync::Cache;
 
 use self::shares::{Owners, Shares};
 use crate::config::ReplayConfig;
+use crate::gateway::cluster::nonces::Claim;
+pub use crate::gateway::cluster::nonces::FleetNonce;
 
 pub use restart::{MARKER_FILE, RestartFloor, restart_floor};
 
@@ -188,6 +190,11 @@ impl ReplayGuard {
 
     /// [`check_bytes_at`](Self::check_bytes_at) charging the nonce to
     /// `owner`'s session and subject shares.
+    ///
+    /// In cluster mode the fleet's answer is needed, which this call cannot
+    /// wait for: a nonce the local cache accepts is refused as
+    /// [`ReplayError::Unavailable`] (fail closed). Use
+    /// [`begin_bytes_for`](Self::begin_bytes_for) there.
     pub fn check_bytes_for(
         &self,
         owner: NonceOwner<'_>,
@@ -195,9 +202,45 @@ impl ReplayGuard {
         timestamp: Option<&[u8]>,
         now_unix: u64,
     ) -> Result<(), ReplayError> {
+        match self.begin_bytes_for(owner, nonce, timestamp, now_unix)? {
+            None => Ok(()),
+            // Accepting on the local cache alone would let the same request
+            // through once per replica.
+            Some(_unconfirmed) => Err(ReplayError::Unavailable),
+        }
+    }
+
+    /// The local checks of [`check_bytes_for`](Self::check_bytes_for)
+    /// (parse, window, the local cache: a replay seen here is refused with
+    /// no round trip). Standalone, `Ok(None)` accepts the request. In
+    /// cluster mode `Ok(Some(claim))`: the request is accepted only once
+    /// [`FleetNonce::confirm`] says [`Claim::Fresh`](crate::gateway::cluster::nonces::Claim::Fresh)
+    /// (see [`confirm_fleet`]).
+    pub fn begin_bytes_for(
+        &self,
+        owner: NonceOwner<'_>,
+        nonce: Option<&[u8]>,
+        timestamp: Option<&[u8]>,
+        now_unix: u64,
+    ) -> Result<Option<FleetNonce>, ReplayError> {
         let parsed = parse_headers(nonce, timestamp)?;
         self.check_window(parsed.timestamp, now_unix)?;
-        self.remember(owner, &parsed, now_unix)
+        let (key, expires_at) = self.remember(owner, &parsed, now_unix)?;
+        // Order: the local insert comes first (it is the fast duplicate
+        // filter for this replica and what a reseed replays into Redis),
+        // then the fleet decides. The Redis key lives as long as the local
+        // entry, plus slack for the other replicas' clocks.
+        Ok(self.cluster.as_ref().map(|cluster| {
+            let ttl = Duration::from_secs(expires_at.saturating_sub(now_unix))
+                .saturating_add(crate::gateway::cluster::nonces::TTL_SLACK);
+            FleetNonce::new(Arc::clone(cluster), key, ttl)
+        }))
+    }
+
+    /// Whether nonces are shared with other replicas (`[cluster] mode =
+    /// "redis"`): accepted requests then need [`confirm_fleet`].
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Live nonce entries (for metrics). Exact, but entries already past
@@ -230,7 +273,7 @@ impl ReplayGuard {
         owner: NonceOwner<'_>,
         parsed: &Parsed,
         now: u64,
-    ) -> Result<(), ReplayError> {
+    ) -> Result<(NonceKey, u64), ReplayError> {
         let key = nonce_key(owner.session_id, &parsed.nonce[..parsed.nonce_len]);
         // A live entry is a replay whatever the capacity: look before
         // reserving, so a replay at capacity (or past the owner's share) is
@@ -261,7 +304,7 @@ impl ReplayGuard {
             .entry(key)
             .or_insert_with_if(|| entry, |old| old.expires_at <= now);
         if outcome.is_fresh() {
-            Ok(())
+            Ok((key, expires_at))
         } else {
             // Nothing was inserted: give the reserved slot and shares back.
             self.live.fetch_sub(1, Ordering::AcqRel);
@@ -344,6 +387,11 @@ pub enum ReplayError {
     /// cache; its other requests wait until its own entries expire.
     #[error("this session has too many recent protected requests; retry later")]
     QuotaExhausted,
+    /// Cluster mode: Redis did not answer whether another replica saw this
+    /// nonce, so the request is refused rather than risk a replay (retry
+    /// with a fresh nonce).
+    #[error("replay protection is unavailable; retry with a fresh nonce")]
+    Unavailable,
 }
 
 impl ReplayError {
@@ -359,7 +407,20 @@ impl ReplayError {
             Self::Replayed => "replay_detected",
             Self::CapacityExhausted => "replay_capacity_exhausted",
             Self::QuotaExhausted => "replay_quota_exhausted",
+            Self::Unavailable => "replay_unavailable",
         }
+    }
+}
+
+/// Asks the fleet about a nonce the local cache accepted: `Ok` when no
+/// replica had seen it, [`ReplayError::Replayed`] when one had (the same
+/// answer as a local replay), [`ReplayError::Unavailable`] when Redis could
+/// not answer within `command_timeout` (fail closed: 503).
+pub async fn confirm_fleet(nonce: FleetNonce) -> Result<(), ReplayError> {
+    match nonce.confirm().await {
+        Ok(Claim::Fresh) => Ok(()),
+        Ok(Claim::Replayed) => Err(ReplayError::Replayed),
+        Err(_) => Err(ReplayError::Unavailable),
     }
 }
 

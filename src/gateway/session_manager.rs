@@ -86,6 +86,7 @@ mod open;
 mod random_id;
 mod refresh;
 mod revoke;
+mod shared;
 mod types;
 
 use std::future::Future;
@@ -106,8 +107,10 @@ use crate::gateway::session_token::keyring::KeyRing;
 use crate::gateway::session_token::{self, Confirmation, TokenPolicy, TokenType};
 pub use error::SessionError;
 use index::SessionIndex;
+pub use issue::NewSession;
 pub use open::OpenError;
 use refresh::{FamilyLocks, SpentCache};
+pub use shared::SharedListing;
 pub use types::{
     AdminRevoke, ClientAddr, IssueMethod, Session, SessionInfo, SessionSummary, TokenPair,
     sid_prefix,

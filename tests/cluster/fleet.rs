@@ -3,6 +3,7 @@
 //! upstream, and N gateways in cluster mode sharing one keys directory
 //! (the documented prerequisite), each with its own state directory,
 //! certificates and node id.
+#![allow(dead_code, unreachable_pub)] // shared by the topic modules
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,3 +6,5 @@ mod fleet;
 mod refresh;
 mod revocations;
 mod server;
+mod nonces;
+mod session_cap;

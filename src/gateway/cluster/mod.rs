@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod refresh;
 pub mod revocations;
 pub mod server_check;
+pub mod nonces;
+pub mod sessions;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -14,6 +14,9 @@
 //!    (`binding::ProofChecker`).
 //! 3. **check replay** on unsafe methods, unless a verified proof's signed
 //!    nonce already did (the spent proof is then removed from the request).
+//!    In cluster mode a nonce (or proof `jti`) the local cache accepted is
+//!    then claimed in Redis, one call bounded by `command_timeout`: only
+//!    those requests wait, and no answer is a 503 (fail closed).
 //!
 //! The verified [`Session`] then goes into the request extensions.
 //!
@@ -22,7 +25,8 @@
 mod public_paths;
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -39,10 +43,10 @@ use super::error::{AuthRejection, ErrorResponse};
 use crate::clock::Clock;
 use crate::config::ReplayConfig;
 use crate::gateway::metrics::{BindingMetrics, ReplayMetrics, TokenMetrics};
-use crate::gateway::replay_protection::{NonceOwner, ReplayGuard};
+use crate::gateway::replay_protection::{FleetNonce, NonceOwner, ReplayError, ReplayGuard};
 use crate::gateway::server::ConnectionInfo;
 use crate::gateway::session_manager::binding::{
-    BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker,
+    BindingError, Confirmed, PROOF_HEADER, Presented, ProofChecker, confirm_proof_nonce,
 };
 use crate::gateway::session_manager::{Session, SessionError, SessionManager, sid_prefix};
 use crate::gateway::session_token::VerifiedClaims;
@@ -168,13 +172,18 @@ pub struct BearerAuth<S> {
     shared: Arc<Steps>,
 }
 
+/// The future of a request that waits for the fleet's answer on its nonce
+/// (cluster mode only).
+type FleetFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 impl<S> Service<Request> for BearerAuth<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+    type Future = Either<Ready<Result<Response, Infallible>>, Either<S::Future, FleetFuture>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -182,7 +191,22 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         match self.shared.check(&mut req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
+            // Standalone (and every request without a nonce to share): the
+            // decision is taken here, no await added.
+            Ok(None) => Either::Right(Either::Left(self.inner.call(req))),
+            Ok(Some(pending)) => {
+                // The service that was made ready goes into the future; a
+                // clone takes its place (the usual tower pattern).
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let shared = Arc::clone(&self.shared);
+                Either::Right(Either::Right(Box::pin(async move {
+                    match shared.finish(pending, &mut req).await {
+                        Ok(()) => inner.call(req).await,
+                        Err(rejection) => Ok(ErrorResponse::from(&rejection).into_response()),
+                    }
+                })))
+            }
             Err(rejection) => {
                 let response = ErrorResponse::from(&rejection).into_response();
                 Either::Left(ready(Ok(response)))
@@ -210,14 +234,40 @@ impl BindingStep {
     /// Confirms `claims`' binding against what the request presents at
     /// `now_unix`. `presented` runs only for a bound token, and its error
     /// (an unreadable proof header) counts as a failed check.
+    ///
+    /// In cluster mode a proof's nonce needs the fleet's answer, which this
+    /// call cannot wait for: it is refused (fail closed). Async callers use
+    /// [`begin`](Self::begin) and [`finish`](Self::finish).
     pub fn confirm<'p>(
         &self,
         claims: &VerifiedClaims,
         presented: impl FnOnce() -> Result<Presented<'p>, BindingError>,
         now_unix: u64,
     ) -> Result<Confirmed, BindingError> {
+        match self.begin(claims, presented, now_unix)? {
+            Begun::Done(confirmed) => Ok(confirmed),
+            Begun::Fleet(pending) => {
+                drop(pending.nonce);
+                self.settle(
+                    Err(BindingError::ReplayUnavailable),
+                    pending.started,
+                    claims.sub(),
+                )
+            }
+        }
+    }
+
+    /// [`confirm`](Self::confirm) up to the local nonce cache: either the
+    /// answer, or (cluster mode, a verified proof) the nonce the fleet must
+    /// confirm with [`finish`](Self::finish).
+    pub fn begin<'p>(
+        &self,
+        claims: &VerifiedClaims,
+        presented: impl FnOnce() -> Result<Presented<'p>, BindingError>,
+        now_unix: u64,
+    ) -> Result<Begun, BindingError> {
         let Some(cnf) = claims.cnf() else {
-            return Ok(Confirmed::default());
+            return Ok(Begun::Done(Confirmed::default()));
         };
         let started = Instant::now();
         let owner = NonceOwner {
@@ -226,8 +276,40 @@ impl BindingStep {
         };
         let result = presented().and_then(|presented| {
             self.proofs
-                .check_for(Some(cnf), owner, &presented, now_unix)
+                .begin_for(Some(cnf), owner, &presented, now_unix)
         });
+        match result {
+            Ok((confirmed, Some(nonce))) => Ok(Begun::Fleet(PendingProof {
+                nonce,
+                confirmed,
+                started,
+            })),
+            Ok((confirmed, None)) => self
+                .settle(Ok(confirmed), started, claims.sub())
+                .map(Begun::Done),
+            Err(e) => self.settle(Err(e), started, claims.sub()).map(Begun::Done),
+        }
+    }
+
+    /// Asks the fleet about a verified proof's nonce; records and logs the
+    /// outcome as [`confirm`](Self::confirm) does. `sub` is for the log.
+    pub async fn finish(
+        &self,
+        pending: PendingProof,
+        sub: &str,
+    ) -> Result<Confirmed, BindingError> {
+        let result = confirm_proof_nonce(pending.nonce)
+            .await
+            .map(|()| pending.confirmed);
+        self.settle(result, pending.started, sub)
+    }
+
+    fn settle(
+        &self,
+        result: Result<Confirmed, BindingError>,
+        started: Instant,
+        sub: &str,
+    ) -> Result<Confirmed, BindingError> {
         if let Some(m) = &self.metrics {
             record_binding(m, &result, started.elapsed());
         }
@@ -235,11 +317,41 @@ impl BindingStep {
             tracing::info!(
                 event = "binding_rejected",
                 reason = e.code(),
-                sub = %claims.sub(),
+                sub = %sub,
                 "bound token presented without proof of its binding"
             );
         })
     }
+}
+
+/// What [`BindingStep::begin`] established.
+#[derive(Debug)]
+pub enum Begun {
+    /// The binding is settled (standalone, or nothing for the fleet).
+    Done(Confirmed),
+    /// Cluster mode: a verified proof whose nonce the fleet must confirm.
+    Fleet(PendingProof),
+}
+
+/// A verified proof whose nonce the fleet still has to confirm.
+#[derive(Debug)]
+pub struct PendingProof {
+    nonce: FleetNonce,
+    confirmed: Confirmed,
+    started: Instant,
+}
+
+/// A request accepted locally whose nonce (replay headers or a proof's
+/// `jti`) the fleet must still confirm.
+struct Pending {
+    nonce: PendingNonce,
+    session: Session,
+    client: ClientAddr,
+}
+
+enum PendingNonce {
+    Proof(PendingProof),
+    Headers(FleetNonce),
 }
 
 /// A built [`BearerAuthLayer`]: the steps every request goes through.
@@ -258,20 +370,72 @@ impl Steps {
     /// claims, revocation) → confirm the binding → check replay. Binding and
     /// replay run last so unauthenticated traffic can never fill the nonce
     /// cache.
-    fn check(&self, req: &mut Request) -> Result<(), AuthRejection> {
+    ///
+    /// `Ok(None)`: accepted. `Ok(Some(_))` (cluster mode only): accepted
+    /// locally, and the nonce must still be confirmed by the fleet
+    /// ([`finish`](Self::finish)) before the request goes on.
+    fn check(&self, req: &mut Request) -> Result<Option<Pending>, AuthRejection> {
         if self.public.matches(req.uri().path()) {
-            return Ok(());
+            return Ok(None);
         }
         let client = client_addr(req);
         let token = bearer_token(req.headers())?.ok_or(AuthRejection::MissingToken)?;
         let session = self.authenticate(token, client)?;
-        let confirmed = self.confirm(req, token, &session)?;
-        // A verified proof's signed nonce and time replace the plain headers.
-        if confirmed.proof_verified {
-            req.headers_mut().remove(PROOF_HEADER);
-        } else {
-            self.check_replay(req, &session, client)?;
+        let fleet = match self.confirm(req, token, &session)? {
+            // A verified proof's signed nonce and time replace the plain
+            // headers.
+            Begun::Done(confirmed) if confirmed.proof_verified => {
+                req.headers_mut().remove(PROOF_HEADER);
+                None
+            }
+            Begun::Fleet(pending) => {
+                req.headers_mut().remove(PROOF_HEADER);
+                Some(PendingNonce::Proof(pending))
+            }
+            Begun::Done(_) => self
+                .check_replay(req, &session, client)?
+                .map(PendingNonce::Headers),
+        };
+        if let Some(nonce) = fleet {
+            return Ok(Some(Pending {
+                nonce,
+                session,
+                client,
+            }));
         }
+        self.accept(req, session, client);
+        Ok(None)
+    }
+
+    /// Cluster mode: the fleet's answer on the nonce `check` accepted
+    /// locally. A replay seen by another replica is refused exactly as a
+    /// local one; no answer within `command_timeout` is a 503 (fail
+    /// closed: a replay control that silently opens is worse).
+    async fn finish(&self, pending: Pending, req: &mut Request) -> Result<(), AuthRejection> {
+        let Pending {
+            nonce,
+            session,
+            client,
+        } = pending;
+        match nonce {
+            PendingNonce::Proof(proof) => {
+                self.binding
+                    .finish(proof, session.subject())
+                    .await
+                    .map_err(AuthRejection::Binding)?;
+            }
+            PendingNonce::Headers(nonce) => {
+                crate::gateway::replay_protection::confirm_fleet(nonce)
+                    .await
+                    .map_err(|e| self.replay_rejected(e, &session, client))?;
+            }
+        }
+        self.accept(req, session, client);
+        Ok(())
+    }
+
+    /// The request passed every step: the session goes into its extensions.
+    fn accept(&self, req: &mut Request, session: Session, client: ClientAddr) {
         tracing::debug!(
             event = "auth_accepted",
             sub = %session.subject(),
@@ -284,7 +448,6 @@ impl Steps {
             slot.set_session(&session);
         }
         req.extensions_mut().insert(session);
-        Ok(())
     }
 
     /// Step 1: the token's signature and claims, then the in-memory
@@ -314,7 +477,7 @@ impl Steps {
         req: &Request,
         token: &str,
         session: &Session,
-    ) -> Result<Confirmed, AuthRejection> {
+    ) -> Result<Begun, AuthRejection> {
         let presented = || {
             let conn = req.extensions().get::<ConnectionInfo>();
             Ok(Presented {
@@ -326,7 +489,7 @@ impl Steps {
             })
         };
         self.binding
-            .confirm(session.claims(), presented, self.clock.unix_now())
+            .begin(session.claims(), presented, self.clock.unix_now())
             .map_err(AuthRejection::Binding)
     }
 
@@ -337,33 +500,41 @@ impl Steps {
         req: &Request,
         session: &Session,
         client: ClientAddr,
-    ) -> Result<(), AuthRejection> {
+    ) -> Result<Option<FleetNonce>, AuthRejection> {
         let Some(guard) = self
             .replay
             .as_ref()
             .filter(|g| g.applies_to(req.method().as_str()))
         else {
-            return Ok(());
+            return Ok(None);
         };
         let headers = req.headers();
         let nonce = headers.get(NONCE_HEADER).map(|v| v.as_bytes());
         let timestamp = headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes());
         let now = self.clock.unix_now();
         guard
-            .check_bytes_for(nonce_owner(session), nonce, timestamp, now)
-            .map_err(|e| {
-                if let Some(m) = &self.replay_metrics {
-                    m.rejected(e.code());
-                }
-                tracing::info!(
-                    event = "replay_rejected",
-                    reason = e.code(),
-                    client = %client,
-                    sid_prefix = sid_prefix(session.session_id()),
-                    "replay protection refused a request"
-                );
-                AuthRejection::Replay(e)
-            })
+            .begin_bytes_for(nonce_owner(session), nonce, timestamp, now)
+            .map_err(|e| self.replay_rejected(e, session, client))
+    }
+
+    /// Counts and logs a replay refusal.
+    fn replay_rejected(
+        &self,
+        e: ReplayError,
+        session: &Session,
+        client: ClientAddr,
+    ) -> AuthRejection {
+        if let Some(m) = &self.replay_metrics {
+            m.rejected(e.code());
+        }
+        tracing::info!(
+            event = "replay_rejected",
+            reason = e.code(),
+            client = %client,
+            sid_prefix = sid_prefix(session.session_id()),
+            "replay protection refused a request"
+        );
+        AuthRejection::Replay(e)
     }
 }
 

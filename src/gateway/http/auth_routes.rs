@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::access_log::ErrorCode;
-use super::auth::{BindingStep, CurrentSession, proof_header, request_target};
+use super::auth::{Begun, BindingStep, CurrentSession, proof_header, request_target};
 use super::error::{ApiError, AuthBody, ErrorResponse};
 use super::{AUTH_BODY_LIMIT, AppState};
 use crate::gateway::server::ConnectionInfo;
@@ -141,11 +141,44 @@ pub(crate) async fn login(
         Err(e) => return error(&e),
     };
     let peer = client_addr(conn.as_ref());
+    if state.sessions.cluster().is_some() {
+        return login_shared(state, body, peer, cnf).await;
+    }
     // argon2 is deliberately slow: keep it off the async workers.
     blocking(state, "login", move |s| {
         s.sessions.login(&body.username, &body.password, peer, cnf)
     })
     .await
+}
+
+/// Cluster mode: the password check and minting on the blocking pool, then
+/// the fleet's session limit (one bounded call to Redis; 503
+/// `session_store_unavailable` when it cannot answer, nothing issued).
+async fn login_shared(
+    state: AppState,
+    body: LoginRequest,
+    peer: ClientAddr,
+    cnf: Option<Confirmation>,
+) -> Response {
+    let now = state.clock.now();
+    let sessions = Arc::clone(&state.sessions);
+    let metrics = Arc::clone(&state.metrics);
+    let minted = run_blocking(state, move |s| {
+        s.sessions
+            .login_minted_at(&body.username, &body.password, peer, cnf, s.clock.now())
+    })
+    .await;
+    let new = match minted {
+        Ok(new) => new,
+        Err(response) => return response,
+    };
+    match sessions.admit(new).await {
+        Ok(pair) => {
+            metrics.sessions.issued("login");
+            no_store(Json(pair.response_json(now)).into_response())
+        }
+        Err(e) => error(&e),
+    }
 }
 
 /// `POST /auth/refresh` with `{"refresh_token"}`; a bound session also
@@ -199,25 +232,82 @@ impl RefreshPresentation {
 
     /// The refresh token's binding against this request (nothing for an
     /// unbound token): the bearer layer's binding step, with the gateway's
-    /// one proof checker (one nonce cache for all proofs).
+    /// one proof checker (one nonce cache for all proofs). Synchronous, for
+    /// the blocking pool; an async caller uses
+    /// [`confirm_async`](Self::confirm_async).
     fn confirm(
         &self,
         s: &AppState,
         claims: &VerifiedClaims,
         refresh_token: &str,
     ) -> Result<(), BindingError> {
-        let presented = Presented {
+        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
+        match step.begin(
+            claims,
+            || Ok(self.presented(refresh_token)),
+            s.clock.unix_now(),
+        )? {
+            Begun::Done(_) => Ok(()),
+            // Cluster mode: the proof's nonce needs the fleet's answer. The
+            // claim runs as a task on the runtime and this thread waits for
+            // it, bounded (`command_timeout` plus scheduling margin): safe
+            // on the blocking pool, and never a panic or an open door
+            // elsewhere (no runtime, or no answer in time: refused).
+            Begun::Fleet(pending) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return Err(BindingError::ReplayUnavailable);
+                };
+                let wait = s
+                    .sessions
+                    .cluster()
+                    .map_or(Duration::ZERO, |c| c.config().command_timeout)
+                    .saturating_add(FLEET_WAIT_MARGIN);
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let sub = claims.sub().to_owned();
+                runtime.spawn(async move {
+                    let _ = tx.send(step.finish(pending, &sub).await);
+                });
+                rx.recv_timeout(wait)
+                    .unwrap_or(Err(BindingError::ReplayUnavailable))
+                    .map(drop)
+            }
+        }
+    }
+
+    /// [`confirm`](Self::confirm) for an async caller (an async refresh):
+    /// the fleet's answer on a proof's nonce is awaited.
+    #[allow(dead_code)] // for the async refresh path
+    async fn confirm_async(
+        &self,
+        s: &AppState,
+        claims: &VerifiedClaims,
+        refresh_token: &str,
+    ) -> Result<(), BindingError> {
+        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
+        match step.begin(
+            claims,
+            || Ok(self.presented(refresh_token)),
+            s.clock.unix_now(),
+        )? {
+            Begun::Done(_) => Ok(()),
+            Begun::Fleet(pending) => step.finish(pending, claims.sub()).await.map(drop),
+        }
+    }
+
+    fn presented<'a>(&'a self, refresh_token: &'a str) -> Presented<'a> {
+        Presented {
             method: self.method.as_str(),
             uri: &self.target,
             token: refresh_token,
             proof: self.proof.as_deref(),
             client_cert_sha256: self.cert.as_deref(),
-        };
-        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        step.confirm(claims, || Ok(presented), s.clock.unix_now())
-            .map(drop)
+        }
     }
 }
+
+/// Scheduling margin over `command_timeout` for a blocking-pool thread
+/// waiting on a fleet call (2 loaded cores).
+const FLEET_WAIT_MARGIN: Duration = Duration::from_millis(250);
 
 /// `POST /auth/logout`: revoke this session.
 pub(crate) async fn logout(
@@ -240,6 +330,15 @@ pub(crate) async fn sessions(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> Response {
+    if state.sessions.cluster().is_some() {
+        // The fleet's list (the same on every replica), or this replica's
+        // own when Redis cannot answer: then `"partial": true`.
+        let listing = state.sessions.list_shared(&session).await;
+        return no_store(
+            Json(json!({ "sessions": listing.sessions, "partial": listing.partial }))
+                .into_response(),
+        );
+    }
     no_store(Json(json!({ "sessions": state.sessions.list(&session) })).into_response())
 }
 

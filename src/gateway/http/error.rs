@@ -282,6 +282,16 @@ impl From<&ReplayError> for ErrorResponse {
                 S::TOO_MANY_REQUESTS,
                 "this session has too many recent protected requests; retry later",
             ),
+            // Cluster mode, Redis silent: fail closed, retry soon with a
+            // fresh nonce.
+            R::Unavailable => {
+                return Self::plain(
+                    S::SERVICE_UNAVAILABLE,
+                    e.code(),
+                    "replay protection is unavailable; retry with a fresh nonce",
+                )
+                .retry_after(Duration::from_secs(1));
+            }
         };
         Self::plain(status, e.code(), message)
     }
@@ -330,6 +340,12 @@ impl From<&BindingError> for ErrorResponse {
                 e.code(),
                 "this session has too many recent proofs; retry later",
             ),
+            B::ReplayUnavailable => Self::plain(
+                S::SERVICE_UNAVAILABLE,
+                e.code(),
+                "replay protection is unavailable; retry with a new proof",
+            )
+            .retry_after(Duration::from_secs(1)),
             B::InvalidClientKey => Self::plain(
                 S::BAD_REQUEST,
                 e.code(),
@@ -412,6 +428,13 @@ impl From<&SessionError> for ErrorResponse {
                 S::SERVICE_UNAVAILABLE,
                 "refresh_unavailable",
                 "refresh is unavailable; retry with the same refresh token",
+            )
+            .retry_after(UNAVAILABLE_RETRY),
+            // Cluster mode, Redis silent at login or issue: fail closed.
+            E::SessionStoreUnavailable => Self::plain(
+                S::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "the session store is unavailable; retry later",
             )
             .retry_after(UNAVAILABLE_RETRY),
         }

@@ -351,3 +351,80 @@ fn a_session_past_its_share_is_refused_and_others_are_not() {
 fn ts(t: u64) -> String {
     t.to_string()
 }
+
+/// A cluster client that never connects (nothing listens on port 1; the
+/// connection is lazy, so building it opens no socket).
+fn unreachable_cluster() -> Arc<crate::gateway::cluster::Cluster> {
+    let config = crate::config::ClusterConfig {
+        mode: crate::config::ClusterMode::Redis,
+        url: "redis://127.0.0.1:1/0".to_owned(),
+        ..crate::config::ClusterConfig::default()
+    };
+    let metrics = Arc::new(crate::gateway::cluster::ClusterMetrics::register(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    crate::gateway::cluster::Cluster::open(&config, metrics)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn standalone_begin_decides_locally() {
+    let g = guard(300, 30, 10);
+    let ts = NOW.to_string();
+    let owner = NonceOwner {
+        session_id: "s",
+        subject: None,
+    };
+    let n = nonce(1);
+    assert!(
+        g.begin_bytes_for(owner, Some(n.as_bytes()), Some(ts.as_bytes()), NOW)
+            .unwrap()
+            .is_none()
+    );
+    assert!(!g.is_clustered());
+    assert_eq!(
+        g.begin_bytes_for(owner, Some(n.as_bytes()), Some(ts.as_bytes()), NOW)
+            .err(),
+        Some(ReplayError::Replayed)
+    );
+}
+
+#[tokio::test]
+async fn clustered_nonces_wait_for_the_fleet_and_the_sync_path_fails_closed() {
+    let g = guard(300, 30, 10).with_cluster(Some(unreachable_cluster()));
+    assert!(g.is_clustered());
+    let ts = NOW.to_string();
+    let owner = NonceOwner {
+        session_id: "s",
+        subject: None,
+    };
+    // The sync check cannot ask the fleet: refused, never accepted.
+    assert_eq!(
+        g.check_bytes_for(owner, Some(nonce(1).as_bytes()), Some(ts.as_bytes()), NOW),
+        Err(ReplayError::Unavailable)
+    );
+    // A local replay is still refused locally, with no round trip.
+    assert_eq!(
+        g.check_bytes_for(owner, Some(nonce(1).as_bytes()), Some(ts.as_bytes()), NOW),
+        Err(ReplayError::Replayed)
+    );
+    // A fresh nonce leaves a claim for the fleet; Redis is unreachable, so
+    // the answer is `Unavailable` (503), not acceptance.
+    let claim = g
+        .begin_bytes_for(owner, Some(nonce(2).as_bytes()), Some(ts.as_bytes()), NOW)
+        .unwrap()
+        .expect("cluster mode asks the fleet");
+    assert_eq!(confirm_fleet(claim).await, Err(ReplayError::Unavailable));
+    // Checks before the cache never reach the fleet.
+    assert_eq!(
+        g.begin_bytes_for(owner, Some(b"short"), Some(ts.as_bytes()), NOW)
+            .err(),
+        Some(ReplayError::MalformedNonce)
+    );
+}
+
+#[test]
+fn unavailable_has_a_stable_code() {
+    assert_eq!(ReplayError::Unavailable.code(), "replay_unavailable");
+}

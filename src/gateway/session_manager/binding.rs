@@ -36,7 +36,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::gateway::replay_protection::{NonceOwner, ReplayError, ReplayGuard};
+use crate::gateway::replay_protection::{
+    FleetNonce, NonceOwner, ReplayError, ReplayGuard, confirm_fleet,
+};
 use crate::gateway::session_token::Confirmation;
 
 pub use key::{ClientKey, ClientKeyError};
@@ -110,6 +112,11 @@ impl ProofChecker {
 
     /// [`check_at`](Self::check_at) charging proof nonces to `owner`'s
     /// session and subject shares of the nonce cache.
+    ///
+    /// In cluster mode a proof nonce needs the fleet's answer, which this
+    /// call cannot wait for: it is refused as
+    /// [`BindingError::ReplayUnavailable`] (fail closed). Use
+    /// [`begin_for`](Self::begin_for) there.
     pub fn check_for(
         &self,
         cnf: Option<&Confirmation>,
@@ -117,8 +124,25 @@ impl ProofChecker {
         presented: &Presented<'_>,
         now_unix: u64,
     ) -> Result<Confirmed, BindingError> {
+        match self.begin_for(cnf, owner, presented, now_unix)? {
+            (confirmed, None) => Ok(confirmed),
+            (_, Some(_unconfirmed)) => Err(BindingError::ReplayUnavailable),
+        }
+    }
+
+    /// [`check_for`](Self::check_for) up to the local nonce cache. A
+    /// verified proof in cluster mode also returns its nonce, which
+    /// [`confirm_proof_nonce`] must confirm with the fleet before the
+    /// request is accepted.
+    pub fn begin_for(
+        &self,
+        cnf: Option<&Confirmation>,
+        owner: NonceOwner<'_>,
+        presented: &Presented<'_>,
+        now_unix: u64,
+    ) -> Result<(Confirmed, Option<FleetNonce>), BindingError> {
         let Some(cnf) = cnf else {
-            return Ok(Confirmed::default());
+            return Ok((Confirmed::default(), None));
         };
         let mut confirmed = Confirmed::default();
         if let Some(x5t) = cnf.x5t_s256.as_deref() {
@@ -133,10 +157,11 @@ impl ProofChecker {
                 token: presented.token,
             };
             let verified = verify_proof(proof, kpid, &request)?;
-            self.spend(owner, &verified, now_unix)?;
+            let fleet = self.spend(owner, &verified, now_unix)?;
             confirmed.proof_verified = true;
+            return Ok((confirmed, fleet));
         }
-        Ok(confirmed)
+        Ok((confirmed, None))
     }
 
     /// Time window and nonce, last: only a fully verified proof reaches the
@@ -146,10 +171,10 @@ impl ProofChecker {
         owner: NonceOwner<'_>,
         proof: &VerifiedProof,
         now_unix: u64,
-    ) -> Result<(), BindingError> {
+    ) -> Result<Option<FleetNonce>, BindingError> {
         let iat = u64::try_from(proof.iat).map_err(|_| BindingError::ProofStale)?;
         self.replay
-            .check_bytes_for(
+            .begin_bytes_for(
                 owner,
                 Some(proof.jti.as_bytes()),
                 Some(iat.to_string().as_bytes()),
@@ -157,6 +182,14 @@ impl ProofChecker {
             )
             .map_err(from_replay)
     }
+}
+
+/// Asks the fleet about a verified proof's nonce (cluster mode): `Ok` when
+/// no replica had seen it, [`BindingError::ProofReplayed`] when one had,
+/// [`BindingError::ReplayUnavailable`] when Redis could not answer (fail
+/// closed: 503).
+pub async fn confirm_proof_nonce(nonce: FleetNonce) -> Result<(), BindingError> {
+    confirm_fleet(nonce).await.map_err(from_replay)
 }
 
 /// The `cnf` a client asked for at pairing or login: `client_key` (PASERK
@@ -229,6 +262,7 @@ fn from_replay(e: ReplayError) -> BindingError {
         ReplayError::Replayed => BindingError::ProofReplayed,
         ReplayError::CapacityExhausted => BindingError::CapacityExhausted,
         ReplayError::QuotaExhausted => BindingError::QuotaExhausted,
+        ReplayError::Unavailable => BindingError::ReplayUnavailable,
     }
 }
 
@@ -278,6 +312,10 @@ pub enum BindingError {
     /// cache; its other requests wait until its own entries expire.
     #[error("this session has too many recent proofs; retry later")]
     QuotaExhausted,
+    /// Cluster mode: Redis did not answer whether another replica saw
+    /// this proof's nonce; refused rather than risk a replay (fail closed).
+    #[error("proof checking is unavailable; retry with a new proof")]
+    ReplayUnavailable,
     /// The session is certificate-bound and the connection presented no
     /// client certificate.
     #[error("a client certificate is required for this session")]
@@ -310,6 +348,7 @@ impl BindingError {
             Self::ProofReplayed => "proof_replayed",
             Self::CapacityExhausted => "proof_capacity_exhausted",
             Self::QuotaExhausted => "proof_quota_exhausted",
+            Self::ReplayUnavailable => "replay_unavailable",
             Self::CertificateMissing => "certificate_missing",
             Self::CertificateMismatch => "certificate_mismatch",
             Self::InvalidClientKey => "invalid_client_key",

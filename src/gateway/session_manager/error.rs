@@ -87,6 +87,10 @@ pub enum SessionError {
     /// client keeps its refresh token and retries.
     #[error("refresh is unavailable; retry")]
     RefreshUnavailable,
+    /// Cluster mode: Redis could not count the new session against the
+    /// per-user limit in time. Nothing was issued (fail closed); retry.
+    #[error("the shared session store is unavailable; retry")]
+    SessionStoreUnavailable,
 }
 
 impl SessionError {
@@ -111,6 +115,7 @@ impl SessionError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::Mint(_) => "mint_failed",
             Self::RefreshUnavailable => "refresh_unavailable",
+            Self::SessionStoreUnavailable => "session_store_unavailable",
         }
     }
 
@@ -122,6 +127,7 @@ impl SessionError {
                 Some(*retry_after)
             }
             Self::RefreshUnavailable => Some(UNAVAILABLE_RETRY),
+            Self::SessionStoreUnavailable => Some(UNAVAILABLE_RETRY),
             _ => None,
         }
     }

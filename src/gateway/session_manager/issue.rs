@@ -22,6 +22,19 @@ impl SessionManager {
         binding: Option<Confirmation>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
+        let new = self.pair_minted_at(offered_code, client, binding, now)?;
+        Ok(self.admit_local(new))
+    }
+
+    /// [`pair_at`](Self::pair_at) up to minting: the session still has to
+    /// be admitted ([`admit`](Self::admit)).
+    pub fn pair_minted_at(
+        &self,
+        offered_code: &str,
+        client: impl Into<ClientAddr>,
+        binding: Option<Confirmation>,
+        now: SystemTime,
+    ) -> Result<NewSession, SessionError> {
         let client = client.into();
         let now = floor_secs(now);
         let code = self.pairing_code().ok_or(SessionError::PairingDisabled)?;
@@ -44,7 +57,7 @@ impl SessionManager {
             session_ttl: self.limits.session_ttl,
             cnf,
         };
-        self.start_session(grant, IssueMethod::Pair, Some(client), now)
+        self.mint_session(grant, IssueMethod::Pair, Some(client), now)
     }
 
     /// [`login`](Self::login) at `now`.
@@ -56,6 +69,20 @@ impl SessionManager {
         binding: Option<Confirmation>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
+        let new = self.login_minted_at(username, password, client, binding, now)?;
+        Ok(self.admit_local(new))
+    }
+
+    /// [`login_at`](Self::login_at) up to minting (blocking: one argon2id
+    /// run): the session still has to be admitted ([`admit`](Self::admit)).
+    pub fn login_minted_at(
+        &self,
+        username: &str,
+        password: &str,
+        client: impl Into<ClientAddr>,
+        binding: Option<Confirmation>,
+        now: SystemTime,
+    ) -> Result<NewSession, SessionError> {
         let client = client.into();
         let now = floor_secs(now);
         let cnf = self.resolve_binding(binding)?;
@@ -82,7 +109,7 @@ impl SessionManager {
             session_ttl: self.limits.session_ttl,
             cnf,
         };
-        self.start_session(grant, IssueMethod::Login, Some(client), now)
+        self.mint_session(grant, IssueMethod::Login, Some(client), now)
     }
 
     /// [`issue`](Self::issue) at `now`.
@@ -108,13 +135,28 @@ impl SessionManager {
         binding: Option<Confirmation>,
         now: SystemTime,
     ) -> Result<TokenPair, SessionError> {
+        let new = self.issue_minted_at(subject, scopes, ttl, method, binding, now)?;
+        Ok(self.admit_local(new))
+    }
+
+    /// [`issue_bound_at`](Self::issue_bound_at) up to minting: the session
+    /// still has to be admitted ([`admit`](Self::admit)).
+    pub fn issue_minted_at(
+        &self,
+        subject: &str,
+        scopes: Vec<String>,
+        ttl: Option<Duration>,
+        method: IssueMethod,
+        binding: Option<Confirmation>,
+        now: SystemTime,
+    ) -> Result<NewSession, SessionError> {
         let grant = Grant {
             sub: subject.to_owned(),
             scope: scopes,
             session_ttl: ttl.unwrap_or(self.limits.session_ttl),
             cnf: self.resolve_binding(binding)?,
         };
-        self.start_session(grant, method, None, floor_secs(now))
+        self.mint_session(grant, method, None, floor_secs(now))
     }
 
     /// Applies `[auth] binding` to what the client offered.
@@ -131,15 +173,14 @@ impl SessionManager {
         }
     }
 
-    /// Mints the first pair of a new session, records it in the index
-    /// (evicting the subject's oldest sessions beyond the limit) and logs it.
-    fn start_session(
+    /// Mints the first pair of a new session; nothing is recorded yet.
+    fn mint_session(
         &self,
         grant: Grant,
         method: IssueMethod,
         client: Option<ClientAddr>,
         now: SystemTime,
-    ) -> Result<TokenPair, SessionError> {
+    ) -> Result<NewSession, SessionError> {
         let seed = Seed {
             sub: grant.sub,
             scope: grant.scope,
@@ -149,6 +190,24 @@ impl SessionManager {
             session_ttl: grant.session_ttl,
         };
         let pair = self.mint_pair(&seed, now)?;
+        Ok(NewSession {
+            pair,
+            method,
+            client,
+            now,
+        })
+    }
+
+    /// Records a minted session in this gateway's index (evicting the
+    /// subject's oldest sessions beyond the limit), logs it and hands out
+    /// its pair: the standalone path, unchanged.
+    pub(super) fn admit_local(&self, new: NewSession) -> TokenPair {
+        let NewSession {
+            pair,
+            method,
+            client,
+            now,
+        } = new;
         let claims = pair.session_claims();
         let live = LiveSession::minted(claims, pair.live_until());
         tracing::info!(
@@ -168,7 +227,7 @@ impl SessionManager {
                 self.evict(&claims.sub, &old, now);
             }
         }
-        Ok(pair)
+        pair
     }
 
     /// Mints a session token and, when enabled, a refresh token for the
@@ -200,6 +259,25 @@ impl SessionManager {
             None
         };
         Ok(TokenPair::new(session, refresh))
+    }
+}
+
+/// A session minted but not yet admitted: its pair is handed out only by
+/// [`SessionManager::admit`], once the session counts against its
+/// subject's limit (in cluster mode, the fleet's).
+#[must_use = "a minted session is handed out only once admitted"]
+pub struct NewSession {
+    pub(super) pair: TokenPair,
+    pub(super) method: IssueMethod,
+    pub(super) client: Option<ClientAddr>,
+    pub(super) now: SystemTime,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
     }
 }
 

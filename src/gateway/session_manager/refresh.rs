@@ -145,6 +145,7 @@ impl SessionManager {
         // Minted ids are always canonical 256-bit ids, so this is `Some`.
         if let Some(live) = LiveSession::minted(session, pair.live_until()) {
             self.index.refreshed(claims.sub(), live, now);
+            self.touch_shared(claims.sub(), &live);
         }
         tracing::info!(
             event = "session_refreshed",
@@ -320,6 +321,7 @@ impl SessionManager {
         if let Some(sid) = RandomId::parse(claims.sid()) {
             self.index.remove(claims.sub(), sid);
         }
+        self.forget_shared(Some(claims.sub()), claims.sid());
         self.log_revoked(claims.sub(), claims.sid(), "refresh_reuse");
         SessionError::RefreshReused
     }

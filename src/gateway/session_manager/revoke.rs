@@ -91,6 +91,7 @@ impl SessionManager {
         let until = self.limits.family_until(found.created(), found.expires());
         self.revoke_quietly(Revocation::session(found.sid, until), now);
         self.index.remove(sub, found.sid);
+        self.forget_shared(Some(sub), &found.sid.to_string());
         self.log_revoked(sub, &found.sid.to_string(), "revoke_own");
         Ok(())
     }
@@ -115,14 +116,18 @@ impl SessionManager {
             AdminRevoke::Session(sid) => {
                 self.revoke_checked(Revocation::session(&sid, until), now)?;
                 // Only canonical ids are indexed.
-                if let Some(sid) = RandomId::parse(&sid) {
-                    self.index.remove_everywhere(sid);
+                if let Some(id) = RandomId::parse(&sid) {
+                    self.index.remove_everywhere(id);
+                    // Only a canonical id can be in the fleet's index, and
+                    // only such an id goes into a Redis key name.
+                    self.forget_shared(None, &sid);
                 }
             }
             AdminRevoke::Subject(sub) => {
                 // Every token of `sub` with iat ≤ now, across all sessions.
                 self.revoke_checked(Revocation::subject(&sub, unix(now), until), now)?;
                 self.index.remove_subject(&sub);
+                self.forget_subject_shared(&sub);
             }
         }
         tracing::info!(
@@ -186,6 +191,7 @@ impl SessionManager {
         if let Some(id) = RandomId::parse(sid) {
             self.index.remove(sub, id);
         }
+        self.forget_shared(Some(sub), sid);
         self.log_revoked(sub, sid, reason);
         Ok(())
     }

@@ -184,24 +184,26 @@ async fn every_replay_error_has_its_row() {
             | R::Future
             | R::Replayed
             | R::CapacityExhausted
-            | R::QuotaExhausted => {}
+            | R::QuotaExhausted
+            | R::Unavailable => {}
         }
     }
     let rows: Vec<(R, Row)> = [
-        (R::MissingNonce, 400),
-        (R::MalformedNonce, 400),
-        (R::MissingTimestamp, 400),
-        (R::MalformedTimestamp, 400),
-        (R::Stale, 400),
-        (R::Future, 400),
-        (R::Replayed, 409),
-        (R::CapacityExhausted, 503),
-        (R::QuotaExhausted, 429),
+        (R::MissingNonce, 400, None),
+        (R::MalformedNonce, 400, None),
+        (R::MissingTimestamp, 400, None),
+        (R::MalformedTimestamp, 400, None),
+        (R::Stale, 400, None),
+        (R::Future, 400, None),
+        (R::Replayed, 409, None),
+        (R::CapacityExhausted, 503, None),
+        (R::QuotaExhausted, 429, None),
+        (R::Unavailable, 503, Some(1)),
     ]
     .into_iter()
-    .map(|(e, status)| {
+    .map(|(e, status, retry)| {
         let code = e.code();
-        (e, (status, code, None, None))
+        (e, (status, code, None, retry))
     })
     .collect();
     rows.iter().for_each(|(e, _)| listed(e));
@@ -227,6 +229,7 @@ async fn every_binding_error_has_its_row() {
             | B::CertificateMismatch
             | B::CapacityExhausted
             | B::QuotaExhausted
+            | B::ReplayUnavailable
             | B::InvalidClientKey
             | B::CertificateRequired => {}
         }
@@ -254,6 +257,10 @@ async fn every_binding_error_has_its_row() {
         let code = e.code();
         (e, (status, code, challenge, None))
     })
+    .chain([(
+        B::ReplayUnavailable,
+        (503, "replay_unavailable", None, Some(1)),
+    )])
     .collect();
     rows.iter().for_each(|(e, _)| listed(e));
     check_rows(rows, |e| ErrorResponse::from(e)).await;
@@ -281,7 +288,8 @@ async fn every_session_error_has_its_row() {
             | E::NotFound
             | E::InvalidRequest(_)
             | E::Mint(_)
-            | E::RefreshUnavailable => {}
+            | E::RefreshUnavailable
+            | E::SessionStoreUnavailable => {}
         }
     }
     let wait = Duration::from_secs(90);
@@ -320,6 +328,10 @@ async fn every_session_error_has_its_row() {
         (E::Forbidden, (403, "insufficient_scope", SCOPE, None)),
         (E::NotFound, (404, "session_not_found", None, None)),
         (E::InvalidRequest("x"), (400, "invalid_request", None, None)),
+        (
+            E::SessionStoreUnavailable,
+            (503, "session_store_unavailable", None, Some(1)),
+        ),
         (
             E::Mint(TokenError::NoSigningKey),
             (500, "internal_error", None, None),
