@@ -120,6 +120,10 @@ impl Gateway {
         let replay = Arc::new(
             ReplayGuard::new(&config.replay, config.tokens.leeway).with_cluster(cluster.clone()),
         );
+        if let Some(sync) = &revocation_sync {
+            let replay = Arc::clone(&replay);
+            sync.reseed_nonces_from(Box::new(move |now| replay.nonces_to_reseed(now)));
+        }
         let upstream_url = config.upstream.upstream_url()?;
         let proxy = upstream_url.as_ref().map(|url| {
             Proxy::new(url, &config.upstream, &config.server)

@@ -124,6 +124,22 @@ impl ReplayGuard {
         }
     }
 
+    /// Every nonce this replica still holds as spent, with the time left
+    /// until its timestamp turns stale (plus the fleet's clock slack): what
+    /// a Redis that lost its data must learn again, or a replay of a
+    /// nonce spent before the wipe would pass on another replica.
+    pub fn nonces_to_reseed(&self, now_unix: u64) -> Vec<([u8; 16], Duration)> {
+        self.seen
+            .iter()
+            .filter(|(_, entry)| entry.expires_at > now_unix)
+            .map(|(key, entry)| {
+                let left = Duration::from_secs(entry.expires_at - now_unix)
+                    .saturating_add(crate::gateway::cluster::nonces::TTL_SLACK);
+                (*key, left)
+            })
+            .collect()
+    }
+
     /// Shares spent nonces with the other replicas through `cluster`
     /// (`[cluster] mode = "redis"`).
     #[must_use]

@@ -1,4 +1,3 @@
-#![allow(dead_code, unreachable_pub)] // shared by the cluster test files
 //! A fleet for the cluster tests: one real `redis-server`, one loopback
 //! upstream, and N gateways in cluster mode sharing one keys directory
 //! (the documented prerequisite), each with its own state directory,

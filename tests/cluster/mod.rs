@@ -3,8 +3,8 @@
 mod binary;
 mod connection;
 mod fleet;
+mod nonces;
 mod refresh;
 mod revocations;
 mod server;
-mod nonces;
 mod session_cap;

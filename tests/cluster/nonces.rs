@@ -180,6 +180,54 @@ async fn redis_paused_fails_posts_closed_within_the_timeout_and_gets_keep_workin
     assert!(recovered, "POSTs still refused 3 s after SIGCONT");
 }
 
+/// Redis restarted empty: the replicas write their live nonces back when
+/// they see the new epoch, so a nonce spent before the wipe is still
+/// refused on a replica that never saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_spent_before_redis_lost_its_data_stays_spent_on_every_replica() {
+    let mut fleet = Fleet::start(2).await;
+    let token = fleet.replica(0).token("alice", &["read"]);
+    let (nonce, timestamp) = replay_headers();
+    let first = h2(fleet.replica(0)).await;
+    assert_eq!(
+        send_h2(&first, post_with(&token, &nonce, &timestamp))
+            .await
+            .status,
+        200
+    );
+    fleet.redis.restart_empty();
+    // Re-seeded: the key is back (written by replica 0, the only one that
+    // holds the nonce).
+    let client = fleet.redis.client();
+    assert!(
+        eventually_async(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || async {
+                let Ok(mut conn) = client.get_connection() else {
+                    return false;
+                };
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("cg:n:*")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                !keys.is_empty()
+            }
+        )
+        .await,
+        "the nonce was not written back within 5 s of the wipe"
+    );
+    let other = h2(fleet.replica(1)).await;
+    let replay = send_h2(&other, post_with(&token, &nonce, &timestamp)).await;
+    assert_eq!(
+        replay.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&replay.body)
+    );
+    assert_eq!(replay.json()["error"], "replay_detected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_refuses_posts_at_once() {
     let mut fleet = Fleet::start(1).await;

@@ -160,8 +160,8 @@ async fn twenty_concurrent_logins_over_three_replicas_leave_five() {
     }
 }
 
-/// Needs the revocation feed (helper `rev`): a session evicted on one
-/// replica is refused by every replica within 1 s.
+/// A session evicted on one replica is refused by every replica within
+/// 1 s (the eviction travels as a revocation through the fleet's stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evicted_sessions_are_refused_by_every_replica_within_a_second() {
     let fleet = Fleet::start_with(RedisProc::start(), 3, with_user).await;

@@ -16,10 +16,10 @@
 //! [`ConnectionManager`]: redis::aio::ConnectionManager
 
 pub mod metrics;
+pub mod nonces;
 pub mod refresh;
 pub mod revocations;
 pub mod server_check;
-pub mod nonces;
 pub mod sessions;
 
 use std::path::Path;

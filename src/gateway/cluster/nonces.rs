@@ -77,6 +77,34 @@ impl std::fmt::Debug for FleetNonce {
     }
 }
 
+/// Writes `nonces` back into a Redis that lost its data (`SET NX PX`, in
+/// pipelines of 256, each within `command_timeout`): a nonce spent before
+/// the wipe stays spent for the whole fleet. `NX`, so a key another replica
+/// already re-seeded (or a newer claim) is left alone. Returns how many
+/// were written.
+pub async fn reseed(
+    cluster: &Cluster,
+    nonces: &[([u8; 16], Duration)],
+) -> Result<usize, ClusterError> {
+    let mut written = 0;
+    for chunk in nonces.chunks(256) {
+        let mut pipe = redis::pipe();
+        for (key, ttl) in chunk {
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            pipe.cmd("SET")
+                .arg(cluster.key(&nonce_suffix(key)))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
+        }
+        let () = cluster.pipeline("nonce_reseed", &pipe).await?;
+        written += chunk.len();
+    }
+    Ok(written)
+}
+
 /// `n:<32 lower-case hex>`.
 fn nonce_suffix(key: &[u8; 16]) -> String {
     use std::fmt::Write as _;

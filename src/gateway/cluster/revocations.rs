@@ -156,7 +156,13 @@ pub struct RevocationSync {
     synced: AtomicBool,
     base: Instant,
     keys: Keys,
+    /// What else a Redis that lost its data must learn again (the replay
+    /// guard's live nonces), set by the gateway after construction.
+    reseed_nonces: std::sync::OnceLock<NonceSource>,
 }
+
+/// The live nonces to write back after a wipe, at a given Unix second.
+pub type NonceSource = Box<dyn Fn(u64) -> Vec<([u8; 16], Duration)> + Send + Sync>;
 
 struct Keys {
     rev: String,
@@ -203,7 +209,14 @@ impl RevocationSync {
             synced: AtomicBool::new(false),
             base: Instant::now(),
             keys,
+            reseed_nonces: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// After an epoch change (Redis lost its data), also writes back what
+    /// `source` returns: the replay guard's live nonces. Set once.
+    pub fn reseed_nonces_from(&self, source: NonceSource) {
+        let _ = self.reseed_nonces.set(source);
     }
 
     /// Starts the outbox, the mirror and the staleness gauge (abort the
@@ -442,6 +455,18 @@ impl RevocationSync {
         let remote = self.snapshot().await?;
         self.merge_snapshot(&remote).await;
         let queued = self.reconcile(&remote).await;
+        if reason == Some("epoch")
+            && let Some(source) = self.reseed_nonces.get()
+        {
+            // Before the sync counts as done: a failure retries it whole.
+            let nonces = source(unix_ms() / 1000);
+            let written = super::nonces::reseed(&self.cluster, &nonces).await?;
+            tracing::info!(
+                event = "nonces_reseeded",
+                nonces = written,
+                "live nonces written back to Redis"
+            );
+        }
         if let Some(reason) = reason {
             *cursor = Some(beat.cursor());
             self.metrics().resynced(reason);
