@@ -4,8 +4,8 @@
 //! of `&'static str` (never raw paths or user input), so cardinality is
 //! bounded. Exposed in text format on a separate loopback listener.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;

@@ -237,7 +237,8 @@ fn set_forwarded(
     if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     }
-    if let Some(host) = client_host.filter(|_| !trusted || !headers.contains_key(X_FORWARDED_HOST)) {
+    if let Some(host) = client_host.filter(|_| !trusted || !headers.contains_key(X_FORWARDED_HOST))
+    {
         headers.insert(X_FORWARDED_HOST, host);
     }
 }
