@@ -4,8 +4,8 @@
 //! of `&'static str` (never raw paths or user input), so cardinality is
 //! bounded. Exposed in text format on a separate loopback listener.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -206,6 +206,9 @@ impl Drop for OpenConnection {
 #[derive(Debug)]
 pub struct TokenMetrics {
     validations: Family<Label, Counter>,
+    /// `result="ok"`, resolved at the first success: counting one is then
+    /// an atomic add, with no label hashing or lock (issue 12).
+    validations_ok: OnceLock<Counter>,
     validation_seconds: Histogram,
     cache_lookups: CacheLookups,
 }
@@ -219,6 +222,7 @@ impl TokenMetrics {
         let miss = lookups.get_or_create(&[("result", "miss")]).clone();
         let m = Self {
             validations: Family::default(),
+            validations_ok: OnceLock::new(),
             validation_seconds: latency_histogram(),
             cache_lookups: CacheLookups { hit, miss },
         };
@@ -242,7 +246,13 @@ impl TokenMetrics {
 
     /// Records one validation with its stable result code.
     pub fn validation(&self, result: &'static str, took: Duration) {
-        self.validations.get_or_create(&[("result", result)]).inc();
+        if result == "ok" {
+            self.validations_ok
+                .get_or_init(|| self.validations.get_or_create(&[("result", "ok")]).clone())
+                .inc();
+        } else {
+            self.validations.get_or_create(&[("result", result)]).inc();
+        }
         self.validation_seconds.observe(took.as_secs_f64());
     }
 
@@ -433,6 +443,8 @@ impl CertMetrics {
 #[derive(Debug)]
 pub struct HttpMetrics {
     responses: Family<Label, Counter>,
+    /// `status="200"`, resolved at the first one (see `validations_ok`).
+    responses_200: OnceLock<Counter>,
     store_healthy: Gauge,
 }
 
@@ -440,6 +452,7 @@ impl HttpMetrics {
     fn register(registry: &mut Registry) -> Self {
         let m = Self {
             responses: Family::default(),
+            responses_200: OnceLock::new(),
             store_healthy: Gauge::default(),
         };
         registry.register(
@@ -458,6 +471,12 @@ impl HttpMetrics {
 
     /// Records a response by status code.
     pub fn response(&self, status: u16) {
+        if status == 200 {
+            self.responses_200
+                .get_or_init(|| self.responses.get_or_create(&[("status", "200")]).clone())
+                .inc();
+            return;
+        }
         self.responses
             .get_or_create(&[("status", status_label(status))])
             .inc();

@@ -328,7 +328,10 @@ impl Connection {
     ) -> Result<(), hyper::Error> {
         let deadlines = self.shared.deadlines;
         tokio::pin!(conn);
-        let timer = tokio::time::sleep(deadlines.first_request);
+        // The first wake-up as `step` gives it: never later than an idle
+        // deadline (a request may end before the first-request deadline,
+        // and ending one wakes nobody).
+        let timer = tokio::time::sleep(deadlines.first_request.min(deadlines.idle));
         tokio::pin!(timer);
         let mut closing = false;
         loop {
@@ -370,10 +373,6 @@ impl Connection {
                             timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
                         }
                     }
-                }
-                () = activity.became_idle(), if !closing => {
-                    // Re-arm for the idle deadline, counted from now.
-                    timer.as_mut().reset(tokio::time::Instant::now());
                 }
                 changed = self.stopping.changed(), if !closing => {
                     // Server shutdown (or the server gone): finish what is

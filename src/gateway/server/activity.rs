@@ -19,7 +19,6 @@ use axum::routing::future::RouteFuture;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::ConnectionInfo;
@@ -32,9 +31,6 @@ pub(super) struct Activity {
     served: AtomicBool,
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
-    /// Signalled when the last request in progress ends, so the deadline
-    /// loop re-arms its timer for the idle deadline.
-    became_idle: Notify,
 }
 
 /// The connection's deadlines (from `[server]`).
@@ -63,11 +59,18 @@ impl Activity {
             served: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
-            became_idle: Notify::new(),
         })
     }
 
     /// Decides, at `now`, whether a deadline has passed.
+    ///
+    /// Invariant: the instant returned in `WaitUntil` is never later than
+    /// the deadline that applies once the connection is idle: while busy,
+    /// or before the first request, it is at most `now + idle`, and a
+    /// request ending after `now` moves the idle deadline to at least that;
+    /// while idle after a request it is that deadline. So the loop needs no
+    /// wake-up when a request ends: at worst its timer fires early and this
+    /// is asked again.
     pub(super) fn step(&self, deadlines: Deadlines, now: Instant) -> Step {
         // Invariant: a connection with a request in progress is never cut by
         // these deadlines (the body and upstream timeouts govern it); check
@@ -84,20 +87,18 @@ impl Activity {
         let deadline = self.start + since + limit;
         if now >= deadline {
             Step::Close(name)
-        } else {
+        } else if self.served.load(Ordering::Acquire) {
             Step::WaitUntil(deadline)
+        } else {
+            // A first request may come and go before the first-request
+            // deadline; its idle deadline is then at least `now + idle`.
+            Step::WaitUntil(deadline.min(now + deadlines.idle))
         }
     }
 
     /// Whether any request is in progress.
     pub(super) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
-    }
-
-    /// Resolves when the last request in progress has ended (a wake-up
-    /// that came while nobody waited is kept).
-    pub(super) async fn became_idle(&self) {
-        self.became_idle.notified().await;
     }
 
     fn begin(self: &Arc<Self>) -> RequestGuard {
@@ -119,11 +120,12 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         // The idle clock is moved before the count drops, so the deadline
         // loop never sees "nothing in progress" with a stale idle start.
+        // Nobody is woken: the deadline loop's timer is never later than
+        // the idle deadline this moves (see `step`), so it re-reads the
+        // clock when it fires (issue 12: no wake-up per request).
         let now = self.0.millis_since_start();
         self.0.idle_since_ms.fetch_max(now, Ordering::AcqRel);
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.became_idle.notify_one();
-        }
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

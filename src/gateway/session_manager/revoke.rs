@@ -253,15 +253,13 @@ pub(super) fn session_end(
     clock: Arc<dyn Clock>,
     session: &Session,
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-    let (jti, sid, sub) = (
-        session.jti().to_owned(),
-        session.session_id().to_owned(),
-        session.subject().to_owned(),
-    );
+    // The claims are shared (one reference count), not copied per request.
+    let session = session.clone();
     let (iat, exp) = (unix(session.claims().iat()), session.expires_at());
     Box::pin(async move {
+        let (jti, sid, sub) = (session.jti(), session.session_id(), session.subject());
         tokio::select! {
-            () = store.wait_revoked(&jti, &sid, &sub, iat) => {}
+            () = store.wait_revoked(jti, sid, sub, iat) => {}
             () = wall_clock_deadline(clock.as_ref(), exp) => {}
         }
     })

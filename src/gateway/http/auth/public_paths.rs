@@ -29,12 +29,14 @@ impl PublicPaths {
 
     /// Whether `path` (the URI path, no query) is public.
     pub fn matches(&self, path: &str) -> bool {
+        // The cheap comparison first: most requests match no entry (and
+        // with none configured, the decoding walk never runs).
+        self.0.iter().any(|p| match p {
+            PublicPath::Exact(exact) => path == exact,
+            PublicPath::Prefix(prefix) => path.starts_with(prefix.as_str()),
+        })
         // Fail closed: the upstream may normalise `/pub/../admin` to `/admin`.
-        is_plain_path(path)
-            && self.0.iter().any(|p| match p {
-                PublicPath::Exact(exact) => path == exact,
-                PublicPath::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            })
+            && is_plain_path(path)
     }
 }
 

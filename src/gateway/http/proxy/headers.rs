@@ -35,15 +35,22 @@ pub(in crate::gateway::http) fn rewrite_request(
     headers: &mut HeaderMap,
     rw: RequestRewrite<'_>,
 ) -> Result<bool, ProxyError> {
-    strip_hop_by_hop(headers);
-    headers.remove(header::EXPECT);
     // Order matters: forged identity headers (under any spelling the
-    // upstream may read as ours) go before the real ones are set.
-    strip_underscore_names(headers, rw.allow_underscores);
-    strip_prefixed(headers, "x-clawgate-");
-    if !rw.forward_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
+    // upstream may read as ours) go before the real ones are set. Every
+    // client field the upstream must not see goes in one pass over the
+    // names (hop-by-hop, `Expect`, `_` names, `x-clawgate-*`,
+    // `Authorization`, and an untrusted peer's forwarding fields): no
+    // lookup per candidate name, no list allocated (issue 12).
+    let drop = RequestDrop {
+        connection: ConnectionTokens::of(headers),
+        allow_underscores: rw.allow_underscores,
+        forward_authorization: rw.forward_authorization,
+        trusted_peer: rw.trusted_peer,
+    };
+    remove_where(headers, |name| drop.applies(name));
+    // Room for what is added below (forwarding, identity, Host), so the
+    // map grows once instead of doubling on the way.
+    headers.reserve(ADDED_FIELDS);
     // The bearer token may ride in the subprotocol offer: it never goes upstream.
     let offered_bearer = strip_bearer_protocols(headers);
     set_forwarded(headers, rw.peer, rw.trusted_peer, rw.client_host);
@@ -58,11 +65,81 @@ pub(in crate::gateway::http) fn rewrite_request(
     Ok(offered_bearer)
 }
 
+/// Which client fields [`rewrite_request`] removes.
+struct RequestDrop {
+    connection: ConnectionTokens,
+    allow_underscores: bool,
+    forward_authorization: bool,
+    trusted_peer: bool,
+}
+
+impl RequestDrop {
+    fn applies(&self, name: &HeaderName) -> bool {
+        let text = name.as_str();
+        if self.connection.is_hop_by_hop(name) || name == header::EXPECT {
+            return true;
+        }
+        // Client fields whose name holds `_`: all of them by default (as
+        // nginx's `underscores_in_headers off`), and, whatever the
+        // setting, those an upstream would read as a gateway-owned or
+        // trusted field. CGI-style upstreams map `X_Clawgate_Subject` and
+        // `X-Clawgate-Subject` to the same `HTTP_X_CLAWGATE_SUBJECT` (the
+        // Puma CVE-2024-45614 class), so the gateway's own copy could be
+        // shadowed by a client's.
+        if text.contains('_') && (!self.allow_underscores || is_gateway_owned(text)) {
+            // The name only, never a value (it may be a credential).
+            tracing::debug!(
+                event = "header_dropped",
+                header = text,
+                "client header with '_' in its name dropped"
+            );
+            return true;
+        }
+        if text.starts_with("x-clawgate-") {
+            return true;
+        }
+        if name == header::AUTHORIZATION {
+            return !self.forward_authorization;
+        }
+        // Only a configured proxy may speak for the client's address (PITFALLS P1).
+        !self.trusted_peer
+            && (text.starts_with("x-forwarded-") || name == header::FORWARDED || name == X_REAL_IP)
+    }
+}
+
+/// Removes every field whose name `drop` selects, in one pass over the
+/// names: they are noted on the stack (a message usually has none or one
+/// to remove), and only more than fit makes another pass.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    loop {
+        let mut found: [Option<HeaderName>; 4] = Default::default();
+        let mut slots = found.iter_mut();
+        let mut more = false;
+        for name in headers.keys().filter(|n| drop(n)) {
+            match slots.next() {
+                Some(slot) => *slot = Some(name.clone()),
+                None => {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        for name in found.into_iter().flatten() {
+            headers.remove(&name);
+        }
+        if !more {
+            return;
+        }
+    }
+}
+
 /// Rewrites an ordinary response's headers for the client.
 pub(super) fn rewrite_response(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
     // The gateway's header layer owns HSTS; a second copy would shadow it (PITFALLS H2).
-    headers.remove(header::STRICT_TRANSPORT_SECURITY);
+    let connection = ConnectionTokens::of(headers);
+    remove_where(headers, |name| {
+        connection.is_hop_by_hop(name) || name == header::STRICT_TRANSPORT_SECURITY
+    });
 }
 
 /// Rewrites a `101` WebSocket answer for the client.
@@ -94,14 +171,35 @@ pub(super) fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, &header::UPGRADE, "websocket")
 }
 
-/// RFC 9110 §7.6.1: removes `Connection`, every field it names, and the
-/// fixed hop-by-hop fields (plus legacy `Keep-Alive`, `Proxy-Connection`).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = header_tokens(headers, &header::CONNECTION)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+/// The `Connection` fields of a message, read before any field is removed
+/// (removing `Connection` itself must not forget what it named). Header
+/// values share the message's bytes: a clone copies no text, and a second
+/// `Connection` field is the only case that allocates.
+struct ConnectionTokens {
+    first: Option<HeaderValue>,
+    rest: Vec<HeaderValue>,
+}
+
+impl ConnectionTokens {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        Self {
+            first: values.next().cloned(),
+            rest: values.cloned().collect(),
+        }
+    }
+
+    /// RFC 9110 §7.6.1: `Connection`, every field it names, and the fixed
+    /// hop-by-hop fields (plus legacy `Keep-Alive`, `Proxy-Connection`).
+    fn is_hop_by_hop(&self, name: &HeaderName) -> bool {
+        is_fixed_hop_by_hop(name.as_str())
+            || self
+                .first
+                .iter()
+                .chain(&self.rest)
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
     }
 }
 
@@ -116,71 +214,45 @@ pub(in crate::gateway::http) fn is_gateway_owned(name: &str) -> bool {
         || folded == "forwarded"
 }
 
-/// Drops client fields whose name holds `_`: all of them by default (as
-/// nginx's `underscores_in_headers off`), and, whatever the setting, those
-/// an upstream would read as a gateway-owned or trusted field. CGI-style
-/// upstreams map `X_Clawgate_Subject` and `X-Clawgate-Subject` to the same
-/// `HTTP_X_CLAWGATE_SUBJECT` (the Puma CVE-2024-45614 class), so the
-/// gateway's own copy could be shadowed by a client's.
-fn strip_underscore_names(headers: &mut HeaderMap, allow_underscores: bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().contains('_'))
-        .filter(|n| !allow_underscores || is_gateway_owned(n.as_str()))
-        .cloned()
-        .collect();
-    for name in names {
-        // The name only, never a value (it may be a credential).
-        tracing::debug!(
-            event = "header_dropped",
-            header = name.as_str(),
-            "client header with '_' in its name dropped"
-        );
-        headers.remove(name);
-    }
-}
-
-fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(prefix))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
-}
-
+/// `X-Forwarded-For`, `-Proto` and `-Host`. An untrusted peer's
+/// forwarding fields are already gone ([`RequestDrop`]); a trusted peer's
+/// `X-Forwarded-For` gets this peer appended.
 fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     trusted: bool,
     client_host: Option<HeaderValue>,
 ) {
-    // Only a configured proxy may speak for the client's address (PITFALLS P1).
-    let prior = if trusted {
+    let chain = if trusted {
         join_values(headers, &X_FORWARDED_FOR)
+            .and_then(|prior| HeaderValue::from_str(&format!("{prior}, {peer}")).ok())
     } else {
-        strip_prefixed(headers, "x-forwarded-");
-        headers.remove(header::FORWARDED);
-        headers.remove(X_REAL_IP);
         None
     };
-    let chain = match prior {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer.to_string(),
-    };
-    headers.remove(X_FORWARDED_FOR);
     // Cannot fail: both parts are visible ASCII; if it did, the peer alone is still right.
-    if let Ok(value) = HeaderValue::from_str(&chain).or_else(|_| peer.to_string().parse()) {
+    if let Some(value) = chain.or_else(|| peer_value(peer)) {
+        // Replaces every earlier value.
         headers.insert(X_FORWARDED_FOR, value);
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
+    if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     }
-    if let Some(host) = client_host.filter(|_| !headers.contains_key(X_FORWARDED_HOST)) {
+    if let Some(host) = client_host.filter(|_| !trusted || !headers.contains_key(X_FORWARDED_HOST))
+    {
         headers.insert(X_FORWARDED_HOST, host);
     }
+}
+
+/// The peer address as a header value, formatted on the stack (one
+/// allocation: the value's own bytes).
+fn peer_value(peer: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    // The longest IPv6 text is 45 bytes.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{peer}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(buf.get(..len)?).ok()
 }
 
 fn set_identity(headers: &mut HeaderMap, identity: &ForwardIdentity) -> Result<(), ProxyError> {
@@ -259,18 +331,25 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 
 /// The subprotocol that marks a bearer token in the WebSocket offer.
 const BEARER_PROTOCOL: &str = "clawgate.bearer";
-/// RFC 9110 §7.6.1 plus legacy fields; `Connection`-named ones are added per message.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
+/// RFC 9110 §7.6.1 plus legacy fields; `Connection`-named ones are added
+/// per message. A `match` on the (lower-case) name: no hashing.
+fn is_fixed_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+/// Fields [`rewrite_request`] may add: three `X-Forwarded-*`, four
+/// identity fields, `Host`, and a WebSocket's `Upgrade` and `Connection`.
+const ADDED_FIELDS: usize = 10;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

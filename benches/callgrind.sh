@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Instructions and syscalls per authenticated keep-alive request, clawgate
+# against nginx, on loopback only. Deterministic where wall-clock timings
+# are not (a shared, loaded machine): callgrind counts user-space
+# instructions whatever else runs; strace counts system calls.
+#
+#   bash benches/callgrind.sh                 # clawgate and nginx, callgrind + strace
+#   ONLY=clawgate bash benches/callgrind.sh   # or ONLY=nginx
+#   CONNECTIONS=4 WARMUP=100 REQUESTS=500 OUT=/tmp/cg bash benches/callgrind.sh
+#
+# Same setup as benches/vs-nginx.sh: one plain-HTTP upstream (nginx,
+# `return 200`), clawgate with its default config (paths, ports, upstream
+# URL; log level warn) and a bearer token on every request, nginx as a TLS
+# 1.3 reverse proxy without auth. The client (benches/keepalive_client.py)
+# opens CONNECTIONS TLS connections, sends WARMUP requests on each, then the
+# counters are zeroed (`callgrind_control --zero`), REQUESTS more per
+# connection run, and the counters are dumped before any connection closes:
+# the handshakes stay out of the figure. Per request = total / (CONNECTIONS
+# × REQUESTS). The callgrind outputs stay in $OUT for
+# `callgrind_annotate --inclusive=yes $OUT/clawgate.*`.
+#
+# callgrind misses kernel time, hence the second count: the same client
+# against the uninstrumented server under `strace -c -f` (attached after the
+# warm-up, detached after the measured requests).
+#
+# The clawgate binary: $CLAWGATE_BIN, or a profile build made here
+# (target-prof: release without fat LTO, line tables for the annotations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ONLY="${ONLY:-all}"
+CONNECTIONS="${CONNECTIONS:-4}"
+WARMUP="${WARMUP:-100}"
+REQUESTS="${REQUESTS:-500}"
+OUT="${OUT:-$PWD/target-prof/callgrind}"
+mkdir -p "$OUT"
+
+for tool in valgrind callgrind_control strace nginx python3 curl; do
+    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 1; }
+done
+
+if [ -n "${CLAWGATE_BIN:-}" ]; then
+    bin="$CLAWGATE_BIN"
+else
+    echo "== building clawgate (release, line tables, no fat LTO: target-prof)" >&2
+    CARGO_TARGET_DIR="$PWD/target-prof" CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -q --bin clawgate
+    bin="$PWD/target-prof/release/clawgate"
+fi
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+up_port="$(free_port)"; nginx_port="$(free_port)"; cg_port="$(free_port)"; metrics_port="$(free_port)"
+total=$((CONNECTIONS * REQUESTS))
+
+mkdir -p "$work/up" "$work/nginx"
+cat >"$work/up/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/up/nginx.pid;
+error_log $work/up/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$up_port;
+        location / { return 200 "ok\n"; }
+    }
+}
+EOF
+nginx -p "$work/up" -c "$work/up/nginx.conf" &
+pids+=($!)
+
+cat >"$work/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$cg_port"
+[tls]
+cert_dir = "$work/certs"
+[tokens]
+keys_dir = "$work/keys"
+[state]
+dir = "$work/state"
+[upstream]
+url = "http://127.0.0.1:$up_port"
+[metrics]
+listen = "127.0.0.1:$metrics_port"
+[log]
+level = "warn"
+EOF
+
+wait_health() { # PORT TRIES
+    for _ in $(seq "$2"); do
+        curl -s -o /dev/null --cacert "$work/certs/ca.crt" "https://localhost:$1/health" && return 0
+        sleep 0.2
+    done
+    echo "callgrind.sh: nothing answers on port $1" >&2
+    return 1
+}
+wait_https() { # PORT TRIES
+    for _ in $(seq "$2"); do
+        curl -s -o /dev/null --cacert "$work/certs/ca.crt" "https://localhost:$1/" && return 0
+        sleep 0.2
+    done
+    echo "callgrind.sh: nothing answers on port $1" >&2
+    return 1
+}
+
+# A first, native run creates the certificates and the signing key; the
+# token comes from it.
+"$bin" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
+first=$!
+for _ in $(seq 100); do [ -s "$work/certs/gateway.crt" ] && break; sleep 0.1; done
+wait_health "$cg_port" 50
+token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
+kill "$first"; wait "$first" 2>/dev/null || true
+
+cat >"$work/nginx/nginx.conf" <<EOF
+# root workers: vgdb (callgrind_control) must reach them from this shell.
+user root;
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream backend { server 127.0.0.1:$up_port; keepalive 64; }
+    server {
+        listen 127.0.0.1:$nginx_port ssl;
+        ssl_certificate $work/certs/gateway.crt;
+        ssl_certificate_key $work/certs/gateway.key;
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        ssl_ecdh_curve X25519:prime256v1:secp384r1;
+        ssl_session_tickets off;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+
+client() { # PORT [TOKEN]
+    python3 benches/keepalive_client.py "$1" "$work/certs/ca.crt" "$CONNECTIONS" "$WARMUP" "$REQUESTS" "${2:-}"
+}
+
+# callgrind_total FILE… → instructions (the `summary:`/`totals:` line)
+callgrind_total() {
+    local t=0 n
+    for f in "$@"; do
+        n="$(awk '/^(summary|totals):/ {print $2; exit}' "$f")"
+        t=$((t + ${n:-0}))
+    done
+    echo "$t"
+}
+
+per_request() { python3 -c "print(f'{$1 / $total:,.0f}')"; }
+
+callgrind_run() { # NAME PORT [TOKEN] -- COMMAND…
+    local name="$1" port="$2" tok="$3"; shift 4
+    rm -f "$OUT/$name".*
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.%p" --dump-instr=no \
+        --trace-children=yes "$@" >"$work/$name.valgrind" 2>&1 &
+    local vpid=$!
+    pids+=($vpid)
+    if [ "$name" = clawgate ]; then wait_health "$port" 300; else wait_https "$port" 300; fi
+    # Every callgrind-run process of this server (nginx: master and workers).
+    local ids; ids="$vpid $( (pgrep -P "$vpid" || true) | tr "\n" " ")"
+    BEFORE="for p in $ids; do callgrind_control --zero \$p >/dev/null 2>&1 || true; done" \
+    AFTER="for p in $ids; do callgrind_control --dump=measured \$p >/dev/null 2>&1 || true; done" \
+        client "$port" "$tok"
+    kill "$vpid" 2>/dev/null || true
+    wait "$vpid" 2>/dev/null || true
+    local files
+    files="$(grep -l '^desc: Trigger: .*measured' "$OUT/$name".* 2>/dev/null || true)"
+    [ -n "$files" ] || { echo "callgrind.sh: no dump for $name" >&2; cat "$work/$name.valgrind" >&2; return 1; }
+    # shellcheck disable=SC2086
+    local instr; instr="$(callgrind_total $files)"
+    echo "$name callgrind: $instr instructions / $total requests = $(per_request "$instr") instructions/request"
+    echo "$name callgrind files: $files"
+}
+
+strace_run() { # NAME PORT [TOKEN] -- COMMAND…
+    local name="$1" port="$2" tok="$3"; shift 4
+    "$@" >"$work/$name.native" 2>&1 &
+    local spid=$!
+    pids+=($spid)
+    if [ "$name" = clawgate ]; then wait_health "$port" 100; else wait_https "$port" 100; fi
+    local ids; ids="$spid $( (pgrep -P "$spid" || true) | tr "\n" " ")"
+    local args=()
+    for p in $ids; do args+=(-p "$p"); done
+    # strace attaches in the BEFORE hook and is stopped in the AFTER hook.
+    BEFORE="strace -c -f -o $work/$name.strace ${args[*]} & echo \$! > $work/strace.pid; sleep 1" \
+    AFTER="kill -INT \$(cat $work/strace.pid); while kill -0 \$(cat $work/strace.pid) 2>/dev/null; do sleep 0.1; done" \
+        client "$port" "$tok"
+    kill "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    local calls; calls="$(awk '$NF == "total" {print $4}' "$work/$name.strace")"
+    echo "$name strace: $calls syscalls / $total requests = $(python3 -c "print(f'{$calls / $total:.2f}')") syscalls/request"
+    sed -n '1,14p' "$work/$name.strace" | sed "s/^/  /"
+}
+
+echo "== $CONNECTIONS connections × $REQUESTS requests measured (after $WARMUP each)"
+if [ "$ONLY" = all ] || [ "$ONLY" = clawgate ]; then
+    callgrind_run clawgate "$cg_port" "$token" -- "$bin" serve --config "$work/gateway.toml"
+    strace_run clawgate "$cg_port" "$token" -- "$bin" serve --config "$work/gateway.toml"
+fi
+if [ "$ONLY" = all ] || [ "$ONLY" = nginx ]; then
+    callgrind_run nginx "$nginx_port" "" -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+    strace_run nginx "$nginx_port" "" -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+fi
