@@ -167,7 +167,7 @@ async fn redis_paused_fails_posts_closed_within_the_timeout_and_gets_keep_workin
             "clawgate_replay_rejections_total{code=\"replay_unavailable\"}"
         ) >= 3
     );
-    assert_documented(&text);
+    crate::common::metrics_doc::assert_documented(&text, "clawgate_");
 
     fleet.redis.resume();
     let recovered = eventually_async(Duration::from_secs(3), Duration::from_millis(50), || {
@@ -339,43 +339,6 @@ async fn a_proof_is_accepted_once_across_replicas() {
         codes.iter().filter(|(s, _)| *s == 200).count(),
         1,
         "{codes:?}"
-    );
-}
-
-/// Every metric name and label value a cluster-mode gateway exposes in
-/// `text` appears in docs/operations.md (as the standalone suite checks
-/// for a default gateway).
-pub(super) fn assert_documented(text: &str) {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
-        .unwrap();
-    let mut missing = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("clawgate_")) {
-        let name_end = line.find(['{', ' ']).unwrap();
-        let name = &line[..name_end];
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .filter(|b| text.contains(&format!("# TYPE {b} histogram")))
-            .unwrap_or(name);
-        if !doc.contains(&format!("`{base}`")) {
-            missing.push(base.to_owned());
-        }
-        if let Some(labels) = line[name_end..].strip_prefix('{') {
-            let labels = &labels[..labels.find('}').unwrap()];
-            for pair in labels.split(',') {
-                let (key, value) = pair.split_once('=').unwrap();
-                let value = value.trim_matches('"');
-                if key != "le" && key != "version" && !doc.contains(&format!("`{value}`")) {
-                    missing.push(format!("{base}{{{key}={value}}}"));
-                }
-            }
-        }
-    }
-    missing.sort();
-    missing.dedup();
-    assert!(
-        missing.is_empty(),
-        "undocumented in docs/operations.md: {missing:?}"
     );
 }
 

@@ -266,50 +266,11 @@ async fn revocations_made_while_redis_is_down_reach_the_fleet_after_its_restart(
     );
     // After an outage every cluster metric of this part has been touched.
     for i in 0..2 {
-        assert_cluster_metrics_documented(&fleet.replica(i).metrics_text().await);
-    }
-}
-
-/// Every `clawgate_cluster_*` name and label value in a scrape appears in
-/// docs/operations.md (as the standalone metrics are checked in
-/// `tests/gateway/observability.rs`).
-fn assert_cluster_metrics_documented(metrics: &str) {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
-        .unwrap();
-    let mut missing = Vec::new();
-    for line in metrics
-        .lines()
-        .filter(|l| l.starts_with("clawgate_cluster_"))
-    {
-        let name_end = line.find(['{', ' ']).unwrap();
-        let name = &line[..name_end];
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .filter(|b| metrics.contains(&format!("# TYPE {b} histogram")))
-            .unwrap_or(name);
-        let mut wanted = vec![base.to_owned()];
-        if let Some(labels) = line[name_end..].strip_prefix('{') {
-            let labels = &labels[..labels.find('}').unwrap()];
-            for pair in labels.split(',') {
-                let (key, value) = pair.split_once('=').unwrap();
-                if key != "le" {
-                    wanted.push(value.trim_matches('"').to_owned());
-                }
-            }
-        }
-        missing.extend(
-            wanted
-                .into_iter()
-                .filter(|w| !doc.contains(&format!("`{w}`"))),
+        crate::common::metrics_doc::assert_documented(
+            &fleet.replica(i).metrics_text().await,
+            "clawgate_cluster_",
         );
     }
-    missing.sort();
-    missing.dedup();
-    assert!(
-        missing.is_empty(),
-        "undocumented in docs/operations.md: {missing:?}"
-    );
 }
 
 #[tokio::test]

@@ -300,7 +300,7 @@ async fn redis_unavailable_at_login_is_503_and_nothing_is_created() {
         text.contains("clawgate_cluster_unavailable_total{op=\"session_add\"} 1"),
         "{text}"
     );
-    crate::cluster::nonces::assert_documented(&text);
+    crate::common::metrics_doc::assert_documented(&text, "clawgate_");
     fleet.redis.resume();
 
     // Whatever the timed-out call left in Redis is taken back out.

@@ -12,6 +12,7 @@
 
 #[path = "../../src/test_logs.rs"]
 pub mod logs;
+pub mod metrics_doc;
 pub mod redis_server;
 pub mod tls_echo;
 pub mod upstream;

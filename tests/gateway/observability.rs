@@ -394,44 +394,14 @@ fn every_metric_and_label_value_is_documented() {
             let _ = client.send(gw.addr(), wrong).await;
         }
         let metrics = gw.metrics_text().await;
-        let doc =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
-                .unwrap();
-        let mut names = BTreeSet::new();
-        let mut values = BTreeSet::new();
-        for line in metrics.lines().filter(|l| l.starts_with("clawgate_")) {
-            let name_end = line.find(['{', ' ']).unwrap();
-            let name = &line[..name_end];
-            let base = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s))
-                .filter(|b| metrics.contains(&format!("# TYPE {b} histogram")))
-                .unwrap_or(name);
-            names.insert(base.to_owned());
-            if let Some(labels) = line[name_end..].strip_prefix('{') {
-                let labels = &labels[..labels.find('}').unwrap()];
-                for pair in labels.split(',') {
-                    let (key, value) = pair.split_once('=').unwrap();
-                    if key == "le" || key == "version" {
-                        continue; // bucket bounds; the version changes per release
-                    }
-                    values.insert(value.trim_matches('"').to_owned());
-                }
-            }
-        }
-        assert!(names.len() > 15, "{names:?}");
-        let missing_names: Vec<_> = names
-            .iter()
-            .filter(|n| !doc.contains(&format!("`{n}`")))
-            .collect();
-        let missing_values: Vec<_> = values
-            .iter()
-            .filter(|v| !doc.contains(&format!("`{v}`")))
-            .collect();
-        assert!(
-            missing_names.is_empty() && missing_values.is_empty(),
-            "undocumented metrics {missing_names:?}, label values {missing_values:?}"
-        );
+        // Enough of the exposition to mean something: more than 15
+        // metric families.
+        let families = metrics
+            .lines()
+            .filter(|l| l.starts_with("# TYPE clawgate_"))
+            .count();
+        assert!(families > 15, "{metrics}");
+        common::metrics_doc::assert_documented(&metrics, "clawgate_");
     });
 }
 
