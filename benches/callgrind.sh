@@ -48,57 +48,14 @@ else
     bin="$PWD/target-prof/release/clawgate"
 fi
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-up_port="$(free_port)"; nginx_port="$(free_port)"; cg_port="$(free_port)"; metrics_port="$(free_port)"
 total=$((CONNECTIONS * REQUESTS))
 
-mkdir -p "$work/up" "$work/nginx"
-cat >"$work/up/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$up_port;
-        location / { return 200 "ok\n"; }
-    }
-}
-EOF
-nginx -p "$work/up" -c "$work/up/nginx.conf" &
-pids+=($!)
+start_upstream
 
-cat >"$work/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$cg_port"
-[tls]
-cert_dir = "$work/certs"
-[tokens]
-keys_dir = "$work/keys"
-[state]
-dir = "$work/state"
-[upstream]
-url = "http://127.0.0.1:$up_port"
-[metrics]
-listen = "127.0.0.1:$metrics_port"
-[log]
-level = "warn"
-EOF
+write_gateway_config
 
 wait_health() { # PORT TRIES
     for _ in $(seq "$2"); do
@@ -126,34 +83,8 @@ wait_health "$cg_port" 50
 token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
 kill "$first"; wait "$first" 2>/dev/null || true
 
-cat >"$work/nginx/nginx.conf" <<EOF
 # root workers: vgdb (callgrind_control) must reach them from this shell.
-user root;
-worker_processes 2;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$up_port; keepalive 64; }
-    server {
-        listen 127.0.0.1:$nginx_port ssl;
-        ssl_certificate $work/certs/gateway.crt;
-        ssl_certificate_key $work/certs/gateway.key;
-        ssl_protocols TLSv1.3;
-        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
-        ssl_ecdh_curve X25519:prime256v1:secp384r1;
-        ssl_session_tickets off;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+write_nginx_proxy_config "user root;"
 
 client() { # PORT [TOKEN]
     python3 benches/keepalive_client.py "$1" "$work/certs/ca.crt" "$CONNECTIONS" "$WARMUP" "$REQUESTS" "${2:-}"

@@ -42,18 +42,8 @@ need nginx nginx-light
 need wrk wrk
 need python3 python3
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 # CLAWGATE_BIN=path compares another build (e.g. an older commit's).
 if [ -n "${CLAWGATE_BIN:-}" ]; then
@@ -64,45 +54,10 @@ else
     bin="$PWD/target/release/clawgate"
 fi
 
-up_port="$(free_port)"; nginx_port="$(free_port)"; cg_port="$(free_port)"; metrics_port="$(free_port)"
-
-# --- the upstream: a separate nginx, so its CPU is not counted for either door.
-mkdir -p "$work/up" "$work/nginx"
-cat >"$work/up/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$up_port;
-        location / { return 200 "ok\n"; }
-    }
-}
-EOF
-nginx -p "$work/up" -c "$work/up/nginx.conf" &
-pids+=($!)
+start_upstream
 
 # --- clawgate: default config, own directories and ports.
-cat >"$work/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$cg_port"
-[tls]
-cert_dir = "$work/certs"
-[tokens]
-keys_dir = "$work/keys"
-[state]
-dir = "$work/state"
-[upstream]
-url = "http://127.0.0.1:$up_port"
-[metrics]
-listen = "127.0.0.1:$metrics_port"
-[log]
-level = "warn"
-EOF
+write_gateway_config
 "$bin" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
 cg_pid=$!
 pids+=($cg_pid)
@@ -112,32 +67,7 @@ status="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/certs/ca.crt" -
 [ "$status" = 200 ] || { echo "vs-nginx: clawgate did not answer 200 with the token (got $status)"; cat "$work/clawgate.out"; exit 1; }
 
 # --- nginx as the TLS 1.3 reverse proxy, no auth, same certificate.
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$up_port; keepalive 64; }
-    server {
-        listen 127.0.0.1:$nginx_port ssl;
-        ssl_certificate $work/certs/gateway.crt;
-        ssl_certificate_key $work/certs/gateway.key;
-        ssl_protocols TLSv1.3;
-        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
-        ssl_ecdh_curve X25519:prime256v1:secp384r1;
-        ssl_session_tickets off;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+write_nginx_proxy_config
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 nginx_master=$!
 pids+=($nginx_master)

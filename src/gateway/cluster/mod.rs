@@ -320,6 +320,25 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Runs `call` on the current Tokio runtime and waits, on this thread, at
+/// most `deadline` for its answer: how a synchronous caller on the
+/// blocking pool (a refresh, whose revocation may fsync) asks the fleet.
+/// `None` when there is no runtime or no answer in time (the caller then
+/// refuses: closed); never a panic, never a hang, even on the thread that
+/// drives a single-threaded runtime (it just times out).
+pub fn wait_bounded<T: Send + 'static>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        // The waiter may have given up: nothing to tell then.
+        let _ = tx.send(call.await);
+    });
+    rx.recv_timeout(deadline).ok()
+}
+
 /// `host:pid`.
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

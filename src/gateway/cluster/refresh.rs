@@ -15,7 +15,6 @@
 //! the script ran, the client's retry within the grace window gets the
 //! stored pair.
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -107,23 +106,7 @@ pub async fn spend(cluster: &Cluster, args: &SpendArgs) -> Result<Spend, Cluster
 pub fn spend_blocking(cluster: &Arc<Cluster>, args: SpendArgs) -> Result<Spend, ClusterError> {
     let deadline = cluster.config().command_timeout + BRIDGE_SLACK;
     let cluster = Arc::clone(cluster);
-    run_bounded(deadline, async move { spend(&cluster, &args).await })
-}
-
-/// Runs `call` on the current runtime and waits at most `deadline` for it.
-fn run_bounded<T: Send + 'static>(
-    deadline: Duration,
-    call: impl Future<Output = Result<T, ClusterError>> + Send + 'static,
-) -> Result<T, ClusterError> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return Err(ClusterError::Io);
-    };
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        // The waiter may have given up: nothing to tell then.
-        let _ = tx.send(call.await);
-    });
-    rx.recv_timeout(deadline)
+    super::wait_bounded(deadline, async move { spend(&cluster, &args).await })
         .unwrap_or(Err(ClusterError::Timeout))
 }
 
@@ -219,9 +202,30 @@ mod tests {
     }
 
     #[test]
-    fn outside_a_runtime_the_bridge_answers_unavailable() {
-        let result: Result<(), ClusterError> =
-            run_bounded(Duration::from_millis(10), async { Ok(()) });
-        assert_eq!(result, Err(ClusterError::Io));
+    fn outside_a_runtime_the_bridge_answers_nothing() {
+        let result = crate::gateway::cluster::wait_bounded(Duration::from_millis(10), async { 1 });
+        assert_eq!(result, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_bridge_gives_up_at_its_deadline() {
+        let answer = tokio::task::spawn_blocking(|| {
+            let started = std::time::Instant::now();
+            let result = crate::gateway::cluster::wait_bounded(Duration::from_millis(50), async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                1
+            });
+            (result, started.elapsed())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer.0, None);
+        assert!(answer.1 < Duration::from_secs(1), "{:?}", answer.1);
+        let quick = tokio::task::spawn_blocking(|| {
+            crate::gateway::cluster::wait_bounded(Duration::from_secs(5), async { 7 })
+        })
+        .await
+        .unwrap();
+        assert_eq!(quick, Some(7));
     }
 }

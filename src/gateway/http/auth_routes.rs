@@ -233,8 +233,7 @@ impl RefreshPresentation {
     /// The refresh token's binding against this request (nothing for an
     /// unbound token): the bearer layer's binding step, with the gateway's
     /// one proof checker (one nonce cache for all proofs). Synchronous, for
-    /// the blocking pool; an async caller uses
-    /// [`confirm_async`](Self::confirm_async).
+    /// the blocking pool.
     fn confirm(
         &self,
         s: &AppState,
@@ -254,43 +253,18 @@ impl RefreshPresentation {
             // on the blocking pool, and never a panic or an open door
             // elsewhere (no runtime, or no answer in time: refused).
             Begun::Fleet(pending) => {
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return Err(BindingError::ReplayUnavailable);
-                };
                 let wait = s
                     .sessions
                     .cluster()
                     .map_or(Duration::ZERO, |c| c.config().command_timeout)
                     .saturating_add(FLEET_WAIT_MARGIN);
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 let sub = claims.sub().to_owned();
-                runtime.spawn(async move {
-                    let _ = tx.send(step.finish(pending, &sub).await);
-                });
-                rx.recv_timeout(wait)
-                    .unwrap_or(Err(BindingError::ReplayUnavailable))
-                    .map(drop)
+                crate::gateway::cluster::wait_bounded(wait, async move {
+                    step.finish(pending, &sub).await
+                })
+                .unwrap_or(Err(BindingError::ReplayUnavailable))
+                .map(drop)
             }
-        }
-    }
-
-    /// [`confirm`](Self::confirm) for an async caller (an async refresh):
-    /// the fleet's answer on a proof's nonce is awaited.
-    #[allow(dead_code)] // for the async refresh path
-    async fn confirm_async(
-        &self,
-        s: &AppState,
-        claims: &VerifiedClaims,
-        refresh_token: &str,
-    ) -> Result<(), BindingError> {
-        let step = BindingStep::new(Arc::clone(&s.proofs), Some(Arc::clone(&s.metrics.binding)));
-        match step.begin(
-            claims,
-            || Ok(self.presented(refresh_token)),
-            s.clock.unix_now(),
-        )? {
-            Begun::Done(_) => Ok(()),
-            Begun::Fleet(pending) => step.finish(pending, claims.sub()).await.map(drop),
         }
     }
 
