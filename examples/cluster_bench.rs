@@ -154,7 +154,8 @@ fn start_gateway(
     let config = format!(
         "[server]\nlisten = \"{addr}\"\nmax_connections_per_ip = 0\n\
          [tls]\ncert_dir = {certs:?}\n[tokens]\nkeys_dir = {keys:?}\n[state]\ndir = {state:?}\n\
-         [auth]\npairing = false\nrate_limit_per_minute = 1000000\n[upstream]\nurl = \"http://{upstream}\"\n[metrics]\nenabled = false\n\
+         [auth]\npairing = false\nrate_limit_per_minute = 1000000\n\
+         [replay]\nmax_nonces = 1000000\nmax_nonces_per_session = 1000000\nmax_nonces_per_subject = 1000000\n[upstream]\nurl = \"http://{upstream}\"\n[metrics]\nenabled = false\n\
          [log]\nlevel = \"warn\"\naccess_log = false\n{cluster}",
         certs = dir.join("certs"),
         keys = dir.join("keys"),
