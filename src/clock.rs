@@ -69,6 +69,13 @@ impl Clock for ManualClock {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 before 1970), as the cluster's
+/// stream entries and session index carry times.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// RFC 3339 in whole seconds, UTC (`2026-01-01T12:00:00Z`), as PASETO
 /// claims and the HTTP API carry times; `None` out of range.
 pub fn format_rfc3339_secs(unix: i64) -> Option<String> {

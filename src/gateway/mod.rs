@@ -36,7 +36,6 @@ use tokio::task::JoinHandle;
 use self::certificate_manager::CertificateManager;
 use self::cluster::Cluster;
 use self::cluster::revocations::RevocationSync;
-use self::cluster::server_check::ServerCheck;
 use self::http::auth::PublicPaths;
 use self::http::proxy::Proxy;
 use self::http::ready::UpstreamProbe;
@@ -69,8 +68,6 @@ pub struct Gateway {
     cluster: Option<Arc<Cluster>>,
     /// Keeps the revocations in step with the fleet (`mode = "redis"`).
     revocation_sync: Option<Arc<RevocationSync>>,
-    /// The Redis server's eviction policy, in `mode = "redis"`.
-    server_check: Option<Arc<ServerCheck>>,
     /// Probes the upstream for `/ready` (present with `proxy`).
     upstream_probe: Option<(Arc<UpstreamProbe>, UpstreamUrl)>,
 }
@@ -139,7 +136,6 @@ impl Gateway {
             sessions,
             replay,
             proxy,
-            server_check: cluster.as_ref().map(|_| Arc::new(ServerCheck::default())),
             cluster,
             revocation_sync,
             upstream_probe,
@@ -267,8 +263,8 @@ impl Gateway {
             .as_ref()
             .map(RevocationSync::spawn)
             .unwrap_or_default();
-        if let (Some(check), Some(cluster)) = (&self.server_check, &self.cluster) {
-            cluster_tasks.push(Arc::clone(check).spawn(Arc::clone(cluster)));
+        if let Some(cluster) = &self.cluster {
+            cluster_tasks.push(cluster::server_check::spawn(Arc::clone(cluster)));
         }
         let opts = self.serve_options();
         let serve = server::serve(
@@ -338,12 +334,13 @@ impl Gateway {
                 sync.is_stale().then_some(("cluster", "cluster_stale"))
             }));
         }
-        if let Some(check) = &self.server_check {
+        if let Some(cluster) = &self.cluster {
             // Fail closed: a Redis that may evict revocations or spent
             // nonces could silently reopen them.
-            let check = Arc::clone(check);
+            let cluster = Arc::clone(cluster);
             health.push(Arc::new(move || {
-                check
+                cluster
+                    .server_check()
                     .eviction_risk()
                     .then_some(("cluster", "redis_eviction_policy"))
             }));

@@ -133,9 +133,8 @@ impl ReplayGuard {
             .iter()
             .filter(|(_, entry)| entry.expires_at > now_unix)
             .map(|(key, entry)| {
-                let left = Duration::from_secs(entry.expires_at - now_unix)
-                    .saturating_add(crate::gateway::cluster::nonces::TTL_SLACK);
-                (*key, left)
+                let ttl = crate::gateway::cluster::nonces::fleet_ttl(entry.expires_at, now_unix);
+                (*key, ttl)
             })
             .collect()
     }
@@ -247,8 +246,7 @@ impl ReplayGuard {
         // then the fleet decides. The Redis key lives as long as the local
         // entry, plus slack for the other replicas' clocks.
         Ok(self.cluster.as_ref().map(|cluster| {
-            let ttl = Duration::from_secs(expires_at.saturating_sub(now_unix))
-                .saturating_add(crate::gateway::cluster::nonces::TTL_SLACK);
+            let ttl = crate::gateway::cluster::nonces::fleet_ttl(expires_at, now_unix);
             FleetNonce::new(Arc::clone(cluster), key, ttl)
         }))
     }

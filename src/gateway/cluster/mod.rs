@@ -68,9 +68,6 @@ impl ClusterError {
         }
     }
 
-    /// Every `kind` label value.
-    pub const KINDS: [&'static str; 5] = ["timeout", "io", "oom", "script", "response"];
-
     fn from_redis(e: &redis::RedisError) -> Self {
         if e.is_timeout() {
             Self::Timeout
@@ -129,6 +126,8 @@ pub struct Cluster {
     config: ClusterConfig,
     node_id: String,
     metrics: Arc<ClusterMetrics>,
+    /// The verdict on the server's eviction policy ([`server_check`]).
+    server: server_check::ServerCheck,
 }
 
 impl Cluster {
@@ -191,6 +190,7 @@ impl Cluster {
             config: config.clone(),
             node_id,
             metrics,
+            server: server_check::ServerCheck::default(),
         })))
     }
 
@@ -202,6 +202,11 @@ impl Cluster {
     /// This replica's name (stream entries, logs).
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// What [`server_check::spawn`] found out about the server.
+    pub fn server_check(&self) -> &server_check::ServerCheck {
+        &self.server
     }
 
     /// The metrics every cluster piece records into.
@@ -337,6 +342,16 @@ pub fn wait_bounded<T: Send + 'static>(
         let _ = tx.send(call.await);
     });
     rx.recv_timeout(deadline).ok()
+}
+
+/// Lower-case hex of `bytes`: how ids and hashes appear in keys.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// `host:pid`.

@@ -107,19 +107,19 @@ pub async fn reseed(
 
 /// `n:<32 lower-case hex>`.
 fn nonce_suffix(key: &[u8; 16]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(2 + 32);
-    out.push_str("n:");
-    for b in key {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    format!("n:{}", super::hex(key))
 }
 
 /// Slack added to a nonce key's lifetime in Redis: replicas' clocks may
 /// differ by a few seconds, and a key must outlive the last second at
 /// which any replica would still accept its timestamp.
 pub const TTL_SLACK: Duration = Duration::from_secs(5);
+
+/// How long the fleet keeps a nonce whose local entry matters until the
+/// Unix second `expires_at`: the time left, plus [`TTL_SLACK`].
+pub fn fleet_ttl(expires_at: u64, now_unix: u64) -> Duration {
+    Duration::from_secs(expires_at.saturating_sub(now_unix)).saturating_add(TTL_SLACK)
+}
 
 #[cfg(test)]
 mod tests {

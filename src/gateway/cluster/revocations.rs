@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
@@ -66,7 +66,7 @@ pub fn field(revocation: &Revocation) -> String {
     }
 }
 
-/// `issued_before` of a subject revocation.
+/// `issued_before` of a subject revocation (the script's cut argument).
 fn cut(revocation: &Revocation) -> Option<u64> {
     match revocation {
         Revocation::Subject { issued_before, .. } => Some(*issued_before),
@@ -74,14 +74,12 @@ fn cut(revocation: &Revocation) -> Option<u64> {
     }
 }
 
-/// Whether `have` already covers everything `want` revokes.
+/// Whether `have` already covers everything `want` revokes (both under
+/// one field, so of one kind: `issued_before` is the subject cut, and the
+/// same constant for the other kinds).
 fn covers(have: &Record, want: &Record) -> bool {
     have.revocation.until() >= want.revocation.until()
-        && match (cut(&have.revocation), cut(&want.revocation)) {
-            (Some(h), Some(w)) => h >= w,
-            (None, None) => true,
-            _ => false,
-        }
+        && have.revocation.issued_before() >= want.revocation.issued_before()
 }
 
 /// One revocation waiting to be written to Redis.
@@ -764,14 +762,11 @@ fn new_epoch() -> Result<String, ClusterError> {
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| ClusterError::Response)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(super::hex(&bytes))
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::unix_millis(SystemTime::now())
 }
 
 fn unix_now() -> u64 {

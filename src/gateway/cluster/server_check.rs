@@ -36,55 +36,57 @@ impl ServerCheck {
     pub fn eviction_risk(&self) -> bool {
         self.eviction_risk.load(Ordering::Relaxed)
     }
+}
 
-    /// Reads the policy until the task is aborted.
-    pub fn spawn(self: Arc<Self>, cluster: Arc<Cluster>) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut reported: Option<String> = None;
-            loop {
-                let answer: Result<Vec<String>, ClusterError> = cluster
-                    .query(
-                        "config_get",
-                        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"),
-                    )
-                    .await;
-                match answer {
-                    Ok(pair) => {
-                        let policy = pair.get(1).map_or("", String::as_str);
-                        let risky = policy != SAFE_POLICY;
-                        self.eviction_risk.store(risky, Ordering::Relaxed);
-                        if reported.as_deref() != Some(policy) {
-                            if risky {
-                                tracing::error!(
-                                    alert = "cluster_eviction_policy",
-                                    policy,
-                                    "Redis may evict the gateway's keys (revocations, spent nonces): \
+/// Reads the policy into `cluster.server_check()` until the task is
+/// aborted.
+pub fn spawn(cluster: Arc<Cluster>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let check = cluster.server_check();
+        let mut reported: Option<String> = None;
+        loop {
+            let answer: Result<Vec<String>, ClusterError> = cluster
+                .query(
+                    "config_get",
+                    redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"),
+                )
+                .await;
+            match answer {
+                Ok(pair) => {
+                    let policy = pair.get(1).map_or("", String::as_str);
+                    let risky = policy != SAFE_POLICY;
+                    check.eviction_risk.store(risky, Ordering::Relaxed);
+                    if reported.as_deref() != Some(policy) {
+                        if risky {
+                            tracing::error!(
+                                alert = "cluster_eviction_policy",
+                                policy,
+                                "Redis may evict the gateway's keys (revocations, spent nonces): \
                                      set maxmemory-policy noeviction; /ready answers 503 until then"
-                                );
-                            } else if reported.is_some() {
-                                tracing::info!(
-                                    event = "cluster_eviction_policy_ok",
-                                    "Redis maxmemory-policy is noeviction again"
-                                );
-                            }
-                            reported = Some(policy.to_owned());
+                            );
+                        } else if reported.is_some() {
+                            tracing::info!(
+                                event = "cluster_eviction_policy_ok",
+                                "Redis maxmemory-policy is noeviction again"
+                            );
                         }
+                        reported = Some(policy.to_owned());
                     }
-                    // CONFIG renamed or forbidden (managed Redis): nothing
-                    // more can be learnt; say so once and stop asking.
-                    Err(ClusterError::Server(code)) => {
-                        tracing::warn!(
-                            event = "cluster_eviction_policy_unknown",
-                            code,
-                            "cannot read Redis maxmemory-policy (CONFIG refused); make sure it is noeviction"
-                        );
-                        return;
-                    }
-                    // Unreachable for now: the other probes report it.
-                    Err(_) => {}
                 }
-                tokio::time::sleep(RECHECK).await;
+                // CONFIG renamed or forbidden (managed Redis): nothing
+                // more can be learnt; say so once and stop asking.
+                Err(ClusterError::Server(code)) => {
+                    tracing::warn!(
+                        event = "cluster_eviction_policy_unknown",
+                        code,
+                        "cannot read Redis maxmemory-policy (CONFIG refused); make sure it is noeviction"
+                    );
+                    return;
+                }
+                // Unreachable for now: the other probes report it.
+                Err(_) => {}
             }
-        })
-    }
+            tokio::time::sleep(RECHECK).await;
+        }
+    })
 }

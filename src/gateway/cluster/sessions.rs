@@ -229,13 +229,8 @@ impl SharedIndex {
 
 /// hex of the first 128 bits of SHA-256(`sub`).
 pub fn subject_hash(sub: &str) -> String {
-    use std::fmt::Write as _;
     let digest = ring::digest::digest(&ring::digest::SHA256, sub.as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in &digest.as_ref()[..16] {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    super::hex(&digest.as_ref()[..16])
 }
 
 fn millis(d: Duration) -> u64 {

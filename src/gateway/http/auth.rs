@@ -232,34 +232,11 @@ impl BindingStep {
     }
 
     /// Confirms `claims`' binding against what the request presents at
-    /// `now_unix`. `presented` runs only for a bound token, and its error
-    /// (an unreadable proof header) counts as a failed check.
-    ///
-    /// In cluster mode a proof's nonce needs the fleet's answer, which this
-    /// call cannot wait for: it is refused (fail closed). Async callers use
-    /// [`begin`](Self::begin) and [`finish`](Self::finish).
-    pub fn confirm<'p>(
-        &self,
-        claims: &VerifiedClaims,
-        presented: impl FnOnce() -> Result<Presented<'p>, BindingError>,
-        now_unix: u64,
-    ) -> Result<Confirmed, BindingError> {
-        match self.begin(claims, presented, now_unix)? {
-            Begun::Done(confirmed) => Ok(confirmed),
-            Begun::Fleet(pending) => {
-                drop(pending.nonce);
-                self.settle(
-                    Err(BindingError::ReplayUnavailable),
-                    pending.started,
-                    claims.sub(),
-                )
-            }
-        }
-    }
-
-    /// [`confirm`](Self::confirm) up to the local nonce cache: either the
-    /// answer, or (cluster mode, a verified proof) the nonce the fleet must
-    /// confirm with [`finish`](Self::finish).
+    /// `now_unix`, up to the local nonce cache: either the answer, or
+    /// (cluster mode, a verified proof) the nonce the fleet must confirm
+    /// with [`finish`](Self::finish). `presented` runs only for a bound
+    /// token, and its error (an unreadable proof header) counts as a
+    /// failed check.
     pub fn begin<'p>(
         &self,
         claims: &VerifiedClaims,
@@ -292,7 +269,7 @@ impl BindingStep {
     }
 
     /// Asks the fleet about a verified proof's nonce; records and logs the
-    /// outcome as [`confirm`](Self::confirm) does. `sub` is for the log.
+    /// outcome as [`begin`](Self::begin) does. `sub` is for the log.
     pub async fn finish(
         &self,
         pending: PendingProof,

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::BindingPolicy;
 use crate::gateway::session_manager::credentials::{PairingError, RetryAfter};
-use crate::gateway::session_token::{self, Confirmation, TokenDraft, TokenError};
+use crate::gateway::session_token::{self, Claims, Confirmation, TokenDraft, TokenError};
 
 impl SessionManager {
     /// [`pair`](Self::pair) at `now`.
@@ -210,14 +210,7 @@ impl SessionManager {
         } = new;
         let claims = pair.session_claims();
         let live = LiveSession::minted(claims, pair.live_until());
-        tracing::info!(
-            event = "session_issued",
-            sub = %claims.sub,
-            sid_prefix = sid_prefix(&claims.sid),
-            method = method.as_str(),
-            client = client.map(tracing::field::display),
-            "session issued"
-        );
+        log_issued(claims, method, client);
         // Minted ids are always canonical 256-bit ids, so `live` is `Some`.
         if let Some(live) = live {
             let evicted = self
@@ -260,6 +253,18 @@ impl SessionManager {
         };
         Ok(TokenPair::new(session, refresh))
     }
+}
+
+/// The `session_issued` event of an admitted session (either path).
+pub(super) fn log_issued(claims: &Claims, method: IssueMethod, client: Option<ClientAddr>) {
+    tracing::info!(
+        event = "session_issued",
+        sub = %claims.sub,
+        sid_prefix = sid_prefix(&claims.sid),
+        method = method.as_str(),
+        client = client.map(tracing::field::display),
+        "session issued"
+    );
 }
 
 /// A session minted but not yet admitted: its pair is handed out only by

@@ -138,8 +138,10 @@ impl SessionManager {
     /// published to the fleet in cluster mode), the grace copy kept, the
     /// index touched.
     fn spend_locally(&self, claims: &VerifiedClaims, pair: &TokenPair, now: SystemTime) {
-        let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
-        self.revoke_quietly(Revocation::token(claims.jti(), until), now);
+        self.revoke_quietly(
+            Revocation::token(claims.jti(), self.spent_until(claims)),
+            now,
+        );
         self.spent.remember(claims.jti(), pair, now);
         let session = pair.session_claims();
         // Minted ids are always canonical 256-bit ids, so this is `Some`.
@@ -154,6 +156,13 @@ impl SessionManager {
             method = "refresh",
             "session refreshed"
         );
+    }
+
+    /// The last Unix second a spent refresh token could still verify
+    /// (`exp` + leeway): how long its spend must be remembered, locally
+    /// and by the fleet.
+    fn spent_until(&self, claims: &VerifiedClaims) -> u64 {
+        unix(claims.exp()).saturating_add(self.limits.leeway.as_secs())
     }
 
     /// Cluster mode: the rotation is decided once for the whole fleet by
@@ -181,10 +190,7 @@ impl SessionManager {
             let blob = seal_pair(refresh_token, claims.jti(), &pair, now)?;
             (Some(pair), blob)
         };
-        let marker_ttl = unix(claims.exp())
-            .saturating_add(self.limits.leeway.as_secs())
-            .saturating_sub(unix(now))
-            .max(1);
+        let marker_ttl = self.spent_until(claims).saturating_sub(unix(now)).max(1);
         let args = cluster_refresh::SpendArgs {
             sid: claims.sid().to_owned(),
             sub: claims.sub().to_owned(),
@@ -248,8 +254,10 @@ impl SessionManager {
         // The spend must be in every journal, also when the winner's own
         // write never happened (a call that timed out after the script ran).
         if !self.token_revoked(claims, now) {
-            let until = unix(claims.exp()).saturating_add(self.limits.leeway.as_secs());
-            self.revoke_quietly(Revocation::token(claims.jti(), until), now);
+            self.revoke_quietly(
+                Revocation::token(claims.jti(), self.spent_until(claims)),
+                now,
+            );
         }
         tracing::info!(
             event = "refresh_grace_replay",

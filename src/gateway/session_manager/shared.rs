@@ -12,7 +12,7 @@
 //! Standalone (no cluster), every function here is the local path.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::index::LiveSession;
 use super::issue::NewSession;
@@ -20,7 +20,6 @@ use super::random_id::RandomId;
 use super::types::sid_prefix;
 use super::{Session, SessionError, SessionManager, SessionSummary, TokenPair, floor_secs, unix};
 use crate::gateway::cluster::sessions::{OP_ADD, SharedIndex, SharedSession};
-use crate::gateway::session_manager::revocation_store::Revocation;
 
 /// `GET /auth/sessions` in cluster mode.
 #[derive(Debug, Clone)]
@@ -61,7 +60,7 @@ impl SessionManager {
             sid: claims.sid.clone(),
             // Millisecond start: concurrent logins of one second still
             // have an order, the same on every replica (ties: by sid).
-            created_ms: unix_ms(self.clock.now()),
+            created_ms: crate::clock::unix_millis(self.clock.now()),
             expires_ms: unix(live.expires()).saturating_mul(1_000),
             jti: claims.jti.clone(),
         };
@@ -116,28 +115,28 @@ impl SessionManager {
         } = new;
         let claims = pair.session_claims();
         for old in evicted {
+            // The same eviction as standalone's. Every entry was minted by
+            // a replica, so its ids are canonical; anything else in the
+            // hash is no session of ours and has nothing to revoke.
+            let (Some(sid), Some(jti)) = (RandomId::parse(&old.sid), RandomId::parse(&old.jti))
+            else {
+                continue;
+            };
             let created = UNIX_EPOCH + Duration::from_millis(old.created_ms);
             let expires = UNIX_EPOCH + Duration::from_millis(old.expires_ms);
-            let until = self.limits.family_until(created, expires);
-            self.revoke_quietly(Revocation::session(old.sid.as_str(), until), now);
-            if let Some(sid) = RandomId::parse(&old.sid) {
-                self.index.remove(&claims.sub, sid);
-            }
-            self.log_revoked(&claims.sub, &old.sid, "session_limit");
+            self.index.remove(&claims.sub, sid);
+            self.evict(
+                &claims.sub,
+                &LiveSession::new(sid, jti, created, expires),
+                now,
+            );
         }
         // The local copy is a listing fallback: it may drop its own oldest
         // entries to stay bounded, but never revokes them (the fleet does).
         let _forgotten = self
             .index
             .add(&claims.sub, live, self.limits.max_sessions, now);
-        tracing::info!(
-            event = "session_issued",
-            sub = %claims.sub,
-            sid_prefix = sid_prefix(&claims.sid),
-            method = method.as_str(),
-            client = client.map(tracing::field::display),
-            "session issued"
-        );
+        super::issue::log_issued(claims, method, client);
         pair
     }
 
@@ -159,7 +158,7 @@ impl SessionManager {
                 partial: true,
             };
         };
-        let now_ms = unix_ms(now);
+        let now_ms = crate::clock::unix_millis(now);
         let now_s = unix(floor_secs(now));
         let sub = session.subject();
         let mut live: Vec<SessionSummary> = entries
@@ -277,9 +276,4 @@ fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(task);
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

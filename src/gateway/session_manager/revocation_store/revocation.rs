@@ -70,7 +70,7 @@ impl Revocation {
 
     /// Tokens issued at or before this Unix second are covered: the cut of
     /// a subject revocation, every token (`u64::MAX`) for a `jti` or `sid`.
-    pub(super) fn issued_before(&self) -> u64 {
+    pub(crate) fn issued_before(&self) -> u64 {
         match self {
             Self::Token { .. } | Self::Session { .. } => u64::MAX,
             Self::Subject { issued_before, .. } => *issued_before,
