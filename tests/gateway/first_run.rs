@@ -511,6 +511,13 @@ fn curl(args: &[&str]) -> Option<Output> {
     )
 }
 
+/// Runs curl with `args` and only the status code on stdout.
+fn curl_code(args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["-o", "/dev/null", "-w", "%{http_code}"]);
+    curl(&all).unwrap()
+}
+
 /// The README's walk-through, command by command, with the real binary and
 /// the real curl (skipped when curl is missing). Two departures, both
 /// forced by a shared test machine: the gateway listens on a free port
@@ -594,7 +601,7 @@ fn readme_walk_through_with_curl() {
             .starts_with("v4.public.")
     );
     // The code works once; `clawgate pairing` makes another, accepted within 2 s.
-    let again = curl(&[
+    let again = curl_code(&[
         "--cacert",
         &ca,
         "-X",
@@ -602,12 +609,7 @@ fn readme_walk_through_with_curl() {
         "-H",
         &header,
         &url("/auth/pair"),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ])
-    .unwrap();
+    ]);
     assert_ne!(text(&again), "200", "a pairing code worked twice");
     let fresh = clawgate(&["pairing"], home.path());
     assert!(fresh.status.success(), "{}", stderr(&fresh));
@@ -622,7 +624,7 @@ fn readme_walk_through_with_curl() {
     let mut accepted = false;
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(700));
-        let status = curl(&[
+        let status = curl_code(&[
             "--cacert",
             &ca,
             "-X",
@@ -630,12 +632,7 @@ fn readme_walk_through_with_curl() {
             "-H",
             &fresh_header,
             &url("/auth/pair"),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .unwrap();
+        ]);
         if text(&status) == "200" {
             accepted = true;
             break;
@@ -654,18 +651,7 @@ fn readme_walk_through_with_curl() {
     assert!(text(&keys).contains("k4.public."), "{}", text(&keys));
 
     // Through to the service behind it; unsafe methods with replay headers.
-    let proxied = curl(&[
-        "--cacert",
-        &ca,
-        "-H",
-        &bearer,
-        &url("/api/anything"),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ])
-    .unwrap();
+    let proxied = curl_code(&["--cacert", &ca, "-H", &bearer, &url("/api/anything")]);
     assert_eq!(text(&proxied), "200");
     let (nonce, timestamp) = common::replay_headers();
     let nonce = format!("X-Request-Nonce: {nonce}");
@@ -673,10 +659,10 @@ fn readme_walk_through_with_curl() {
     let post = |extra: &[&str]| {
         let mut args = vec!["--cacert", &ca, "-X", "POST", "-H", &bearer];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["-d", "{}", "-o", "/dev/null", "-w", "%{http_code}"]);
+        args.extend_from_slice(&["-d", "{}"]);
         let target = url("/api/anything");
         args.push(&target);
-        text(&curl(&args).unwrap())
+        text(&curl_code(&args))
     };
     assert_eq!(post(&["-H", &nonce, "-H", &timestamp]), "200");
     assert_ne!(
@@ -686,7 +672,7 @@ fn readme_walk_through_with_curl() {
     );
 
     // Log out: the token stops working at once.
-    let logout = curl(&[
+    let logout = curl_code(&[
         "--cacert",
         &ca,
         "-X",
@@ -694,25 +680,9 @@ fn readme_walk_through_with_curl() {
         "-H",
         &bearer,
         &url("/auth/logout"),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ])
-    .unwrap();
+    ]);
     assert!(text(&logout).starts_with('2'), "logout: {}", text(&logout));
-    let after = curl(&[
-        "--cacert",
-        &ca,
-        "-H",
-        &bearer,
-        &url("/auth/session"),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ])
-    .unwrap();
+    let after = curl_code(&["--cacert", &ca, "-H", &bearer, &url("/auth/session")]);
     assert_eq!(text(&after), "401");
 
     // Pin the public key instead of trusting the root.
@@ -722,17 +692,7 @@ fn readme_walk_through_with_curl() {
         .find_map(|l| l.strip_prefix("spki pin: "))
         .unwrap_or_else(|| panic!("no spki pin line: {}", stdout(&fingerprint)))
         .to_owned();
-    let pinned = curl(&[
-        "-k",
-        "--pinnedpubkey",
-        &pin,
-        &url("/health"),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ])
-    .unwrap();
+    let pinned = curl_code(&["-k", "--pinnedpubkey", &pin, &url("/health")]);
     assert_eq!(text(&pinned), "200", "{}", stderr(&pinned));
     let wrong = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let refused = curl(&["-k", "--pinnedpubkey", wrong, &url("/health")]).unwrap();
