@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -35,18 +35,7 @@ pub(super) async fn send_h2(
     *req.uri_mut() = format!("https://localhost{}", req.uri()).parse().unwrap();
     let mut sender = sender.clone();
     sender.ready().await.unwrap();
-    let response = sender.send_request(req).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    TestResponse {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
+    crate::common::buffered(sender.send_request(req).await.unwrap()).await
 }
 
 /// A protected POST to the upstream with this nonce and timestamp.

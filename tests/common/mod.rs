@@ -211,6 +211,11 @@ pub async fn send_on(tls: TlsStream<TcpStream>, mut req: Request<Full<Bytes>>) -
         tokio::spawn(conn);
         sender.send_request(req).await.unwrap()
     };
+    buffered(response).await
+}
+
+/// A response with its body read (an unreadable body reads as empty).
+pub async fn buffered(response: hyper::Response<hyper::body::Incoming>) -> TestResponse {
     let (parts, body) = response.into_parts();
     let body = body
         .collect()
