@@ -6,6 +6,7 @@
 #
 #   bash benches/callgrind.sh                 # clawgate and nginx, callgrind + strace
 #   ONLY=clawgate bash benches/callgrind.sh   # or ONLY=nginx
+#   ONLY=bare bash benches/callgrind.sh       # examples/bare_proxy: the stack, no auth
 #   CONNECTIONS=4 WARMUP=100 REQUESTS=500 OUT=/tmp/cg bash benches/callgrind.sh
 #
 # Same setup as benches/vs-nginx.sh: one plain-HTTP upstream (nginx,
@@ -150,6 +151,19 @@ echo "== $CONNECTIONS connections × $REQUESTS requests measured (after $WARMUP 
 if [ "$ONLY" = all ] || [ "$ONLY" = clawgate ]; then
     callgrind_run clawgate "$cg_port" "$token" -- "$bin" serve --config "$work/gateway.toml"
     strace_run clawgate "$cg_port" "$token" -- "$bin" serve --config "$work/gateway.toml"
+fi
+if [ "$ONLY" = bare ]; then
+    # The floor: the same stack (tokio-rustls, hyper, hyper-util's client)
+    # without clawgate (examples/bare_proxy.rs), same build settings;
+    # BARE_BIN=path for another build.
+    bare_bin="${BARE_BIN:-$PWD/target-prof/release/examples/bare_proxy}"
+    if [ -z "${BARE_BIN:-}" ]; then
+        CARGO_TARGET_DIR="$PWD/target-prof" CARGO_PROFILE_RELEASE_LTO=false \
+            CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -q --example bare_proxy
+    fi
+    bare=("$bare_bin" "$cg_port" "$work/certs/gateway.crt" "$work/certs/gateway.key" "$up_port")
+    callgrind_run bare "$cg_port" "" -- "${bare[@]}"
+    strace_run bare "$cg_port" "" -- "${bare[@]}"
 fi
 if [ "$ONLY" = all ] || [ "$ONLY" = nginx ]; then
     callgrind_run nginx "$nginx_port" "" -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"

@@ -19,6 +19,11 @@
 # one request each) and KiB of server memory per idle TLS connection (RSS
 # delta over N connections that did one request and then sit idle).
 #
+# BARE=1 adds a third door after each of them: examples/bare_proxy.rs, the
+# same stack as clawgate (tokio-rustls, hyper, hyper-util's client) with no
+# authentication and nothing else, so the figures show what the stack costs
+# before clawgate adds anything. It prints its own rows and ratios to nginx.
+#
 # Installs nginx and wrk with apt-get when missing (as root). Only 127.0.0.1
 # is ever a target.
 set -euo pipefail
@@ -65,6 +70,18 @@ for _ in $(seq 100); do [ -s "$work/certs/gateway.crt" ] && curl -s --cacert "$w
 token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
 status="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/certs/ca.crt" -H "Authorization: Bearer $token" "https://localhost:$cg_port/bench")"
 [ "$status" = 200 ] || { echo "vs-nginx: clawgate did not answer 200 with the token (got $status)"; cat "$work/clawgate.out"; exit 1; }
+
+# --- optionally, the bare stack (no auth), same certificate and upstream.
+BARE="${BARE:-0}"
+if [ "$BARE" = 1 ]; then
+    echo "== building examples/bare_proxy (release)" >&2
+    cargo build --release -q --example bare_proxy
+    bare_port="$(free_port)"
+    target/release/examples/bare_proxy "$bare_port" "$work/certs/gateway.crt" "$work/certs/gateway.key" "$up_port" >"$work/bare.out" 2>&1 &
+    bare_pid=$!
+    pids+=($bare_pid)
+    for _ in $(seq 100); do curl -s -o /dev/null --cacert "$work/certs/ca.crt" "https://localhost:$bare_port/" && break; sleep 0.1; done
+fi
 
 # --- nginx as the TLS 1.3 reverse proxy, no auth, same certificate.
 write_nginx_proxy_config
@@ -154,7 +171,7 @@ PY
 ratio() { python3 -c "a, b = float('$1'), float('$2'); print(f'{a / b:.2f}' if b else 'n/a')"; }
 
 printf '%-6s %-9s %10s %8s %8s %12s\n' round server req/s p50_ms p99_ms cpu_us/req
-declare -a N_RPS N_P50 N_P99 N_CPU C_RPS C_P50 C_P99 C_CPU
+declare -a N_RPS N_P50 N_P99 N_CPU C_RPS C_P50 C_P99 C_CPU B_RPS B_P50 B_P99 B_CPU
 for r in $(seq "$ROUNDS"); do
     read -r rps p50 p99 cpu < <(run_wrk "$nginx_master" "$nginx_port")
     printf '%-6s %-9s %10s %8s %8s %12s\n' "$r" nginx "$rps" "$p50" "$p99" "$cpu"
@@ -162,6 +179,11 @@ for r in $(seq "$ROUNDS"); do
     read -r rps p50 p99 cpu < <(run_wrk "$cg_pid" "$cg_port" -H "Authorization: Bearer $token")
     printf '%-6s %-9s %10s %8s %8s %12s\n' "$r" clawgate "$rps" "$p50" "$p99" "$cpu"
     C_RPS+=("$rps"); C_P50+=("$p50"); C_P99+=("$p99"); C_CPU+=("$cpu")
+    if [ "$BARE" = 1 ]; then
+        read -r rps p50 p99 cpu < <(run_wrk "$bare_pid" "$bare_port")
+        printf '%-6s %-9s %10s %8s %8s %12s\n' "$r" bare "$rps" "$p50" "$p99" "$cpu"
+        B_RPS+=("$rps"); B_P50+=("$p50"); B_P99+=("$p99"); B_CPU+=("$cpu")
+    fi
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -174,12 +196,17 @@ read -r hn2 _ _ _ < <(run_wrk "$nginx_master" "$nginx_port" -H "Connection: clos
 read -r hc2 _ _ _ < <(run_wrk "$cg_pid" "$cg_port" -H "Connection: close" -H "Authorization: Bearer $token")
 hn="$(median "$hn" "$hn2")"; hc="$(median "$hc" "$hc2")"
 echo "nginx $hn/s  clawgate $hc/s"
+if [ "$BARE" = 1 ]; then
+    read -r hb _ _ _ < <(run_wrk "$bare_pid" "$bare_port" -H "Connection: close")
+    echo "bare $hb/s"
+fi
 
 echo
 echo "== idle TLS connections ($IDLE_CONNECTIONS, one request each, then idle)"
 in="$(idle_kib "$nginx_master" "$nginx_port")"
 ic="$(idle_kib "$cg_pid" "$cg_port")"
 echo "nginx $in KiB/conn  clawgate $ic KiB/conn"
+[ "$BARE" = 1 ] && ib="$(idle_kib "$bare_pid" "$bare_port")" && echo "bare $ib KiB/conn"
 
 nr="$(median "${N_RPS[@]}")"; cr="$(median "${C_RPS[@]}")"
 n50="$(median "${N_P50[@]}")"; c50="$(median "${C_P50[@]}")"
@@ -194,4 +221,17 @@ printf '%-34s %10s %10s %8s\n' "latency p50 ms" "$n50" "$c50" "$(ratio "$c50" "$
 printf '%-34s %10s %10s %8s\n' "latency p99 ms" "$n99" "$c99" "$(ratio "$c99" "$n99")"
 printf '%-34s %10s %10s %8s\n' "handshakes+request/s" "$hn" "$hc" "$(ratio "$hc" "$hn")"
 printf '%-34s %10s %10s %8s\n' "KiB per idle TLS connection" "$in" "$ic" "$(ratio "$ic" "$in")"
+if [ "$BARE" = 1 ]; then
+    br="$(median "${B_RPS[@]}")"; b50="$(median "${B_P50[@]}")"
+    b99="$(median "${B_P99[@]}")"; bc="$(median "${B_CPU[@]}")"
+    echo
+    echo "== the bare stack (examples/bare_proxy, no auth) against nginx"
+    printf '%-34s %10s %10s %8s\n' metric nginx bare ratio
+    printf '%-34s %10s %10s %8s\n' "keep-alive requests/s" "$nr" "$br" "$(ratio "$br" "$nr")"
+    printf '%-34s %10s %10s %8s\n' "server CPU µs/request" "$nc" "$bc" "$(ratio "$bc" "$nc")"
+    printf '%-34s %10s %10s %8s\n' "latency p50 ms" "$n50" "$b50" "$(ratio "$b50" "$n50")"
+    printf '%-34s %10s %10s %8s\n' "latency p99 ms" "$n99" "$b99" "$(ratio "$b99" "$n99")"
+    printf '%-34s %10s %10s %8s\n' "handshakes+request/s" "$hn" "$hb" "$(ratio "$hb" "$hn")"
+    printf '%-34s %10s %10s %8s\n' "KiB per idle TLS connection" "$in" "$ib" "$(ratio "$ib" "$in")"
+fi
 echo "machine: $(nproc) cores, $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
