@@ -9,6 +9,12 @@
 //! of the handshake (HTTP/2: the preface and a HEADERS frame), and no stretch of
 //! `idle_timeout` without a request in progress. Shutdown stops accepting
 //! and drains in-flight requests for a grace period.
+//!
+//! An HTTP/1.1 connection with no request in progress for 250 ms hibernates
+//! (`hibernate`): hyper's connection and its buffers are dropped, the task
+//! keeps the TLS stream and any bytes hyper had not used, and the client's
+//! next bytes build a new hyper connection over the same stream. The
+//! deadlines run on across hibernation.
 
 mod activity;
 mod client_slots;
