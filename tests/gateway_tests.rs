@@ -15,6 +15,7 @@ mod gateway {
     mod end_to_end;
     mod first_run;
     mod header_hygiene;
+    mod hibernation;
     mod log_redaction;
     mod mtls_gateway;
     mod observability;

@@ -123,6 +123,8 @@ pub struct TlsMetrics {
     handshakes: Family<Label, Counter>,
     handshake_seconds: Histogram,
     open_connections: Gauge,
+    hibernated_connections: Gauge,
+    hibernations: Counter,
     refused: Family<Label, Counter>,
     closed: Family<Label, Counter>,
 }
@@ -133,6 +135,8 @@ impl TlsMetrics {
             handshakes: Family::default(),
             handshake_seconds: latency_histogram(),
             open_connections: Gauge::default(),
+            hibernated_connections: Gauge::default(),
+            hibernations: Counter::default(),
             refused: Family::default(),
             closed: Family::default(),
         };
@@ -150,6 +154,16 @@ impl TlsMetrics {
             "open_connections",
             "TLS connections open now",
             m.open_connections.clone(),
+        );
+        registry.register(
+            "hibernated_connections",
+            "Idle HTTP/1.1 connections holding only their TLS state now",
+            m.hibernated_connections.clone(),
+        );
+        registry.register(
+            "connection_hibernations",
+            "Times an idle HTTP/1.1 connection released its HTTP state",
+            m.hibernations.clone(),
         );
         registry.register(
             "connections_refused",
@@ -176,6 +190,13 @@ impl TlsMetrics {
         OpenConnection(self.open_connections.clone())
     }
 
+    /// Counts a connection hibernating until the guard drops.
+    pub fn hibernating(&self) -> OpenConnection {
+        self.hibernations.inc();
+        self.hibernated_connections.inc();
+        OpenConnection(self.hibernated_connections.clone())
+    }
+
     /// Counts a connection closed at accept (`reason`: `per_ip_limit`, `server_full`).
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&[("reason", reason)]).inc();
@@ -192,7 +213,7 @@ impl TlsMetrics {
     }
 }
 
-/// Decrements the open-connection gauge when dropped.
+/// Decrements its gauge (open or hibernated connections) when dropped.
 #[derive(Debug)]
 pub struct OpenConnection(Gauge);
 
@@ -864,5 +885,19 @@ mod tests {
         assert!(m.render().contains("clawgate_open_connections 1"));
         drop(guard);
         assert!(m.render().contains("clawgate_open_connections 0"));
+        let hibernating = m.tls.hibernating();
+        let text = m.render();
+        assert!(text.contains("clawgate_hibernated_connections 1"), "{text}");
+        assert!(
+            text.contains("clawgate_connection_hibernations_total 1"),
+            "{text}"
+        );
+        drop(hibernating);
+        let text = m.render();
+        assert!(text.contains("clawgate_hibernated_connections 0"), "{text}");
+        assert!(
+            text.contains("clawgate_connection_hibernations_total 1"),
+            "{text}"
+        );
     }
 }

@@ -9,9 +9,16 @@
 //! of the handshake (HTTP/2: the preface and a HEADERS frame), and no stretch of
 //! `idle_timeout` without a request in progress. Shutdown stops accepting
 //! and drains in-flight requests for a grace period.
+//!
+//! An HTTP/1.1 connection with no request in progress for 250 ms hibernates
+//! (`hibernate`): hyper's connection and its buffers are dropped, the task
+//! keeps the TLS stream and any bytes hyper had not used, and the client's
+//! next bytes build a new hyper connection over the same stream. The
+//! deadlines run on across hibernation.
 
 mod activity;
 mod client_slots;
+mod hibernate;
 mod metrics_listener;
 
 pub(crate) use metrics_listener::serve_metrics;
@@ -24,6 +31,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use bytes::{Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,6 +41,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::activity::{Activity, ConnectionService, Deadlines, Step};
 use self::client_slots::{ClientSlot, ClientSlots};
+use self::hibernate::{H1Io, HIBERNATE_AFTER};
 use crate::gateway::certificate_manager::fingerprint_hex;
 use crate::gateway::metrics::TlsMetrics;
 use crate::gateway::tls_config::describe_handshake_error;
@@ -93,6 +102,7 @@ pub async fn serve(
             first_request: opts.header_read_timeout,
             idle: opts.idle_timeout,
         },
+        header_read_timeout: opts.header_read_timeout,
     });
     // Every connection task, so the ones left when the grace period ends
     // can be aborted (a detached task would outlive the gateway).
@@ -172,23 +182,40 @@ impl HttpBuilders {
         Self { h1, h2 }
     }
 
-    /// The protocol is the one ALPN agreed on: `h2` only when the client
-    /// offered it (RFC 9113 §3.2: over TLS, HTTP/2 is negotiated by ALPN,
-    /// never guessed), HTTP/1.1 otherwise. Choosing here, instead of
-    /// sniffing the first bytes, keeps the connection task to the size of
-    /// the protocol in use: an idle HTTP/1.1 connection does not carry an
-    /// HTTP/2 connection's state (issue 12, idle memory).
-    fn serve(&self, tls: TlsStream, service: ConnectionService) -> HttpConnection {
-        let io = TokioIo::new(tls);
-        if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
-            HttpConnection::H2 {
-                conn: Box::pin(self.h2.serve_connection(io, service)),
+    /// Whether ALPN agreed on HTTP/2: `h2` only when the client offered it
+    /// (RFC 9113 §3.2: over TLS, HTTP/2 is negotiated by ALPN, never
+    /// guessed), HTTP/1.1 otherwise. Choosing here, instead of sniffing the
+    /// first bytes, keeps the connection task to the size of the protocol in
+    /// use: an idle HTTP/1.1 connection does not carry an HTTP/2
+    /// connection's state (issue 12, idle memory).
+    fn is_h2(tls: &TlsStream) -> bool {
+        tls.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+
+    fn serve_h2(&self, tls: TlsStream, service: ConnectionService) -> HttpConnection {
+        HttpConnection::H2(Box::pin(
+            self.h2.serve_connection(TokioIo::new(tls), service),
+        ))
+    }
+
+    /// An HTTP/1.1 connection (upgrades allowed: WebSockets). Its head timer
+    /// is `head_timeout` when given (a connection rebuilt after hibernation:
+    /// what is left of the head deadline), `header_read_timeout` otherwise.
+    fn serve_h1(
+        &self,
+        io: H1Io,
+        service: ConnectionService,
+        head_timeout: Option<Duration>,
+    ) -> HttpConnection {
+        let conn = match head_timeout {
+            None => self.h1.serve_connection(io, service),
+            Some(left) => {
+                let mut h1 = self.h1.clone();
+                h1.header_read_timeout(left);
+                h1.serve_connection(io, service)
             }
-        } else {
-            HttpConnection::H1 {
-                conn: self.h1.serve_connection(io, service).with_upgrades(),
-            }
-        }
+        };
+        HttpConnection::H1(Box::new(conn.with_upgrades()))
     }
 }
 
@@ -255,6 +282,17 @@ struct Shared {
     metrics: Arc<TlsMetrics>,
     handshake_timeout: Duration,
     deadlines: Deadlines,
+    /// hyper's head timer (HTTP/1.1), restarted after each response.
+    header_read_timeout: Duration,
+}
+
+/// How [`Connection::drive`] ended.
+enum Driven {
+    /// The connection is over.
+    Done(Result<(), hyper::Error>),
+    /// An idle HTTP/1.1 connection stopped between two messages, to
+    /// hibernate.
+    Hibernate(Box<H1Connection>),
 }
 
 struct Connection {
@@ -263,7 +301,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, tcp: TcpStream, peer: SocketAddr) {
+    async fn run(mut self, tcp: TcpStream, peer: SocketAddr) {
         let _open = self.shared.metrics.connection_opened();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
@@ -311,32 +349,148 @@ impl Connection {
             info,
             activity: Arc::clone(&activity),
         };
-        let conn = self.shared.http.serve(tls, service);
-        if let Err(error) = self.drive(conn, &activity).await {
+        let result = if HttpBuilders::is_h2(&tls) {
+            let conn = self.shared.http.serve_h2(tls, service);
+            match self.drive(conn, &activity).await {
+                Driven::Done(result) => result,
+                // Only HTTP/1.1 hibernates.
+                Driven::Hibernate(_) => Ok(()),
+            }
+        } else {
+            self.serve_h1(tls, service, &activity).await
+        };
+        if let Err(error) = result {
             tracing::debug!(event = "connection_error", client = %peer, %error, "connection ended with an error");
+        }
+    }
+
+    /// Serves HTTP/1.1, hibernating whenever the connection idles between
+    /// requests and waking on the client's next bytes.
+    async fn serve_h1(
+        &mut self,
+        tls: TlsStream,
+        service: ConnectionService,
+        activity: &Arc<Activity>,
+    ) -> Result<(), hyper::Error> {
+        let mut io = H1Io::new(tls, Bytes::new(), Arc::clone(activity));
+        let mut head_timeout = None;
+        loop {
+            let conn = self.shared.http.serve_h1(io, service.clone(), head_timeout);
+            let conn = match self.drive(conn, activity).await {
+                Driven::Done(result) => return result,
+                Driven::Hibernate(conn) => conn,
+            };
+            // `None` only after an upgrade, which ends the connection
+            // instead of hibernating it.
+            let Some(parts) = conn.into_parts() else {
+                return Ok(());
+            };
+            let (tls, saved) = parts.io.into_hibernation(&parts.read_buf);
+            drop(parts.read_buf);
+            // hyper's head timer starts when a response ends (or at the
+            // handshake): the rebuilt connection gets what is left of it.
+            let head_deadline = activity
+                .quiet_since()
+                .unwrap_or_else(tokio::time::Instant::now)
+                + self.shared.header_read_timeout;
+            let Some((tls, replay)) = self.hibernate(tls, saved, activity, head_deadline).await
+            else {
+                return Ok(());
+            };
+            head_timeout =
+                Some(head_deadline.saturating_duration_since(tokio::time::Instant::now()));
+            io = H1Io::new(tls, replay, Arc::clone(activity));
+        }
+    }
+
+    /// Waits, holding only the TLS stream and the bytes hyper left unread,
+    /// for the client's next byte; returns the stream and the bytes to
+    /// replay, or `None` when the connection is over (closed by the client,
+    /// by a deadline or by the server's shutdown).
+    async fn hibernate(
+        &mut self,
+        mut tls: TlsStream,
+        saved: Bytes,
+        activity: &Activity,
+        head_deadline: tokio::time::Instant,
+    ) -> Option<(TlsStream, Bytes)> {
+        use tokio::io::AsyncReadExt as _;
+        let _hibernated = self.shared.metrics.hibernating();
+        let deadlines = self.shared.deadlines;
+        loop {
+            let now = tokio::time::Instant::now();
+            // The same deadlines as while hyper serves: the first request or
+            // idle (counted, as there), and hyper's head timer (not counted,
+            // as hyper's own closing is not).
+            let wake = match activity.step(deadlines, now) {
+                Step::Close(deadline) => {
+                    self.shared.metrics.timed_out(deadline);
+                    close_tls(tls).await;
+                    return None;
+                }
+                Step::WaitUntil(_) if now >= head_deadline => {
+                    close_tls(tls).await;
+                    return None;
+                }
+                Step::WaitUntil(at) => at.min(head_deadline),
+            };
+            // One byte: the wait holds no read buffer; hyper reads the rest.
+            let mut first = [0u8; 1];
+            tokio::select! {
+                read = tls.read(&mut first) => {
+                    return match read {
+                        // Invariant: bytes left unread by hyper come first,
+                        // then what arrived during the hibernation.
+                        Ok(1..) => {
+                            let mut replay = BytesMut::with_capacity(saved.len() + 1);
+                            replay.extend_from_slice(&saved);
+                            replay.extend_from_slice(&first);
+                            Some((tls, replay.freeze()))
+                        }
+                        // The client closed: close our side as hyper would.
+                        Ok(0) => {
+                            close_tls(tls).await;
+                            None
+                        }
+                        Err(error) => {
+                            tracing::debug!(event = "connection_error", %error,
+                                "hibernated connection failed");
+                            None
+                        }
+                    };
+                }
+                () = tokio::time::sleep_until(wake) => {}
+                // Server shutdown (or the server gone): nothing is in flight.
+                _ = self.stopping.changed() => {
+                    close_tls(tls).await;
+                    return None;
+                }
+            }
         }
     }
 
     /// Polls the connection to its end under its deadlines and the server's
     /// shutdown signal. A connection that never sent a complete request is
     /// dropped at its deadline; an idle one is asked to close (HTTP/2
-    /// GOAWAY) and dropped `IDLE_CLOSE_GRACE` later if it has not.
-    async fn drive(
-        mut self,
-        conn: HttpConnection,
-        activity: &Activity,
-    ) -> Result<(), hyper::Error> {
+    /// GOAWAY) and dropped `IDLE_CLOSE_GRACE` later if it has not. An
+    /// HTTP/1.1 connection with no request in progress for
+    /// `HIBERNATE_AFTER` is handed back to hibernate.
+    async fn drive(&mut self, mut conn: HttpConnection, activity: &Activity) -> Driven {
         let deadlines = self.shared.deadlines;
-        tokio::pin!(conn);
+        let h1 = matches!(conn, HttpConnection::H1(_));
         // The first wake-up as `step` gives it: never later than an idle
         // deadline (a request may end before the first-request deadline,
-        // and ending one wakes nobody).
-        let timer = tokio::time::sleep(deadlines.first_request.min(deadlines.idle));
+        // and ending one wakes nobody); HTTP/1.1: nor than a hibernation.
+        let mut first = deadlines.first_request.min(deadlines.idle);
+        if h1 {
+            first = first.min(HIBERNATE_AFTER);
+        }
+        let timer = tokio::time::sleep(first);
         tokio::pin!(timer);
         let mut closing = false;
         loop {
             tokio::select! {
-                result = conn.as_mut() => {
+                result = &mut conn => {
                     // hyper's header-read timer has the first-request
                     // deadline's length: when it closed a connection that
                     // never sent a request, count that deadline here (our
@@ -347,7 +501,7 @@ impl Connection {
                     {
                         self.shared.metrics.timed_out("first_request");
                     }
-                    return result;
+                    return Driven::Done(result);
                 }
                 () = timer.as_mut() => {
                     let now = tokio::time::Instant::now();
@@ -355,20 +509,45 @@ impl Connection {
                         // Invariant: after the close request only a request
                         // in progress keeps the connection; hyper ends it.
                         if !activity.busy() {
-                            return Ok(());
+                            return Driven::Done(Ok(()));
                         }
                         timer.as_mut().reset(now + deadlines.idle);
                         continue;
                     }
                     match activity.step(deadlines, now) {
+                        Step::WaitUntil(at) if h1 => match activity.quiet_since() {
+                            // Invariant: hyper is between two messages when
+                            // no request is in progress (a head is counted
+                            // in the poll that parses it, a response until
+                            // its body is dropped), everything it wrote was
+                            // flushed and it never began to shut the stream
+                            // down: taking its parts then loses no byte in
+                            // either direction (a head partly received stays
+                            // in its read buffer, handed back).
+                            Some(quiet) if now >= quiet + HIBERNATE_AFTER
+                                && activity.stream_settled() =>
+                            {
+                                if let HttpConnection::H1(conn) = conn {
+                                    return Driven::Hibernate(conn);
+                                }
+                                return Driven::Done(Ok(()));
+                            }
+                            // Quiet, not for long enough yet.
+                            Some(quiet) if now < quiet + HIBERNATE_AFTER => {
+                                timer.as_mut().reset(at.min(quiet + HIBERNATE_AFTER));
+                            }
+                            // A request in progress, or a response still
+                            // being flushed: look again later.
+                            _ => timer.as_mut().reset(at.min(now + HIBERNATE_AFTER)),
+                        },
                         Step::WaitUntil(at) => timer.as_mut().reset(at),
                         Step::Close(deadline) => {
                             self.shared.metrics.timed_out(deadline);
                             if deadline == "first_request" {
                                 // Nothing was ever asked: nothing to lose.
-                                return Ok(());
+                                return Driven::Done(Ok(()));
                             }
-                            conn.as_mut().graceful_shutdown();
+                            conn.graceful_shutdown();
                             closing = true;
                             timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
                         }
@@ -378,7 +557,7 @@ impl Connection {
                     // Server shutdown (or the server gone): finish what is
                     // in flight; `serve` aborts us after the grace period.
                     let _ = changed;
-                    conn.as_mut().graceful_shutdown();
+                    conn.graceful_shutdown();
                     closing = true;
                     timer.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                 }
@@ -402,21 +581,22 @@ impl Connection {
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
-pin_project_lite::pin_project! {
-    /// A served connection, HTTP/1.1 (upgrades allowed: WebSockets) or
-    /// HTTP/2. The HTTP/2 state is boxed: it is large and the rarer case.
-    #[project = HttpConnectionProj]
-    enum HttpConnection {
-        H1 { #[pin] conn: http1::UpgradeableConnection<TokioIo<TlsStream>, ConnectionService> },
-        H2 { conn: Pin<Box<http2::Connection<TokioIo<TlsStream>, ConnectionService, TokioExecutor>>> },
-    }
+type H1Connection = http1::UpgradeableConnection<H1Io, ConnectionService>;
+type H2Connection = http2::Connection<TokioIo<TlsStream>, ConnectionService, TokioExecutor>;
+
+/// A served connection, HTTP/1.1 (upgrades allowed: WebSockets) or HTTP/2.
+/// Both are boxed, so the connection task stays small: a hibernated
+/// HTTP/1.1 connection holds its TLS stream and no hyper state.
+enum HttpConnection {
+    H1(Box<H1Connection>),
+    H2(Pin<Box<H2Connection>>),
 }
 
 impl HttpConnection {
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        match self.project() {
-            HttpConnectionProj::H1 { conn } => conn.graceful_shutdown(),
-            HttpConnectionProj::H2 { conn } => conn.as_mut().graceful_shutdown(),
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Self::H1(conn) => Pin::new(&mut **conn).graceful_shutdown(),
+            Self::H2(conn) => conn.as_mut().graceful_shutdown(),
         }
     }
 }
@@ -425,11 +605,18 @@ impl Future for HttpConnection {
     type Output = Result<(), hyper::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            HttpConnectionProj::H1 { conn } => conn.poll(cx),
-            HttpConnectionProj::H2 { conn } => conn.as_mut().poll(cx),
+        match self.get_mut() {
+            Self::H1(conn) => Pin::new(&mut **conn).poll(cx),
+            Self::H2(conn) => conn.as_mut().poll(cx),
         }
     }
+}
+
+/// Closes a TLS stream no HTTP connection holds (close_notify, then FIN),
+/// bounded so a peer that stopped reading cannot keep the task.
+async fn close_tls(mut tls: TlsStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, tls.shutdown()).await;
 }
 
 /// Most HTTP/2 streams one connection may have open at once, so

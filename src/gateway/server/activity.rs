@@ -31,6 +31,10 @@ pub(super) struct Activity {
     served: AtomicBool,
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
+    /// HTTP/1.1 stream state, for hibernation: bytes written since the
+    /// last completed flush, and whether a shutdown of the stream began.
+    unflushed: AtomicBool,
+    shutting_down: AtomicBool,
 }
 
 /// The connection's deadlines (from `[server]`).
@@ -59,6 +63,8 @@ impl Activity {
             served: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            unflushed: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +105,36 @@ impl Activity {
     /// Whether any request is in progress.
     pub(super) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Since when no request has been in progress (the end of the last
+    /// response, or the handshake); `None` while one is.
+    pub(super) fn quiet_since(&self) -> Option<Instant> {
+        if self.busy() {
+            return None;
+        }
+        let idle_ms = self.idle_since_ms.load(Ordering::Acquire);
+        Some(self.start + Duration::from_millis(idle_ms))
+    }
+
+    /// The stream took bytes that a flush has not yet pushed out.
+    pub(super) fn wrote(&self) {
+        self.unflushed.store(true, Ordering::Relaxed);
+    }
+
+    /// A flush completed: nothing written is left in a buffer.
+    pub(super) fn flushed(&self) {
+        self.unflushed.store(false, Ordering::Relaxed);
+    }
+
+    /// The HTTP layer began to shut the stream down (it is closing).
+    pub(super) fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether everything written was flushed and no shutdown began.
+    pub(super) fn stream_settled(&self) -> bool {
+        !self.unflushed.load(Ordering::Relaxed) && !self.shutting_down.load(Ordering::Relaxed)
     }
 
     fn begin(self: &Arc<Self>) -> RequestGuard {
