@@ -83,7 +83,14 @@ pub(crate) fn run(config: Config, file: Option<&Path>, banner: Banner) -> anyhow
         other => other,
     };
     init_logging(&config)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // Connections run on `[server] workers` threads of their own; this
+    // runtime holds the accept loop, the metrics listener and the
+    // background loops (renewal, key and pairing-file polls, the cluster).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let facts = Facts {
         file: file.map_or_else(|| "defaults".to_owned(), |f| f.display().to_string()),
         upstream: config

@@ -216,6 +216,15 @@ impl Config {
             "must be at least 1",
         );
         p.check(
+            s.workers <= ServerConfig::MAX_WORKERS,
+            "server",
+            "workers",
+            &format!(
+                "must be at most {} (0: one per CPU)",
+                ServerConfig::MAX_WORKERS
+            ),
+        );
+        p.check(
             s.max_header_bytes >= 1024,
             "server",
             "max_header_bytes",

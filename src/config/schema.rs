@@ -78,12 +78,29 @@ pub struct ServerConfig {
     /// Most connections open at once from one client address (IPv6: one
     /// /64); further ones are closed at accept. 0 turns the cap off.
     pub max_connections_per_ip: usize,
+    /// Threads serving connections, each running its own event loop; a
+    /// connection lives on one for its whole life. 0: one per CPU.
+    pub workers: usize,
     /// Peers whose `X-Forwarded-*` headers are trusted (exact addresses).
     pub trusted_proxies: Vec<IpAddr>,
     /// Forward client header fields whose name holds `_` (off by default,
     /// like nginx's `underscores_in_headers`). Names an upstream would read
     /// as a gateway field (`X_Clawgate_Subject`) are dropped either way.
     pub allow_underscores_in_headers: bool,
+}
+
+impl ServerConfig {
+    /// Most `workers` accepted: far above any core count this runs on, low
+    /// enough that a typo cannot start a hundred thousand threads.
+    pub const MAX_WORKERS: usize = 1024;
+
+    /// `workers` resolved: the configured count, or one per CPU for 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -100,6 +117,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_connections: 16_384,
             max_connections_per_ip: 256,
+            workers: 0,
             trusted_proxies: Vec::new(),
             allow_underscores_in_headers: false,
         }

@@ -297,3 +297,22 @@ fn cluster_mode_refuses_pairing_and_unusable_timeouts() {
         );
     }
 }
+
+#[test]
+fn workers_zero_means_one_per_cpu_and_a_runaway_count_is_refused() {
+    let auto = Config::from_toml("").unwrap();
+    assert_eq!(auto.server.workers, 0);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(auto.server.worker_threads(), cpus);
+    let three = Config::from_toml("[server]\nworkers = 3\n").unwrap();
+    assert_eq!(three.server.worker_threads(), 3);
+    let ConfigError::Invalid(problems) =
+        Config::from_toml("[server]\nworkers = 100000\n").unwrap_err()
+    else {
+        panic!("expected Invalid");
+    };
+    assert!(
+        problems.iter().any(|p| p.starts_with("[server] workers")),
+        "{problems:?}"
+    );
+}

@@ -43,7 +43,7 @@ use self::http::security_headers::SecurityHeaders;
 use self::http::{AppState, HealthProbe, HttpLimits, SharedState};
 use self::metrics::Metrics;
 use self::replay_protection::ReplayGuard;
-use self::server::ServeOptions;
+use self::server::{ServeOptions, Workers};
 use self::session_manager::SessionManager;
 use self::session_manager::binding::ProofChecker;
 use self::session_manager::credentials::RateLimiter;
@@ -222,6 +222,8 @@ impl Gateway {
         let floor = replay_protection::restart_floor(&self.config.state.dir, self.clock.as_ref());
         self.replay.refuse_before(floor.floor_unix);
         let listener = bind(self.config.server.listen).await?;
+        let workers = Workers::start(self.config.server.worker_threads())
+            .map_err(|source| io("starting the worker threads", source))?;
         // Serve once the floor's second is over, so no honest request is
         // stamped below it; meanwhile connections wait in the backlog.
         tokio::time::sleep(floor.wait).await;
@@ -267,24 +269,19 @@ impl Gateway {
             cluster_tasks.push(cluster::server_check::spawn(Arc::clone(cluster)));
         }
         let opts = self.serve_options();
-        let serve = server::serve(
-            listener,
-            self.tls,
-            app,
-            opts,
-            Arc::clone(&self.metrics.tls),
-            async {
-                let _ = stop_rx.await;
-            },
-        );
+        let tls = self.tls;
+        let tls_metrics = Arc::clone(&self.metrics.tls);
         let proxy = self.proxy.clone();
         let task = tokio::spawn(async move {
-            serve.await;
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            server::serve(listener, tls, app, opts, tls_metrics, &workers, stop).await;
             // The server has drained (or given up on) its connections; what
             // it does not track stops now: tunnels, the metrics listener and
             // the background loops.
             if let Some(proxy) = proxy {
-                proxy.close_tunnels();
+                proxy.close_tunnels().await;
             }
             for task in background
                 .into_iter()
@@ -295,6 +292,8 @@ impl Gateway {
             {
                 task.abort();
             }
+            // Last: the tunnels closed on the workers, which stop now.
+            drop(workers);
         });
         tracing::info!(event = "listening", %addr, "clawgate listening (TLS 1.3 only)");
         Ok(RunningGateway {

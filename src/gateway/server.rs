@@ -1,5 +1,7 @@
 //! The accept loop: TCP → TLS 1.3 handshake (with a timeout, metrics and a
 //! plain-words log line when it fails) → HTTP/1.1 or HTTP/2, as ALPN agreed → the router.
+//! Each admitted connection is handed to one of the `[server] workers`
+//! threads (`workers`: one event loop per core) and lives there.
 //!
 //! The loop never waits for a free slot: a connection over `max_connections`
 //! or over its address's `max_connections_per_ip` is closed at accept, before
@@ -20,8 +22,11 @@ mod activity;
 mod client_slots;
 mod hibernate;
 mod metrics_listener;
+mod workers;
 
 pub(crate) use metrics_listener::serve_metrics;
+pub(crate) use workers::Workers;
+pub(crate) use workers::current as current_worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,13 +82,15 @@ pub struct ConnectionInfo {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
-/// drains for `opts.shutdown_grace`.
-pub async fn serve(
+/// drains for `opts.shutdown_grace`. The accept loop runs here; each
+/// connection runs on one of `workers`.
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     opts: ServeOptions,
     metrics: Arc<TlsMetrics>,
+    workers: &Workers,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopping) = watch::channel(false);
@@ -137,10 +144,14 @@ pub async fn serve(
             shared: Arc::clone(&shared),
             stopping: stopping.clone(),
         };
-        connections.spawn(async move {
-            conn.run(tcp, peer).await;
-            drop(admitted);
-        });
+        // From here on the connection lives on one worker thread.
+        connections.spawn_on(
+            async move {
+                conn.run(tcp, peer).await;
+                drop(admitted);
+            },
+            workers.next(),
+        );
     }
     drop(listener);
     tracing::info!(

@@ -64,6 +64,7 @@ use self::headers::RequestRewrite;
 use super::access_log::AccessSlot;
 use crate::config::{ServerConfig, UpstreamConfig, UpstreamUrl};
 use crate::gateway::metrics::{UpstreamErrorKind, UpstreamMetrics};
+use crate::gateway::server::current_worker;
 
 /// A future that resolves when the session behind a request ends.
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -170,7 +171,10 @@ pub struct Proxy {
 }
 
 struct Inner {
-    client: Client<HttpConnector, Body>,
+    /// One pool per worker thread (`server::current_worker`), and slot 0
+    /// for any other thread: a pooled upstream connection is driven by the
+    /// thread whose requests use it, never woken across threads.
+    clients: Box<[Client<HttpConnector, Body>]>,
     authority: Authority,
     /// `Host` sent upstream: the upstream's own authority.
     host: HeaderValue,
@@ -195,12 +199,16 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(upstream.connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+        let clients = (0..=server.worker_threads())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .build(connector.clone())
+            })
+            .collect();
         let inner = Inner {
-            client,
+            clients,
             authority,
             host,
             response_timeout: upstream.response_timeout,
@@ -227,9 +235,22 @@ impl Proxy {
     }
 
     /// Closes every open WebSocket tunnel, and any opened later: for
-    /// gateway shutdown, once the server has stopped accepting.
-    pub fn close_tunnels(&self) {
+    /// gateway shutdown, once the server has stopped accepting. Returns
+    /// when they have closed (each has `CLOSE_GRACE` to say goodbye).
+    pub async fn close_tunnels(&self) {
         self.inner.closing.send_replace(true);
+        // Every tunnel holds a receiver until it has shut both sides down.
+        let _ = tokio::time::timeout(
+            streams::CLOSE_GRACE + Duration::from_millis(100),
+            self.inner.closing.closed(),
+        )
+        .await;
+    }
+
+    /// This thread's upstream pool.
+    fn client(&self) -> &Client<HttpConnector, Body> {
+        let clients = &self.inner.clients;
+        &clients[current_worker() % clients.len()]
     }
 
     /// Forwards `req` upstream and returns the upstream's response.
@@ -358,8 +379,7 @@ impl Proxy {
         req: http::Request<Body>,
         session_end: Option<SessionEnd>,
     ) -> Result<(http::Response<Incoming>, Option<SessionEnd>), ProxyError> {
-        let head =
-            tokio::time::timeout(self.inner.response_timeout, self.inner.client.request(req));
+        let head = tokio::time::timeout(self.inner.response_timeout, self.client().request(req));
         let Some(mut end) = session_end else {
             return Ok((classify(head.await)?, None));
         };

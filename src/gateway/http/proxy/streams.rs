@@ -131,4 +131,4 @@ impl http_body::Body for SessionBound {
 }
 
 /// Time allowed to flush a TLS close_notify/FIN when a session ends a WebSocket.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(1);
