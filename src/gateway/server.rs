@@ -140,11 +140,21 @@ pub(crate) async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(event = "set_nodelay_failed", %error, "TCP_NODELAY not set");
         }
+        // Out of this runtime's reactor: registered here, every readiness
+        // event of the socket would be a wake-up sent across threads.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::debug!(event = "accept_failed", %error, "accepted socket unusable");
+                continue;
+            }
+        };
         let conn = Connection {
             shared: Arc::clone(&shared),
             stopping: stopping.clone(),
         };
-        // From here on the connection lives on one worker thread.
+        // From here on the connection lives on one worker thread, in its
+        // reactor.
         connections.spawn_on(
             async move {
                 conn.run(tcp, peer).await;
@@ -312,11 +322,18 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, tcp: TcpStream, peer: SocketAddr) {
+    async fn run(mut self, tcp: std::net::TcpStream, peer: SocketAddr) {
         let _open = self.shared.metrics.connection_opened();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
-        let mut tcp = tcp;
+        // Still non-blocking (tokio set it at accept).
+        let mut tcp = match TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::debug!(event = "accept_failed", %error, "accepted socket unusable");
+                return;
+            }
+        };
         // Peek, never read: the byte stays in the socket for rustls.
         let mut first = [0u8; 1];
         if let Ok(Ok(1)) = tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await
