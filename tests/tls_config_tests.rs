@@ -79,8 +79,8 @@ async fn server_prefers_aes256_when_client_offers_everything() {
 
 /// Exactly one handshake with `result` is in the gateway's metrics.
 async fn assert_handshake_counted(gw: &TestGateway, result: &str) {
-    let scraped = gw.metrics_text().await;
     let line = format!("clawgate_tls_handshakes_total{{result=\"{result}\"}} 1");
+    let scraped = gw.metrics_with(&line).await;
     assert!(scraped.contains(&line), "{scraped}");
 }
 

@@ -312,6 +312,22 @@ impl TestGateway {
             .to_owned()
     }
 
+    /// Scrapes until the exposition holds `line`, for at most 5 s, and
+    /// returns the last scrape. For what the server counts as it closes a
+    /// connection: a worker thread may count it just after the client saw
+    /// the close.
+    #[allow(dead_code)] // not every test binary scrapes for a line
+    pub async fn metrics_with(&self, line: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics_text().await;
+            if text.contains(line) || tokio::time::Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Scrapes the metrics listener.
     pub async fn metrics_text(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

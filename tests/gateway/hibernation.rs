@@ -143,11 +143,9 @@ async fn idle_timeout_closes_a_hibernated_connection() {
         .await
         .expect("a hibernated connection stayed open past idle_timeout");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    let text = gw.metrics_text().await;
-    assert!(
-        text.contains("clawgate_connections_timed_out_total{deadline=\"idle\"} 1"),
-        "{text}"
-    );
+    let line = "clawgate_connections_timed_out_total{deadline=\"idle\"} 1";
+    let text = gw.metrics_with(line).await;
+    assert!(text.contains(line), "{text}");
     // The connection's task, on a worker thread, leaves the gauge as it
     // ends, just after the close the client saw.
     wait_for_hibernation(&gw, 1, 0).await;

@@ -56,7 +56,7 @@ async fn pinned_client_certificate_is_admitted_and_forwarded_upstream() {
         }
     };
     assert!(refused, "a client without a certificate got an HTTP answer");
-    let metrics = gw.metrics_text().await;
+    let metrics = gw.metrics_with("result=\"client_cert_missing\"").await;
     assert!(
         metrics.contains("result=\"client_cert_missing\""),
         "{metrics}"

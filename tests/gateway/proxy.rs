@@ -418,6 +418,45 @@ async fn ten_megabyte_download_streams_through() {
     assert_eq!(hex(sha.finish().as_ref()), sha256_hex(&pattern(0, TEN_MB)));
 }
 
+/// A body that keeps arriving (never makes the proxy wait) is still cut
+/// when the session ends: the end is looked at every few frames.
+#[tokio::test]
+async fn session_end_cuts_a_download_that_never_waits() {
+    const TOTAL: usize = 64 * 1024 * 1024;
+    let (front, _up, _) = setup(&[]).await;
+    let req = get_req(&front, &format!("/download?bytes={TOTAL}"), &[]);
+    let response = client().request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut len = body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .map_or(0, |d| d.len());
+    front.end_session.send(true).unwrap();
+    let mut cut = false;
+    let read = tokio::time::timeout(PROMPTLY, async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => len += frame.into_data().map_or(0, |d| d.len()),
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the download outlived its session");
+    assert!(cut, "the cut download ended as if complete");
+    assert!(
+        len < TOTAL,
+        "all {len} bytes arrived after the session ended"
+    );
+}
+
 /// Reads data frames until `needle` has arrived; the stream stays open.
 async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
     let mut seen = String::new();
@@ -643,6 +682,27 @@ async fn connect_and_asterisk_targets_are_refused_not_forwarded() {
         let text = String::from_utf8_lossy(&buf[..n]);
         assert!(text.starts_with("HTTP/1.1 400"), "{head:?} -> {text}");
         assert!(text.contains("invalid_request"), "{text}");
+    }
+}
+
+/// The session's end is watched once the upstream keeps the request
+/// waiting (after 50 ms); an end before that is seen when the watch starts.
+#[tokio::test]
+async fn a_session_that_ends_while_the_upstream_works_cuts_the_request() {
+    for after in [Duration::from_millis(5), Duration::from_millis(120)] {
+        let (front, _up, _) = setup(&[]).await;
+        let request = tokio::spawn(send(get_req(&front, "/slow", &[])));
+        tokio::time::sleep(after).await;
+        front.end_session.send(true).unwrap();
+        let (parts, body) = request.await.unwrap();
+        // Not the 504 of `response_timeout` (300 ms): the session's end.
+        assert_eq!(
+            parts.status,
+            StatusCode::UNAUTHORIZED,
+            "ended after {after:?}"
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "invalid_token", "ended after {after:?}");
     }
 }
 

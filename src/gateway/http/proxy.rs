@@ -31,7 +31,10 @@
 //! (`SessionEnded`), a response body still streaming is aborted (the client
 //! sees an incomplete message), and a spliced WebSocket is closed on both
 //! sides with a TLS/TCP shutdown. No WebSocket close frame is sent: the
-//! splice is byte-level and a frame may be half written.
+//! splice is byte-level and a frame may be half written. The end is watched
+//! from the moment the upstream makes the request wait (50 ms for the head,
+//! the first body read that finds no data; a WebSocket at once), so a quick
+//! answer never arms the watch.
 //!
 //! `response_timeout` runs from dispatch until the response head arrives, so
 //! it includes the time the upstream spends reading the request body.
@@ -65,6 +68,11 @@ use super::access_log::AccessSlot;
 use crate::config::{ServerConfig, UpstreamConfig, UpstreamUrl};
 use crate::gateway::metrics::{UpstreamErrorKind, UpstreamMetrics};
 use crate::gateway::server::current_worker;
+
+/// How long an upstream may take before the session's end is watched (a
+/// response head not yet received, a body that is waiting for data): the
+/// most a revocation waits to cut a request already admitted.
+const ARM_SESSION_END: Duration = Duration::from_millis(50);
 
 /// A future that resolves when the session behind a request ends.
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -379,12 +387,28 @@ impl Proxy {
         req: http::Request<Body>,
         session_end: Option<SessionEnd>,
     ) -> Result<(http::Response<Incoming>, Option<SessionEnd>), ProxyError> {
-        let head = tokio::time::timeout(self.inner.response_timeout, self.client().request(req));
+        let timeout = self.inner.response_timeout;
+        let request = self.client().request(req);
         let Some(mut end) = session_end else {
-            return Ok((classify(head.await)?, None));
+            return Ok((
+                classify(tokio::time::timeout(timeout, request).await)?,
+                None,
+            ));
         };
+        // The session was valid when the request was admitted; its end is
+        // watched only once the upstream has taken `ARM_SESSION_END`. Most
+        // answers come sooner and never pay for the watch (a revocation
+        // subscription, a store lookup and a timer). Arming checks the
+        // store first, so a revocation in the meantime still cuts the
+        // request then. One timer either way: this one stands in for
+        // `response_timeout` until it fires.
+        let deadline = tokio::time::Instant::now() + timeout;
+        tokio::pin!(request);
+        if let Ok(result) = tokio::time::timeout(ARM_SESSION_END.min(timeout), &mut request).await {
+            return Ok((classify(Ok(result))?, Some(end)));
+        }
         tokio::select! {
-            result = head => Ok((classify(result)?, Some(end))),
+            result = tokio::time::timeout_at(deadline, request) => Ok((classify(result)?, Some(end))),
             () = &mut end => Err(ProxyError::SessionEnded),
         }
     }

@@ -26,6 +26,7 @@ pub(super) fn session_bound(body: Incoming, session_end: Option<SessionEnd>) -> 
         Some(end) => Body::new(SessionBound {
             inner: Some(body),
             end: Some(end),
+            unchecked: 0,
         }),
         None => Body::new(body),
     }
@@ -82,9 +83,42 @@ pub(super) async fn splice(
 }
 
 /// A response body that stops when the session ends.
+///
+/// The end is polled (and so armed: subscribed to revocations, with a
+/// timer) when the upstream makes the body wait, and at least every
+/// `CHECK_EVERY` frames of a body that never waits: a small body that is
+/// already here goes out without the watch, a long stream is watched.
 struct SessionBound {
     inner: Option<Incoming>,
     end: Option<SessionEnd>,
+    /// Frames passed on since the end was last polled.
+    unchecked: u8,
+}
+
+/// Most frames a body that is always ready passes on between two looks
+/// at the session's end.
+const CHECK_EVERY: u8 = 16;
+
+impl SessionBound {
+    /// Hands on what the upstream body gave, counting frames since the last
+    /// look at the session's end.
+    fn pass_on(
+        &mut self,
+        polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Box<dyn StdError + Send + Sync>>>> {
+        match polled {
+            Poll::Ready(Some(frame)) => {
+                self.unchecked = self.unchecked.saturating_add(1);
+                Poll::Ready(Some(frame.map_err(Into::into)))
+            }
+            Poll::Ready(None) => {
+                // Complete: the session's end no longer matters to this response.
+                self.end = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl http_body::Body for SessionBound {
@@ -96,6 +130,19 @@ impl http_body::Body for SessionBound {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let look_due = this.unchecked >= CHECK_EVERY;
+        if !look_due {
+            match Pin::new(inner).poll_frame(cx) {
+                Poll::Pending => {}
+                ready => return this.pass_on(ready),
+            }
+        }
+        // The upstream makes the body wait, or a look is due: the end is
+        // polled, so it wakes this body if the session ends.
+        this.unchecked = 0;
         if this
             .end
             .as_mut()
@@ -106,15 +153,18 @@ impl http_body::Body for SessionBound {
             this.end = None;
             return Poll::Ready(Some(Err(Box::new(ProxyError::SessionEnded))));
         }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
-        if frame.is_none() {
-            // Complete: the session's end no longer matters to this response.
-            this.end = None;
+        if !look_due {
+            // The body is waiting and the end is armed: either wakes us.
+            return Poll::Pending;
         }
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+        // The look found the session alive: the body's turn.
+        match this.inner.as_mut() {
+            Some(inner) => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                this.pass_on(polled)
+            }
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
