@@ -99,13 +99,16 @@ struct SessionBound {
 /// at the session's end.
 const CHECK_EVERY: u8 = 16;
 
+/// The error of a session-bound body.
+type BodyError = Box<dyn StdError + Send + Sync>;
+
 impl SessionBound {
     /// Hands on what the upstream body gave, counting frames since the last
     /// look at the session's end.
     fn pass_on(
         &mut self,
         polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Box<dyn StdError + Send + Sync>>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match polled {
             Poll::Ready(Some(frame)) => {
                 self.unchecked = self.unchecked.saturating_add(1);
@@ -123,7 +126,7 @@ impl SessionBound {
 
 impl http_body::Body for SessionBound {
     type Data = Bytes;
-    type Error = Box<dyn StdError + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -137,7 +140,7 @@ impl http_body::Body for SessionBound {
         if !look_due {
             match Pin::new(inner).poll_frame(cx) {
                 Poll::Pending => {}
-                ready => return this.pass_on(ready),
+                ready @ Poll::Ready(_) => return this.pass_on(ready),
             }
         }
         // The upstream makes the body wait, or a look is due: the end is
