@@ -19,19 +19,17 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     let Some(proxy) = state.proxy.as_ref() else {
         return ErrorResponse::from(ApiError::NoUpstream).into_response();
     };
-    let conn = req.extensions().get::<ConnectionInfo>().cloned();
-    let session = req.extensions().get::<Arc<Session>>().cloned();
+    let conn = req.extensions().get::<ConnectionInfo>();
+    let session = req.extensions().get::<Arc<Session>>();
     let ctx = ProxyContext {
-        peer: conn
-            .as_ref()
-            .map_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer),
-        identity: session.as_ref().map(|s| ForwardIdentity {
+        peer: conn.map_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer),
+        identity: session.map(|s| ForwardIdentity {
             subject: s.subject().to_owned(),
             session_id: s.session_id().to_owned(),
             scopes: s.scopes().to_vec(),
-            client_cert_fingerprint: conn.as_ref().and_then(|c| c.client_cert_sha256.clone()),
+            client_cert_fingerprint: conn.and_then(|c| c.client_cert_sha256.clone()),
         }),
-        session_end: session.as_ref().map(|s| state.sessions.session_end(s)),
+        session_end: session.map(|s| state.sessions.session_end(s)),
     };
     match proxy.forward(req, ctx).await {
         Ok(mut response) => {

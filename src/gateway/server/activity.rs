@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -181,7 +180,6 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         let guard = self.activity.begin();
-        req.extensions_mut().insert(ConnectInfo(self.info.peer));
         req.extensions_mut().insert(self.info.clone());
         let mut app = self.app.clone();
         TrackedResponse {
