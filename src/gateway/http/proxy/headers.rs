@@ -171,21 +171,32 @@ pub(super) fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, &header::UPGRADE, "websocket")
 }
 
-/// The `Connection` fields of a message, read before any field is removed
-/// (removing `Connection` itself must not forget what it named). Header
-/// values share the message's bytes: a clone copies no text, and a second
-/// `Connection` field is the only case that allocates.
+/// The field names a message's `Connection` fields list, read before any
+/// field is removed (removing `Connection` itself must not forget what it
+/// named), parsed once so each field of the message is checked with a
+/// name comparison. A token that is not a valid field name can name no
+/// field and is left out. Only a second token allocates.
 struct ConnectionTokens {
-    first: Option<HeaderValue>,
-    rest: Vec<HeaderValue>,
+    first: Option<HeaderName>,
+    rest: Vec<HeaderName>,
 }
 
 impl ConnectionTokens {
     fn of(headers: &HeaderMap) -> Self {
-        let mut values = headers.get_all(header::CONNECTION).iter();
+        let mut names = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // Dropped anyway: not kept, so the usual `keep-alive` costs no
+            // allocation.
+            .filter(|t| !FIXED_HOP_BY_HOP.iter().any(|f| f.eq_ignore_ascii_case(t)))
+            // `HeaderName` lower-cases: the comparison is case-insensitive.
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok());
         Self {
-            first: values.next().cloned(),
-            rest: values.cloned().collect(),
+            first: names.next(),
+            rest: names.collect(),
         }
     }
 
@@ -193,13 +204,8 @@ impl ConnectionTokens {
     /// hop-by-hop fields (plus legacy `Keep-Alive`, `Proxy-Connection`).
     fn is_hop_by_hop(&self, name: &HeaderName) -> bool {
         is_fixed_hop_by_hop(name.as_str())
-            || self
-                .first
-                .iter()
-                .chain(&self.rest)
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
+            || self.first.as_ref() == Some(name)
+            || self.rest.contains(name)
     }
 }
 
@@ -334,19 +340,23 @@ const BEARER_PROTOCOL: &str = "clawgate.bearer";
 /// RFC 9110 §7.6.1 plus legacy fields; `Connection`-named ones are added
 /// per message. A `match` on the (lower-case) name: no hashing.
 fn is_fixed_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-    )
+    FIXED_HOP_BY_HOP.contains(&name)
 }
+
+/// RFC 9110 §7.6.1's hop-by-hop fields, plus legacy `Keep-Alive` and
+/// `Proxy-Connection`, and the proxy authentication pair.
+const FIXED_HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
 /// Fields [`rewrite_request`] may add: three `X-Forwarded-*`, four
 /// identity fields, `Host`, and a WebSocket's `Upgrade` and `Connection`.
 const ADDED_FIELDS: usize = 10;
@@ -358,3 +368,56 @@ const X_CLAWGATE_SUBJECT: HeaderName = HeaderName::from_static("x-clawgate-subje
 const X_CLAWGATE_SESSION: HeaderName = HeaderName::from_static("x-clawgate-session");
 const X_CLAWGATE_SCOPES: HeaderName = HeaderName::from_static("x-clawgate-scopes");
 const X_CLAWGATE_CLIENT_CERT: HeaderName = HeaderName::from_static("x-clawgate-client-cert-sha256");
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn response(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    /// Every field a `Connection` field names goes, in any letter case,
+    /// across several `Connection` fields and odd spacing; `close` names
+    /// the (reserved) `Close` field too; other fields stay.
+    #[test]
+    fn fields_named_by_connection_go_in_any_case_and_spacing() {
+        let mut headers = response(&[
+            ("connection", " X-Private ,keep-alive,,CLOSE"),
+            ("connection", "x-other\t"),
+            ("x-private", "1"),
+            ("x-other", "2"),
+            ("close", "3"),
+            ("keep-alive", "timeout=5"),
+            ("strict-transport-security", "max-age=1"),
+            ("x-public", "4"),
+            ("content-type", "text/plain"),
+        ]);
+        rewrite_response(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-public"]);
+    }
+
+    #[test]
+    fn a_connection_value_that_is_not_text_names_nothing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-private, \xff").unwrap(),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        rewrite_response(&mut headers);
+        // As before: an unreadable `Connection` value is ignored whole.
+        assert!(headers.contains_key("x-private"));
+        assert!(!headers.contains_key(header::CONNECTION));
+    }
+}
