@@ -87,6 +87,7 @@ impl Workers {
 
     /// The runtime of the next worker, round robin.
     pub(crate) fn next(&self) -> &Handle {
+        // In bounds: `start` makes at least one worker.
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         &self.handles[i]
     }
