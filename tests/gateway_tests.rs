@@ -23,4 +23,5 @@ mod gateway {
     mod proxy;
     mod replay_quota;
     mod token_cache;
+    mod workers;
 }

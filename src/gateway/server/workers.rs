@@ -67,7 +67,9 @@ impl Workers {
             handles.push(runtime.handle().clone());
             stops.push(stop);
             std::thread::Builder::new()
-                .name(format!("clawgate-worker-{index}"))
+                // Short enough for the kernel's 15-byte thread name
+                // (`top -H`, `/proc/PID/task/*/comm`) to keep the index.
+                .name(format!("clawgate-w{index}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(index));
                     let _logs = tracing::dispatcher::set_default(&dispatch);
