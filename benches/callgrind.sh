@@ -77,12 +77,9 @@ wait_https() { # PORT TRIES
 
 # A first, native run creates the certificates and the signing key; the
 # token comes from it.
-"$bin" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
-first=$!
-for _ in $(seq 100); do [ -s "$work/certs/gateway.crt" ] && break; sleep 0.1; done
+start_gateway "$bin"
 wait_health "$cg_port" 50
-token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
-kill "$first"; wait "$first" 2>/dev/null || true
+kill "$cg_pid"; wait "$cg_pid" 2>/dev/null || true
 
 # root workers: vgdb (callgrind_control) must reach them from this shell.
 write_nginx_proxy_config "user root;"

@@ -94,3 +94,31 @@ http {
 }
 EOF
 }
+
+# The release build to measure: $CLAWGATE_BIN (e.g. an older commit's), or
+# target/release/clawgate built here. Sets $bin.
+release_bin() {
+    if [ -n "${CLAWGATE_BIN:-}" ]; then
+        bin="$CLAWGATE_BIN"
+    else
+        echo "== building clawgate (release)" >&2
+        cargo build --release -q
+        bin="$PWD/target/release/clawgate"
+    fi
+}
+
+# clawgate ($1) with the config of write_gateway_config, serving once its
+# certificate exists and /health answers; then a bearer token for it. Sets
+# $cg_pid (killed at exit) and $token.
+start_gateway() {
+    "$1" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
+    cg_pid=$!
+    pids+=($cg_pid)
+    for _ in $(seq 100); do
+        [ -s "$work/certs/gateway.crt" ] \
+            && curl -s -o /dev/null --cacert "$work/certs/ca.crt" "https://localhost:$cg_port/health" \
+            && break
+        sleep 0.1
+    done
+    token="$("$1" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
+}

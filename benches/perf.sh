@@ -17,21 +17,12 @@ done
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
-if [ -n "${CLAWGATE_BIN:-}" ]; then
-    bin="$CLAWGATE_BIN"
-else
-    cargo build --release -q
-    bin="$PWD/target/release/clawgate"
-fi
+release_bin
 out="${OUT:-$work/perf.data}"
 
 start_upstream
 write_gateway_config
-"$bin" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
-cg_pid=$!
-pids+=($cg_pid)
-for _ in $(seq 100); do [ -s "$work/certs/gateway.crt" ] && curl -s --cacert "$work/certs/ca.crt" "https://localhost:$cg_port/health" >/dev/null && break; sleep 0.1; done
-token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
+start_gateway "$bin"
 
 wrk -t2 -c64 -d3s -H "Authorization: Bearer $token" "https://127.0.0.1:$cg_port/bench" >/dev/null
 perf record -F 1999 -g -o "$out" -p "$cg_pid" -- sleep 8 2>/dev/null &

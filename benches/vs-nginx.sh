@@ -51,23 +51,13 @@ need python3 python3
 . benches/lib.sh
 
 # CLAWGATE_BIN=path compares another build (e.g. an older commit's).
-if [ -n "${CLAWGATE_BIN:-}" ]; then
-    bin="$CLAWGATE_BIN"
-else
-    echo "== building clawgate (release)" >&2
-    cargo build --release -q
-    bin="$PWD/target/release/clawgate"
-fi
+release_bin
 
 start_upstream
 
 # --- clawgate: default config, own directories and ports.
 write_gateway_config
-"$bin" serve --config "$work/gateway.toml" >"$work/clawgate.out" 2>&1 &
-cg_pid=$!
-pids+=($cg_pid)
-for _ in $(seq 100); do [ -s "$work/certs/gateway.crt" ] && curl -s --cacert "$work/certs/ca.crt" "https://localhost:$cg_port/health" >/dev/null && break; sleep 0.1; done
-token="$("$bin" token issue --sub bench --ttl 2h --config "$work/gateway.toml")"
+start_gateway "$bin"
 status="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/certs/ca.crt" -H "Authorization: Bearer $token" "https://localhost:$cg_port/bench")"
 [ "$status" = 200 ] || { echo "vs-nginx: clawgate did not answer 200 with the token (got $status)"; cat "$work/clawgate.out"; exit 1; }
 

@@ -318,14 +318,13 @@ impl TestGateway {
     /// the close.
     #[allow(dead_code)] // not every test binary scrapes for a line
     pub async fn metrics_with(&self, line: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let text = self.metrics_text().await;
-            if text.contains(line) || tokio::time::Instant::now() >= deadline {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_async(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async { self.metrics_text().await.contains(line) },
+        )
+        .await;
+        self.metrics_text().await
     }
 
     /// Scrapes the metrics listener.

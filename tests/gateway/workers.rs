@@ -3,10 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
-
 use crate::common::{self, TestGateway};
 
 /// Names of this process's threads (Linux: `/proc/self/task/*/comm`).
@@ -39,16 +35,7 @@ async fn the_configured_workers_serve_and_stop_with_the_gateway() {
     assert_eq!(count("clawgate-w7"), 1, "{:?}", thread_names());
     // Seven connections, one per worker in turn: every one is served.
     for _ in 0..7 {
-        let response = gw
-            .client()
-            .send(
-                gw.addr(),
-                Request::get("/health")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(response.status, 200);
+        assert_eq!(gw.client().get(gw.addr(), "/health").await.status, 200);
     }
     gw.running.shutdown().await;
     assert!(

@@ -337,14 +337,15 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 
 /// The subprotocol that marks a bearer token in the WebSocket offer.
 const BEARER_PROTOCOL: &str = "clawgate.bearer";
-/// RFC 9110 §7.6.1 plus legacy fields; `Connection`-named ones are added
-/// per message. A `match` on the (lower-case) name: no hashing.
+/// Whether a (lower-case) field name is always hop-by-hop;
+/// `Connection`-named ones are added per message (`ConnectionTokens`).
 fn is_fixed_hop_by_hop(name: &str) -> bool {
     FIXED_HOP_BY_HOP.contains(&name)
 }
 
 /// RFC 9110 §7.6.1's hop-by-hop fields, plus legacy `Keep-Alive` and
-/// `Proxy-Connection`, and the proxy authentication pair.
+/// `Proxy-Connection`, and the proxy authentication pair: compared by
+/// string, no hashing.
 const FIXED_HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",

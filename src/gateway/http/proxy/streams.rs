@@ -99,74 +99,60 @@ struct SessionBound {
 /// at the session's end.
 const CHECK_EVERY: u8 = 16;
 
-/// The error of a session-bound body.
-type BodyError = Box<dyn StdError + Send + Sync>;
-
 impl SessionBound {
-    /// Hands on what the upstream body gave, counting frames since the last
-    /// look at the session's end.
-    fn pass_on(
-        &mut self,
-        polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match polled {
-            Poll::Ready(Some(frame)) => {
-                self.unchecked = self.unchecked.saturating_add(1);
-                Poll::Ready(Some(frame.map_err(Into::into)))
-            }
-            Poll::Ready(None) => {
-                // Complete: the session's end no longer matters to this response.
-                self.end = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+    /// Polls the session's end; once it has come, drops the upstream body
+    /// (which closes that connection too) and says so.
+    fn session_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        let ended = self
+            .end
+            .as_mut()
+            .is_some_and(|end| end.as_mut().poll(cx).is_ready());
+        if ended {
+            self.inner = None;
+            self.end = None;
         }
+        ended
     }
 }
 
 impl http_body::Body for SessionBound {
     type Data = Bytes;
-    type Error = BodyError;
+    type Error = Box<dyn StdError + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.unchecked >= CHECK_EVERY {
+            // A body that never waits still gets a look now and then.
+            this.unchecked = 0;
+            if this.session_ended(cx) {
+                return Poll::Ready(Some(Err(Box::new(ProxyError::SessionEnded))));
+            }
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let look_due = this.unchecked >= CHECK_EVERY;
-        if !look_due {
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => {}
-                ready @ Poll::Ready(_) => return this.pass_on(ready),
+        match Pin::new(inner).poll_frame(cx) {
+            // The upstream makes the body wait: the end is polled (armed),
+            // so it wakes this body if the session ends first.
+            Poll::Pending => {
+                this.unchecked = 0;
+                if this.session_ended(cx) {
+                    return Poll::Ready(Some(Err(Box::new(ProxyError::SessionEnded))));
+                }
+                Poll::Pending
             }
-        }
-        // The upstream makes the body wait, or a look is due: the end is
-        // polled, so it wakes this body if the session ends.
-        this.unchecked = 0;
-        if this
-            .end
-            .as_mut()
-            .is_some_and(|end| end.as_mut().poll(cx).is_ready())
-        {
-            // Dropping the upstream body closes that connection too.
-            this.inner = None;
-            this.end = None;
-            return Poll::Ready(Some(Err(Box::new(ProxyError::SessionEnded))));
-        }
-        if !look_due {
-            // The body is waiting and the end is armed: either wakes us.
-            return Poll::Pending;
-        }
-        // The look found the session alive: the body's turn.
-        match this.inner.as_mut() {
-            Some(inner) => {
-                let polled = Pin::new(inner).poll_frame(cx);
-                this.pass_on(polled)
+            Poll::Ready(Some(frame)) => {
+                this.unchecked = this.unchecked.saturating_add(1);
+                Poll::Ready(Some(frame.map_err(Into::into)))
             }
-            None => Poll::Ready(None),
+            Poll::Ready(None) => {
+                // Complete: the session's end no longer matters to this response.
+                this.end = None;
+                Poll::Ready(None)
+            }
         }
     }
 
